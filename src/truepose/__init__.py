@@ -1,0 +1,16 @@
+"""TruePose: pose-guided person image synthesis with human-parsing-guided attention diffusion."""
+
+__version__ = "0.1.0"
+
+from .models import CAAAttnProcessor, HPFAAttnProcessor, PoseEncoder, ReferenceCaptureAttnProcessor, TargetNet
+from .pipeline import TruePosePipeline, TruePosePipelineOutput
+
+__all__ = [
+    "CAAAttnProcessor",
+    "HPFAAttnProcessor",
+    "PoseEncoder",
+    "ReferenceCaptureAttnProcessor",
+    "TargetNet",
+    "TruePosePipeline",
+    "TruePosePipelineOutput",
+]

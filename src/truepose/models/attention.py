@@ -1,0 +1,253 @@
+"""Attention processors of TruePose: SourceNet capture, HPFA and CAA.
+
+TargetNet's self-attention attends over ``[target tokens ; source tokens]`` (reference attention), where the source
+tokens are SourceNet's self-attention inputs at the same layer. HPFA (human-parsing-guided fusion attention) weights
+the source tokens with ``1 + delta`` on the parsed person (body, clothing, face) and ``sigma`` elsewhere; a weight on
+the attention probabilities with renormalisation is an additive ``log w`` bias on the logits, so HPFA is one fused
+``scaled_dot_product_attention`` call (see [`hpfa_log_weights`] and [`fused_reference_attention`]).
+
+CAA (CLIP-guided attention alignment) reads, from the same attention call, how much attention each parsing region of
+the source received, picks the ``top_k`` least attended regions and cross-attends to their CLIP embeddings through a
+zero-initialised output projection.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from torch import nn
+
+
+def hpfa_log_weights(person_mask: torch.Tensor, sigma: float, delta: float) -> torch.Tensor:
+    """HPFA weights of the source tokens, as log-weights (attention-logit biases).
+
+    Paper, Eq. (6): ``w_j = 1 + delta`` where the parsing mask is set (body, clothing, face) and ``w_j = sigma``
+    elsewhere; target tokens keep weight 1 (bias 0).
+
+    Args:
+        person_mask (`torch.Tensor` of shape `(batch, num_source_tokens)`): 1 on person tokens, 0 elsewhere.
+    Returns:
+        `torch.Tensor` of shape `(batch, num_source_tokens)`: ``log w_j``.
+    """
+    log_on, log_off = math.log(1.0 + delta), math.log(sigma)
+    return torch.where(person_mask > 0.5, log_on, log_off).to(torch.float32)
+
+
+def fused_reference_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    source_key: torch.Tensor,
+    source_value: torch.Tensor,
+    source_log_weight: torch.Tensor,
+    region_indicators: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weighted softmax attention over ``[target ; source]`` keys in one fused SDPA call.
+
+    ``P_ij = w_j exp(q_i.k_j / sqrt(d)) / sum_k w_k exp(q_i.k_k / sqrt(d))`` with ``w = 1`` on target tokens and
+    ``w_j = exp(source_log_weight_j)`` on source tokens (``-inf`` removes a source token). The bias is passed
+    broadcast as `(batch, 1, 1, keys)`; no attention matrix is materialised by this code.
+
+    When ``region_indicators`` is given, they are appended to the values as extra channels (zeros on target tokens),
+    so the extra output channels are each query's attention mass on each region: ``sum_{j in region r} P_ij``.
+
+    Args:
+        query (`torch.Tensor` of shape `(batch, heads, num_queries, head_dim)`).
+        key, value (`torch.Tensor` of shape `(batch, heads, num_target_tokens, head_dim)`).
+        source_key, source_value (`torch.Tensor` of shape `(batch, heads, num_source_tokens, head_dim)`).
+        source_log_weight (`torch.Tensor` of shape `(batch, num_source_tokens)`).
+        region_indicators (`torch.Tensor` of shape `(batch, num_source_tokens, num_regions)`, *optional*).
+    Returns:
+        The attention output `(batch, heads, num_queries, head_dim)` and, with ``region_indicators``, the region
+        masses `(batch, heads, num_queries, num_regions)`.
+    """
+    num_target_tokens, head_dim = key.shape[2], value.shape[-1]
+    keys = torch.cat([key, source_key], dim=2)
+    values = torch.cat([value, source_value], dim=2)
+    if region_indicators is not None:
+        indicators = F.pad(region_indicators, (0, 0, num_target_tokens, 0)).to(values.dtype)
+        values = torch.cat([values, indicators[:, None].expand(-1, values.shape[1], -1, -1)], dim=-1)
+    bias = F.pad(source_log_weight, (num_target_tokens, 0)).to(query.dtype)[:, None, None, :]
+    out = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias)
+    if region_indicators is None:
+        return out, None
+    return out[..., :head_dim], out[..., head_dim:]
+
+
+def select_low_attention_regions(
+    region_mass: torch.Tensor, region_size: torch.Tensor, region_valid: torch.Tensor, top_k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick the ``top_k`` parsing regions with the lowest average attention.
+
+    The average is the attention mass on a region, averaged over queries and heads and divided by the region's size
+    in tokens. Invalid regions (absent, padding, or a row that must not see the source) are never picked.
+
+    Args:
+        region_mass (`torch.Tensor` of shape `(batch, heads, num_queries, num_regions)`).
+        region_size (`torch.Tensor` of shape `(batch, num_regions)`): tokens per region at this layer.
+        region_valid (`torch.Tensor` of shape `(batch, num_regions)`, bool).
+    Returns:
+        Indices `(batch, k)` and their validity `(batch, k)` (False where fewer than ``top_k`` regions are valid),
+        with ``k = min(top_k, num_regions)``.
+    """
+    score = region_mass.float().mean(dim=(1, 2)) / region_size.float().clamp_min(1e-6)
+    score = score.masked_fill(~region_valid, float("inf"))
+    lowest, indices = score.topk(min(top_k, score.shape[1]), dim=1, largest=False)
+    return indices, torch.isfinite(lowest)
+
+
+@dataclass
+class LayerReference:
+    """Per-layer source conditioning a TargetNet self-attention reads during one pipeline call.
+
+    Attributes:
+        tokens (`(batch, num_source_tokens, channels)`): SourceNet's self-attention input at this layer.
+        log_weight (`(batch, num_source_tokens)`): HPFA log-weights, ``-inf`` on rows that must not see the source.
+        region_indicators (`(batch, num_source_tokens, num_regions)`): fraction of each token inside each region.
+        region_embeds (`(batch, num_regions, embed_dim)`): CLIP embedding of each region crop.
+        region_valid (`(batch, num_regions)`, bool): region present and visible to this row.
+    """
+
+    tokens: torch.Tensor
+    log_weight: torch.Tensor
+    region_indicators: torch.Tensor
+    region_embeds: torch.Tensor
+    region_valid: torch.Tensor
+
+    @property
+    def region_size(self) -> torch.Tensor:
+        return self.region_indicators.sum(dim=1)
+
+
+class ReferenceCaptureAttnProcessor(AttnProcessor2_0):
+    r"""SourceNet self-attention that also records its input tokens into ``bank[name]`` while ``bank`` is set."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.bank: dict[str, torch.Tensor] | None = None
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.bank is not None:
+            self.bank[self.name] = hidden_states
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+class HPFAAttnProcessor(nn.Module):
+    r"""TargetNet self-attention with human-parsing-guided fusion attention over SourceNet's tokens.
+
+    Without a ``reference`` set, it is plain self-attention. The per-call ``reference`` ([`LayerReference`]) is set
+    by [`TargetNet`] for the duration of one forward pass.
+    """
+
+    uses_regions = False
+
+    def __init__(self):
+        super().__init__()
+        self.reference: LayerReference | None = None
+
+    def _project_heads(self, attn: Attention, hidden_states: torch.Tensor, to: nn.Module) -> torch.Tensor:
+        batch_size = hidden_states.shape[0]
+        projected = to(hidden_states)
+        return projected.view(batch_size, -1, attn.heads, projected.shape[-1] // attn.heads).transpose(1, 2)
+
+    def attend(self, attn: Attention, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """HPFA attention `(batch, tokens, channels)` before the output projection, and region masses if CAA."""
+        batch_size = hidden_states.shape[0]
+        query = self._project_heads(attn, hidden_states, attn.to_q)
+        key = self._project_heads(attn, hidden_states, attn.to_k)
+        value = self._project_heads(attn, hidden_states, attn.to_v)
+        reference, region_mass = self.reference, None
+        if reference is None:
+            out = F.scaled_dot_product_attention(query, key, value)
+        else:
+            out, region_mass = fused_reference_attention(
+                query,
+                key,
+                value,
+                self._project_heads(attn, reference.tokens, attn.to_k),
+                self._project_heads(attn, reference.tokens, attn.to_v),
+                reference.log_weight,
+                reference.region_indicators if self.uses_regions else None,
+            )
+        return out.transpose(1, 2).reshape(batch_size, -1, attn.heads * value.shape[-1]), region_mass
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if encoder_hidden_states is not None or attention_mask is not None:
+            raise ValueError(f"{type(self).__name__} is a self-attention processor; it takes no encoder states/mask.")
+        residual = hidden_states
+        hidden_states, region_mass = self.attend(attn, hidden_states)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if region_mass is not None:
+            hidden_states = hidden_states + self.align(hidden_states, region_mass)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+class CAAAttnProcessor(HPFAAttnProcessor):
+    r"""HPFA followed by CLIP-guided attention alignment.
+
+    After HPFA gives ``F~`` (after the output projection), the ``top_k`` parsing regions with the lowest average
+    attention are selected and ``F~`` cross-attends to their CLIP embeddings; the result is added through the
+    zero-initialised ``caa_to_out``, so an untrained CAA is the identity.
+
+    Args:
+        hidden_size (`int`): channels of the attention layer.
+        region_embed_dim (`int`): width of the CLIP region embeddings.
+        num_heads (`int`): heads of the CAA cross-attention.
+        top_k (`int`): regions selected per sample.
+    """
+
+    uses_regions = True
+
+    def __init__(self, hidden_size: int, region_embed_dim: int, num_heads: int, top_k: int = 2):
+        super().__init__()
+        self.num_heads = num_heads
+        self.top_k = top_k
+        self.caa_to_q = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.caa_to_k = nn.Linear(region_embed_dim, hidden_size, bias=False)
+        self.caa_to_v = nn.Linear(region_embed_dim, hidden_size, bias=False)
+        self.caa_to_out = nn.Linear(hidden_size, hidden_size)
+        nn.init.zeros_(self.caa_to_out.weight)
+        nn.init.zeros_(self.caa_to_out.bias)
+
+    def align(self, hidden_states: torch.Tensor, region_mass: torch.Tensor) -> torch.Tensor:
+        """CAA residual `(batch, tokens, channels)` for HPFA output ``hidden_states``."""
+        reference = self.reference
+        indices, selected_valid = select_low_attention_regions(
+            region_mass, reference.region_size, reference.region_valid, self.top_k
+        )
+        region_embeds = torch.gather(
+            reference.region_embeds, 1, indices[..., None].expand(-1, -1, reference.region_embeds.shape[-1])
+        ).to(hidden_states.dtype)
+
+        batch_size, heads = hidden_states.shape[0], self.num_heads
+        query = self.caa_to_q(hidden_states).view(batch_size, -1, heads, hidden_states.shape[-1] // heads)
+        key = self.caa_to_k(region_embeds).view(batch_size, -1, heads, hidden_states.shape[-1] // heads)
+        value = self.caa_to_v(region_embeds).view(batch_size, -1, heads, hidden_states.shape[-1] // heads)
+        # rows with no valid region attend to one dummy key and have their output zeroed below
+        key_mask = selected_valid.clone()
+        key_mask[:, 0] = True
+        out = F.scaled_dot_product_attention(
+            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=key_mask[:, None, None, :]
+        )
+        out = out.transpose(1, 2).reshape(batch_size, -1, hidden_states.shape[-1])
+        out = out * selected_valid.any(dim=1).to(out.dtype)[:, None, None]
+        return self.caa_to_out(out)

@@ -1,0 +1,250 @@
+"""TargetNet: the denoising UNet of TruePose, with HPFA/CAA self-attention and pose features."""
+
+import inspect
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+from diffusers.models import UNet2DConditionModel
+
+from .attention import (
+    CAAAttnProcessor,
+    HPFAAttnProcessor,
+    LayerReference,
+    ReferenceCaptureAttnProcessor,
+    hpfa_log_weights,
+)
+
+
+@dataclass
+class SourceReference:
+    """Everything TargetNet needs from the source person, for a batch of target rows.
+
+    Attributes:
+        bank (`dict[str, torch.Tensor]`): processor name -> SourceNet self-attention input `(batch, tokens, channels)`.
+        person_mask (`torch.Tensor` of shape `(batch, 1, height, width)`): 1 on body, clothing and face.
+        region_masks (`torch.Tensor` of shape `(batch, num_regions, height, width)`): one mask per parsing region;
+            all-zero masks are padding.
+        region_embeds (`torch.Tensor` of shape `(batch, num_regions, embed_dim)`): CLIP embedding of each region.
+        source_dropped (`torch.Tensor` of shape `(batch,)`, bool): rows that must not see the source (the
+            unconditional branch of classifier-free guidance, or condition dropout in training).
+    """
+
+    bank: dict[str, torch.Tensor]
+    person_mask: torch.Tensor
+    region_masks: torch.Tensor
+    region_embeds: torch.Tensor
+    source_dropped: torch.Tensor
+
+    def index_select(self, index: torch.Tensor) -> "SourceReference":
+        """The rows ``index`` (e.g. ``arange(b).repeat_interleave(n)`` for ``n`` images per source)."""
+        return SourceReference(
+            bank={name: tokens[index] for name, tokens in self.bank.items()},
+            person_mask=self.person_mask[index],
+            region_masks=self.region_masks[index],
+            region_embeds=self.region_embeds[index],
+            source_dropped=self.source_dropped[index],
+        )
+
+    def with_unconditional(self) -> "SourceReference":
+        """``[unconditional ; conditional]`` rows for classifier-free guidance in one batch."""
+        doubled = self.index_select(torch.arange(len(self.source_dropped), device=self.source_dropped.device).repeat(2))
+        dropped = torch.cat([torch.ones_like(self.source_dropped), self.source_dropped])
+        return replace(doubled, source_dropped=dropped)
+
+
+def token_grid(latent_size: tuple[int, int], num_tokens: int) -> tuple[int, int]:
+    """The `(height, width)` of the layer with ``num_tokens`` tokens, halving (rounding up) like UNet downsamplers."""
+    height, width = latent_size
+    while height * width > num_tokens:
+        height, width = math.ceil(height / 2), math.ceil(width / 2)
+    if height * width != num_tokens:
+        raise ValueError(f"No UNet resolution of latent size {latent_size} has {num_tokens} tokens.")
+    return height, width
+
+
+def install_reference_capture(unet: UNet2DConditionModel) -> None:
+    """Give SourceNet's self-attention layers processors that can record their input tokens."""
+    unet.set_attn_processor(
+        {
+            name: ReferenceCaptureAttnProcessor(name) if name.endswith("attn1.processor") else processor
+            for name, processor in unet.attn_processors.items()
+        }
+    )
+
+
+def capture_reference_tokens(
+    source_unet: UNet2DConditionModel,
+    source_latents: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    timestep: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Run SourceNet once on clean source latents and return its self-attention inputs.
+
+    Args:
+        source_latents (`torch.Tensor` of shape `(batch, 4, h, w)`): scaled VAE latents of the source image.
+        encoder_hidden_states (`torch.Tensor` of shape `(batch, 1, dim)`): CLIP image embedding.
+    Returns:
+        `dict[str, torch.Tensor]`: processor name -> tokens `(batch, h_l * w_l, channels)`.
+    """
+    processors = [p for p in source_unet.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
+    if not processors:
+        install_reference_capture(source_unet)
+        processors = [p for p in source_unet.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
+    bank: dict[str, torch.Tensor] = {}
+    for processor in processors:
+        processor.bank = bank
+    try:
+        timesteps = torch.full((source_latents.shape[0],), timestep, device=source_latents.device, dtype=torch.long)
+        source_unet(source_latents, timesteps, encoder_hidden_states, return_dict=False)
+    finally:
+        for processor in processors:
+            processor.bank = None
+    return bank
+
+
+class TargetNet(UNet2DConditionModel):
+    r"""A [`UNet2DConditionModel`] whose self-attention layers run HPFA (and CAA on ``caa_blocks``).
+
+    It installs its processors itself, so ``save_pretrained``/``from_pretrained`` round-trip the CAA weights, and it
+    stores the HPFA/CAA settings in its config beside the UNet's.
+
+    Parameters (in addition to [`UNet2DConditionModel`]'s):
+        hpfa_sigma (`float`, defaults to 0.3): weight of source tokens outside the person (background).
+        hpfa_delta (`float`, defaults to 0.6): source tokens on the person get weight ``1 + hpfa_delta``.
+        hpfa_blocks (`tuple[str]`): name prefixes of the layers where HPFA weights apply; other layers use plain
+            reference attention (all weights 1).
+        caa_blocks (`tuple[str]`): name prefixes of the layers that also run CAA.
+        caa_top_k (`int`, defaults to 2): regions CAA selects; 0 disables CAA at run time.
+        region_embed_dim (`int`, defaults to 768): width of the CLIP region embeddings.
+    """
+
+    _truepose_defaults = {
+        "hpfa_sigma": 0.3,
+        "hpfa_delta": 0.6,
+        "hpfa_blocks": ("down_blocks", "mid_block", "up_blocks"),
+        "caa_blocks": ("up_blocks",),
+        "caa_top_k": 2,
+        "region_embed_dim": 768,
+    }
+
+    @register_to_config
+    def __init__(self, **kwargs):
+        settings = {key: kwargs.pop(key, default) for key, default in self._truepose_defaults.items()}
+        super().__init__(**kwargs)
+        if not settings["hpfa_sigma"] > 0 or not settings["hpfa_delta"] > -1:
+            raise ValueError(
+                f"hpfa_sigma must be > 0 and hpfa_delta > -1, got {settings['hpfa_sigma']} and {settings['hpfa_delta']}."
+            )
+        self.conv_in.register_forward_hook(self._add_pose_features)
+        self._pose_features: torch.Tensor | None = None
+        self.set_attn_processor(self._truepose_processors(**settings))
+
+    def _truepose_processors(self, caa_blocks, caa_top_k, region_embed_dim, **_) -> dict:
+        processors = {}
+        for name, processor in self.attn_processors.items():
+            if not name.endswith("attn1.processor"):
+                processors[name] = processor
+                continue
+            attn = self.get_submodule(name.removesuffix(".processor"))
+            if name.startswith(tuple(caa_blocks)):
+                processors[name] = CAAAttnProcessor(attn.inner_dim, region_embed_dim, attn.heads, caa_top_k)
+            else:
+                processors[name] = HPFAAttnProcessor()
+        return processors
+
+    @property
+    def hpfa_processors(self) -> dict[str, HPFAAttnProcessor]:
+        """Processor name -> HPFA/CAA processor, for every self-attention layer."""
+        return {name: p for name, p in self.attn_processors.items() if isinstance(p, HPFAAttnProcessor)}
+
+    @classmethod
+    def from_unet(cls, unet: UNet2DConditionModel, **settings) -> "TargetNet":
+        """A TargetNet with ``unet``'s config and weights; HPFA/CAA settings from ``settings``, new layers zeroed."""
+        target_net = cls(**{**dict(unet.config), **settings})
+        missing, unexpected = target_net.load_state_dict(unet.state_dict(), strict=False)
+        if unexpected or any(".processor." not in key for key in missing):
+            raise ValueError(f"UNet weights do not match TargetNet: missing {missing}, unexpected {unexpected}.")
+        target_net.to(unet.device)
+        return target_net if unet.dtype == target_net.dtype else target_net.to(dtype=unet.dtype)
+
+    def _add_pose_features(self, module, inputs, output: torch.Tensor) -> torch.Tensor:
+        return output if self._pose_features is None else output + self._pose_features.to(output.dtype)
+
+    def prepare_reference(
+        self, source_reference: SourceReference, latent_size: tuple[int, int]
+    ) -> dict[str, LayerReference]:
+        """Per-layer masks, HPFA log-weights and region indicators, computed once per pipeline call.
+
+        Masks are resized to each layer's token grid by area: the region indicators are the fraction of each token
+        inside each region; the HPFA person mask is that fraction >= 0.5.
+        """
+        hpfa_blocks = tuple(self.config.hpfa_blocks)
+        sigma, delta = self.config.hpfa_sigma, self.config.hpfa_delta
+        dropped = source_reference.source_dropped
+        region_valid = (source_reference.region_masks.flatten(2).amax(dim=2) > 0) & ~dropped[:, None]
+        grids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        layer_references = {}
+        for name in self.hpfa_processors:
+            tokens = source_reference.bank[name]
+            num_tokens = tokens.shape[1]
+            if num_tokens not in grids:
+                grid = token_grid(latent_size, num_tokens)
+                person = F.adaptive_avg_pool2d(source_reference.person_mask.float(), grid).flatten(1)
+                regions = F.adaptive_avg_pool2d(source_reference.region_masks.float(), grid).flatten(2)
+                grids[num_tokens] = (person, regions.transpose(1, 2))
+            person, region_indicators = grids[num_tokens]
+            if name.startswith(hpfa_blocks):
+                log_weight = hpfa_log_weights(person, sigma, delta)
+            else:
+                log_weight = torch.zeros_like(person)
+            log_weight = log_weight.masked_fill(dropped[:, None], float("-inf"))
+            layer_references[name] = LayerReference(
+                tokens=tokens,
+                log_weight=log_weight,
+                region_indicators=region_indicators,
+                region_embeds=source_reference.region_embeds,
+                region_valid=region_valid,
+            )
+        return layer_references
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        pose_features: torch.Tensor | None = None,
+        layer_references: dict[str, LayerReference] | None = None,
+        **kwargs,
+    ):
+        """[`UNet2DConditionModel.forward`] plus TruePose conditions.
+
+        Args:
+            pose_features (`torch.Tensor` of shape `(batch, block_out_channels[0], h, w)`, *optional*): added to the
+                ``conv_in`` output.
+            layer_references (`dict[str, LayerReference]`, *optional*): from [`~TargetNet.prepare_reference`];
+                without it every self-attention is plain self-attention.
+        """
+        processors = self.hpfa_processors
+        self._pose_features = pose_features
+        for name, processor in processors.items():
+            processor.reference = None if layer_references is None else layer_references[name]
+        try:
+            return super().forward(sample, timestep, encoder_hidden_states, **kwargs)
+        finally:
+            self._pose_features = None
+            for processor in processors.values():
+                processor.reference = None
+
+
+# Config keys map through the signature: the UNet's parameters followed by TruePose's.
+_unet_parameters = list(inspect.signature(UNet2DConditionModel.__init__).parameters.values())
+TargetNet.__init__.__signature__ = TargetNet.__init__.__wrapped__.__signature__ = inspect.Signature(
+    _unet_parameters
+    + [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+        for name, default in TargetNet._truepose_defaults.items()
+    ]
+)

@@ -1,0 +1,537 @@
+"""TruePosePipeline: pose-guided person image synthesis with HPFA and CAA (arXiv 2502.03426)."""
+
+import inspect
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils import BaseOutput, logging
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+from .conditioning import parsing as parsing_utils
+from .conditioning.pose import prepare_pose_image
+from .models import PoseEncoder, SourceReference, TargetNet, capture_reference_tokens, install_reference_capture
+
+logger = logging.get_logger(__name__)
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import torch
+        >>> from PIL import Image
+        >>> from truepose import TruePosePipeline
+
+        >>> pipe = TruePosePipeline.from_pretrained("org/truepose-deepfashion", torch_dtype=torch.float16).to("cuda")
+        >>> source = Image.open("person.jpg").convert("RGB")
+        >>> target_pose = Image.open("skeleton.png")  # or an (18, 3) keypoint array
+        >>> image = pipe(source, target_pose, num_inference_steps=35, guidance_scale=2.0).images[0]
+        ```
+"""
+
+ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
+
+
+@dataclass
+class TruePosePipelineOutput(BaseOutput):
+    """Output of [`TruePosePipeline`].
+
+    Args:
+        images (`list[PIL.Image.Image]` or `np.ndarray` or `torch.Tensor`): generated images, ``num_images_per_prompt``
+            per source, in the order of the sources.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+
+
+def _to_pil(image: ImageInput, argument: str) -> PIL.Image.Image:
+    """One RGB image from PIL, `(H, W, 3)` uint8/float-in-[0,1] arrays or `(3, H, W)` tensors in [0, 1]."""
+    if isinstance(image, PIL.Image.Image):
+        if image.mode != "RGB":
+            raise ValueError(f"`{argument}` must be an RGB image, got mode {image.mode!r}; use `image.convert('RGB')`.")
+        return image
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"`{argument}` tensors must have shape (3, H, W), got {tuple(image.shape)}.")
+        image = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"`{argument}` arrays must have shape (H, W, 3), got {image.shape}.")
+        if image.dtype != np.uint8:
+            image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+        return PIL.Image.fromarray(image)
+    raise TypeError(f"`{argument}` must be a PIL image, numpy array or torch tensor, got {type(image).__name__}.")
+
+
+def _as_image_list(images: ImageInput | list[ImageInput], argument: str) -> list[PIL.Image.Image]:
+    if isinstance(images, (list, tuple)):
+        return [_to_pil(image, argument) for image in images]
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return [_to_pil(image, argument) for image in images]
+    return [_to_pil(images, argument)]
+
+
+def _as_pose_list(target_pose: Any) -> list:
+    """A batch of poses: a list/tuple of poses or a `(batch, 18, 2|3)` keypoint array; anything else is one pose."""
+    if isinstance(target_pose, (list, tuple)) and target_pose and not isinstance(target_pose[0], (int, float, list)):
+        return list(target_pose)
+    if isinstance(target_pose, (np.ndarray, torch.Tensor)) and target_pose.ndim == 3 and target_pose.shape[-1] in (2, 3):
+        return list(target_pose)
+    return [target_pose]
+
+
+class TruePosePipeline(DiffusionPipeline):
+    r"""Pipeline for pose-guided person image synthesis with TruePose.
+
+    SourceNet reads the source person once per call; TargetNet denoises the target with human-parsing-guided fusion
+    attention (HPFA) over SourceNet's tokens, CLIP-guided attention alignment (CAA) and pose features.
+
+    Args:
+        vae ([`AutoencoderKL`]): encodes the source and decodes the result.
+        source_unet ([`UNet2DConditionModel`]): SourceNet, run once at timestep 0 on the clean source latents.
+        target_unet ([`TargetNet`]): the denoiser with HPFA/CAA self-attention.
+        pose_encoder ([`PoseEncoder`]): rendered skeleton -> features added after TargetNet's ``conv_in``.
+        image_encoder ([`CLIPVisionModelWithProjection`]): CLIP image embeddings of the source and its regions.
+        feature_extractor ([`CLIPImageProcessor`]): CLIP preprocessing.
+        scheduler ([`SchedulerMixin`]): DDIM by default; any diffusers scheduler works.
+        parser ([`SegformerForSemanticSegmentation`], *optional*): human parser; without it, pass ``source_parsing``.
+        parser_processor ([`SegformerImageProcessor`], *optional*): the parser's preprocessing.
+    """
+
+    model_cpu_offload_seq = "image_encoder->parser->source_unet->pose_encoder->target_unet->vae"
+    _optional_components = ["parser", "parser_processor"]
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        source_unet: UNet2DConditionModel,
+        target_unet: TargetNet,
+        pose_encoder: PoseEncoder,
+        image_encoder: CLIPVisionModelWithProjection,
+        feature_extractor: CLIPImageProcessor,
+        scheduler: KarrasDiffusionSchedulers,
+        parser: Any = None,
+        parser_processor: Any = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            source_unet=source_unet,
+            target_unet=target_unet,
+            pose_encoder=pose_encoder,
+            image_encoder=image_encoder,
+            feature_extractor=feature_extractor,
+            scheduler=scheduler,
+            parser=parser,
+            parser_processor=parser_processor,
+        )
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        install_reference_capture(self.source_unet)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "TruePosePipeline":
+        """[`DiffusionPipeline.from_pretrained`] with clear errors for a missing or incomplete checkpoint."""
+        path = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(path):
+            _check_checkpoint_folder(path)
+        elif not re.fullmatch(r"[\w.-]+/[\w.-]+", path) or path.startswith("."):
+            raise OSError(f"No TruePose checkpoint folder at {path!r}: the folder does not exist.")
+        try:
+            return super().from_pretrained(path, **kwargs)
+        except (OSError, ValueError) as error:
+            if os.path.isdir(path):
+                raise
+            raise OSError(
+                f"Could not load the TruePose checkpoint {path!r} from the Hugging Face Hub ({type(error).__name__}). "
+                f"Without network access, download it elsewhere (`hf download {path} --local-dir truepose-model`), "
+                "copy the folder here and pass its path: `TruePosePipeline.from_pretrained('truepose-model')`."
+            ) from None
+
+    @classmethod
+    def from_stable_diffusion(
+        cls,
+        stable_diffusion: str | os.PathLike,
+        image_encoder: str | os.PathLike,
+        image_encoder_subfolder: str | None = None,
+        torch_dtype: torch.dtype | None = None,
+        pose_encoder_channels: tuple[int, ...] | None = None,
+        **target_net_settings,
+    ) -> "TruePosePipeline":
+        """An untrained TruePose from SD-1.5 (VAE, UNet, scheduler config) and CLIP ViT-L/14 image-encoder weights.
+
+        Both UNets copy SD's UNet; CAA projections and the pose encoder's last layer are zero, so the result behaves
+        like SD's UNet with reference attention. ``target_net_settings`` go to [`TargetNet`] (``hpfa_sigma``, ...).
+        """
+        vae = AutoencoderKL.from_pretrained(stable_diffusion, subfolder="vae", torch_dtype=torch_dtype)
+        unet = UNet2DConditionModel.from_pretrained(stable_diffusion, subfolder="unet", torch_dtype=torch_dtype)
+        scheduler = DDIMScheduler.from_pretrained(stable_diffusion, subfolder="scheduler")
+        encoder = CLIPVisionModelWithProjection.from_pretrained(
+            image_encoder, subfolder=image_encoder_subfolder or "", dtype=torch_dtype
+        )
+        feature_extractor = CLIPImageProcessor.from_pretrained(image_encoder, subfolder=image_encoder_subfolder or "")
+        downsamplings = len(vae.config.block_out_channels) - 1
+        channels = pose_encoder_channels or tuple(16 * 2**i for i in range(downsamplings + 1))
+        pose_encoder = PoseEncoder(block_out_channels=channels, out_channels=unet.config.block_out_channels[0])
+        target_net_settings.setdefault("region_embed_dim", encoder.config.projection_dim)
+        target_unet = TargetNet.from_unet(unet, **target_net_settings)
+        source_unet = UNet2DConditionModel.from_config(unet.config).to(dtype=unet.dtype)
+        source_unet.load_state_dict(unet.state_dict())
+        return cls(vae, source_unet, target_unet, pose_encoder.to(dtype=unet.dtype), encoder, feature_extractor, scheduler)
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    def check_inputs(
+        self,
+        sources: list[PIL.Image.Image],
+        poses: list,
+        source_parsing: Any,
+        height: int,
+        width: int,
+        num_inference_steps: int,
+        guidance_scale: float,
+        num_images_per_prompt: int,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> None:
+        if height % self.vae_scale_factor or width % self.vae_scale_factor or height <= 0 or width <= 0:
+            raise ValueError(
+                f"`height` and `width` must be positive multiples of {self.vae_scale_factor}, got {height}x{width}."
+            )
+        if len({source.size for source in sources}) > 1:
+            raise ValueError(f"All `source_image`s must have the same size, got {[s.size for s in sources]}.")
+        if len(sources) != len(poses) and 1 not in (len(sources), len(poses)):
+            raise ValueError(
+                f"`source_image` and `target_pose` batch sizes must match (or one be 1), got {len(sources)} and "
+                f"{len(poses)}."
+            )
+        if source_parsing is not None:
+            num_maps = len(source_parsing) if isinstance(source_parsing, (list, tuple)) else 1
+            if num_maps != len(sources):
+                raise ValueError(f"`source_parsing` has {num_maps} maps for {len(sources)} source images.")
+        elif self.parser is None:
+            raise ValueError(
+                "`source_parsing` is required: this pipeline has no `parser`. Pass a parsing map per source image, "
+                "or load a human parser into the pipeline (see docs/inputs.md)."
+            )
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}.")
+        if not guidance_scale >= 0:
+            raise ValueError(f"`guidance_scale` must be >= 0 (<= 1 disables guidance), got {guidance_scale!r}.")
+        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+            raise ValueError(f"`num_images_per_prompt` must be a positive int, got {num_images_per_prompt!r}.")
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs}: {unknown}.")
+
+    def encode_image(self, images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:
+        """CLIP image embeddings `(len(images), 1, projection_dim)`."""
+        pixel_values = self.feature_extractor(images=images, return_tensors="pt").pixel_values
+        pixel_values = pixel_values.to(device=device, dtype=self.image_encoder.dtype)
+        return self.image_encoder(pixel_values).image_embeds[:, None, :]
+
+    def parse_sources(
+        self, sources: list[PIL.Image.Image], source_parsing: Any, label_map: Any
+    ) -> tuple[list[np.ndarray], parsing_utils.LabelMap]:
+        """Label-id maps `(H, W)` of the sources, from ``source_parsing`` or the pipeline's parser."""
+        if source_parsing is None:
+            maps = parsing_utils.parse_images(self.parser, self.parser_processor, sources)
+            return maps, parsing_utils.label_map_from_id2label(self.parser.config.id2label)
+        label_map = parsing_utils.get_label_map(label_map)
+        maps = source_parsing if isinstance(source_parsing, (list, tuple)) else [source_parsing]
+        width, height = sources[0].size
+        return [parsing_utils.as_parsing_map(m, height, width, label_map) for m in maps], label_map
+
+    def encode_source(
+        self,
+        sources: list[PIL.Image.Image],
+        parsing_maps: list[np.ndarray],
+        label_map: parsing_utils.LabelMap,
+        height: int,
+        width: int,
+        device: torch.device,
+    ) -> tuple[SourceReference, torch.Tensor]:
+        """Everything computed once per call from the sources: SourceNet tokens, masks, region and image embeddings.
+
+        Returns:
+            A [`SourceReference`] for the sources and their CLIP embeddings `(batch, 1, dim)`.
+        """
+        images = [source.resize((width, height), PIL.Image.BICUBIC) for source in sources]
+        image_embeds = self.encode_image(sources, device)
+
+        person, names, region_masks, crops = [], [], [], []
+        for source, parsing in zip(sources, parsing_maps):
+            person.append(parsing_utils.person_mask(parsing, label_map))
+            region_names, masks = parsing_utils.region_masks(parsing, label_map)
+            names.append(region_names)
+            region_masks.append(masks)
+            crops += parsing_utils.region_crops(source, masks)
+        num_regions = max(1, *(len(n) for n in names))
+        region_embeds = torch.zeros(len(sources), num_regions, image_embeds.shape[-1], device=device)
+        if crops:
+            crop_embeds = self.encode_image(crops, device)[:, 0].split([len(n) for n in names])
+            for i, embeds in enumerate(crop_embeds):
+                region_embeds[i, : len(embeds)] = embeds
+        source_height, source_width = parsing_maps[0].shape
+        padded_masks = np.zeros((len(sources), num_regions, source_height, source_width), dtype=np.float32)
+        for i, masks in enumerate(region_masks):
+            padded_masks[i, : len(masks)] = masks
+
+        pixel_values = self.image_processor.preprocess(images, height, width)
+        pixel_values = pixel_values.to(device=device, dtype=self.vae.dtype)
+        source_latents = self.vae.encode(pixel_values).latent_dist.mode() * self.vae.config.scaling_factor
+        bank = capture_reference_tokens(
+            self.source_unet, source_latents.to(self.source_unet.dtype), image_embeds.to(self.source_unet.dtype)
+        )
+        reference = SourceReference(
+            bank=bank,
+            person_mask=torch.from_numpy(np.stack(person)[:, None].astype(np.float32)).to(device),
+            region_masks=torch.from_numpy(padded_masks).to(device),
+            region_embeds=region_embeds.to(self.target_unet.dtype),
+            source_dropped=torch.zeros(len(sources), dtype=torch.bool, device=device),
+        )
+        return reference, image_embeds
+
+    def encode_pose(self, pose_images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:
+        """Skeleton images -> pose features `(batch, channels, height / f, width / f)`."""
+        pixels = torch.from_numpy(np.stack([np.asarray(image, dtype=np.float32) / 255 for image in pose_images]))
+        pixels = pixels.permute(0, 3, 1, 2).to(device=device, dtype=self.pose_encoder.dtype)
+        return self.pose_encoder(pixels)
+
+    def prepare_latents(
+        self,
+        batch_size: int,
+        height: int,
+        width: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        shape = (
+            batch_size,
+            self.target_unet.config.in_channels,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"`generator` is a list of {len(generator)} generators for {batch_size} images.")
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        elif latents.shape != shape:
+            raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
+        return latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """VAE decode to `(batch, 3, H, W)` in [-1, 1]; fp16 VAEs marked ``force_upcast`` decode in fp32 (no NaN)."""
+        vae = self.vae
+        if vae.dtype == torch.float16 and vae.config.force_upcast:
+            with torch.autocast(latents.device.type, enabled=False):
+                vae.to(torch.float32)
+                try:
+                    return vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
+                finally:
+                    vae.to(torch.float16)
+        return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        source_image: ImageInput | list[ImageInput],
+        target_pose: Any,
+        source_parsing: Any = None,
+        parsing_label_map: str | dict | parsing_utils.LabelMap = "atr",
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 35,
+        guidance_scale: float = 2.0,
+        num_images_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        target_pose_is_photo: bool = False,
+        pose_detector: Callable | None = None,
+        retarget_pose: bool | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[Any, int, int, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 - diffusers' signature
+    ) -> TruePosePipelineOutput | tuple:
+        r"""Generate the source person in the target pose.
+
+        Args:
+            source_image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them): RGB source person(s).
+            target_pose: a skeleton image, an `(18, 2)`/`(18, 3)` COCO-18 keypoint array in pixels of the output
+                frame (missing joints -1 or confidence 0), a person photo (with ``target_pose_is_photo=True``), or a
+                list of those (one per source, or one for all).
+            source_parsing (label-id map or list of maps, *optional*): human parsing of each source, same size as
+                the source; computed by the pipeline's ``parser`` when omitted.
+            parsing_label_map (`str`, `dict` or `LabelMap`): label table of ``source_parsing`` ("atr", "lip",
+                "cihp", "deepfashion").
+            height, width (`int`, *optional*): output size, multiples of the VAE factor; the source's size by default.
+            num_inference_steps (`int`, defaults to 35): denoising steps.
+            guidance_scale (`float`, defaults to 2.0): classifier-free guidance over the source; <= 1 disables it.
+            num_images_per_prompt (`int`, defaults to 1): images per source.
+            eta (`float`): DDIM eta.
+            generator (`torch.Generator` or list, *optional*): for deterministic generation.
+            latents (`torch.Tensor`, *optional*): initial noise `(batch * num_images_per_prompt, 4, h, w)`.
+            target_pose_is_photo (`bool`): ``target_pose`` is a photo; its pose is extracted by ``pose_detector``.
+            pose_detector (*optional*): a [`~truepose.conditioning.pose.PoseDetector`] for photos.
+            retarget_pose (`bool`, *optional*): scale/move the target skeleton to the source person (default: on for
+                poses taken from photos).
+            output_type (`str`, defaults to "pil"): "pil", "np", "pt" or "latent".
+            return_dict (`bool`, defaults to True): return a [`TruePosePipelineOutput`] instead of a tuple.
+            callback_on_step_end (`Callable`, *optional*): called as ``callback(pipe, step, timestep, kwargs)`` after
+                every step with the tensors named in ``callback_on_step_end_tensor_inputs``.
+
+        Examples:
+
+        Returns:
+            [`TruePosePipelineOutput`] or `tuple`: the generated images.
+        """
+        # 1. Check inputs
+        sources = _as_image_list(source_image, "source_image")
+        poses = _as_pose_list(target_pose)
+        source_width, source_height = sources[0].size
+        height, width = height or source_height, width or source_width
+        self.check_inputs(
+            sources,
+            poses,
+            source_parsing,
+            height,
+            width,
+            num_inference_steps,
+            guidance_scale,
+            num_images_per_prompt,
+            callback_on_step_end_tensor_inputs,
+        )
+        self._guidance_scale = guidance_scale
+
+        # 2. Define call parameters
+        parsing_maps, label_map = self.parse_sources(sources, source_parsing, parsing_label_map)
+        if len(sources) == 1 and len(poses) > 1:
+            sources, parsing_maps = sources * len(poses), parsing_maps * len(poses)
+        poses = poses * len(sources) if len(poses) == 1 else poses
+        batch_size = len(sources)
+        device = self._execution_device
+
+        # 3. Encode the source: CLIP, parsing masks and regions, SourceNet tokens (once per call)
+        source_reference, image_embeds = self.encode_source(
+            sources, parsing_maps, label_map, height, width, device
+        )
+        rows = torch.arange(batch_size, device=device).repeat_interleave(num_images_per_prompt)
+        source_reference, image_embeds = source_reference.index_select(rows), image_embeds[rows]
+        if self.do_classifier_free_guidance:
+            source_reference = source_reference.with_unconditional()
+            image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
+        image_embeds = image_embeds.to(self.target_unet.dtype)
+        layer_references = self.target_unet.prepare_reference(
+            source_reference, (height // self.vae_scale_factor, width // self.vae_scale_factor)
+        )
+
+        # 4. Encode the target pose (once per call)
+        detect = pose_detector if target_pose_is_photo else None
+        pose_images = [
+            prepare_pose_image(
+                pose,
+                height,
+                width,
+                is_photo=target_pose_is_photo,
+                detector=detect,
+                source_keypoints=detect(source.resize((width, height), PIL.Image.BICUBIC)) if detect else None,
+                retarget=retarget_pose,
+            )
+            for pose, source in zip(poses, sources)
+        ]
+        pose_features = self.encode_pose(pose_images, device)[rows]
+        if self.do_classifier_free_guidance:
+            pose_features = torch.cat([pose_features] * 2)
+        pose_features = pose_features.to(self.target_unet.dtype)
+
+        # 5. Prepare timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+
+        # 6. Prepare latent variables
+        latents = self.prepare_latents(
+            batch_size * num_images_per_prompt, height, width, image_embeds.dtype, device, generator, latents
+        )
+        extra_step_kwargs = {}
+        step_parameters = set(inspect.signature(self.scheduler.step).parameters)
+        if "eta" in step_parameters:
+            extra_step_kwargs["eta"] = eta
+        if "generator" in step_parameters:
+            extra_step_kwargs["generator"] = generator
+
+        # 7. Denoising loop
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+                noise_pred = self.target_unet(
+                    latent_model_input,
+                    t,
+                    encoder_hidden_states=image_embeds,
+                    pose_features=pose_features,
+                    layer_references=layer_references,
+                    return_dict=False,
+                )[0]
+                if self.do_classifier_free_guidance:
+                    noise_pred_uncond, noise_pred_cond = noise_pred.chunk(2)
+                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_cond - noise_pred_uncond)
+                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+
+                if callback_on_step_end is not None:
+                    callback_kwargs = {name: locals()[name] for name in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    latents = callback_outputs.pop("latents", latents)
+                progress_bar.update()
+
+        # 8. Decode
+        if output_type == "latent":
+            images = latents
+        else:
+            images = self.image_processor.postprocess(self.decode_latents(latents), output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return TruePosePipelineOutput(images=images)
+
+
+def _check_checkpoint_folder(path: str) -> None:
+    """Raise a clear error naming the first file a local checkpoint folder lacks."""
+    index_file = os.path.join(path, "model_index.json")
+    if not os.path.isfile(index_file):
+        raise OSError(f"{path!r} is not a TruePose checkpoint: it has no model_index.json.")
+    with open(index_file) as f:
+        index = json.load(f)
+    for name in ("vae", "source_unet", "target_unet", "pose_encoder", "image_encoder", "feature_extractor", "scheduler"):
+        entry = index.get(name)
+        if not entry or entry[0] is None:
+            raise OSError(f"Checkpoint {path!r} is incomplete: model_index.json has no `{name}` component.")
+        folder = os.path.join(path, name)
+        files = os.listdir(folder) if os.path.isdir(folder) else []
+        if not any(f.endswith(".json") for f in files):
+            raise OSError(f"Checkpoint {path!r} is incomplete: missing {os.path.join(name, 'config.json')}.")
+        if name not in ("feature_extractor", "scheduler") and not any(f.endswith(".safetensors") for f in files):
+            raise OSError(f"Checkpoint {path!r} is incomplete: no .safetensors weights in {name}/.")

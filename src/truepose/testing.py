@@ -1,0 +1,124 @@
+"""Tiny random-weight TruePose pipelines for tests, docs and quick experiments (CPU, seconds)."""
+
+import copy
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from .conditioning.parsing import LABEL_MAPS
+from .models import PoseEncoder, TargetNet
+from .pipeline import TruePosePipeline
+
+TINY_EMBED_DIM = 32
+
+
+def tiny_unet(sample_size: int = 32) -> UNet2DConditionModel:
+    """A (32, 64)-channel SD-style UNet with one attention level and one cross-attention up block."""
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TINY_EMBED_DIM,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+
+
+def tiny_parser(seed: int = 0):
+    """A tiny random Segformer with the ATR label set, and its processor (64x64 input)."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    torch.manual_seed(seed)
+    labels = LABEL_MAPS["atr"].labels
+    config = SegformerConfig(
+        num_channels=3,
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        num_attention_heads=[1, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=16,
+        num_labels=len(labels),
+        id2label={i: name for i, name in labels.items()},
+        label2id={name: i for i, name in labels.items()},
+    )
+    processor = SegformerImageProcessor(size={"height": 64, "width": 64})
+    return SegformerForSemanticSegmentation(config).eval(), processor
+
+
+def tiny_components(seed: int = 0, with_parser: bool = False, randomize_new_layers: bool = False, **settings) -> dict:
+    """Components of a tiny TruePose: 64x64 images, 2x VAE (32x32 latents), 32-d CLIP embeddings.
+
+    Args:
+        randomize_new_layers (`bool`): give the zero-initialised layers (CAA output, pose encoder output) random
+            weights, so tests can tell whether they are used and saved.
+        settings: [`TargetNet`] settings (``hpfa_sigma``, ``caa_top_k``, ...).
+    """
+    torch.manual_seed(seed)
+    unet = tiny_unet()
+    source_unet = copy.deepcopy(unet)
+    target_unet = TargetNet.from_unet(unet, region_embed_dim=TINY_EMBED_DIM, **settings)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=64,
+    )
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            projection_dim=TINY_EMBED_DIM,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    ).eval()
+    feature_extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    pose_encoder = PoseEncoder(block_out_channels=(8, 16), out_channels=unet.config.block_out_channels[0])
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    if randomize_new_layers:
+        for module in [pose_encoder.conv_out] + [
+            p.caa_to_out for p in target_unet.hpfa_processors.values() if hasattr(p, "caa_to_out")
+        ]:
+            torch.nn.init.normal_(module.weight, std=0.2)
+    parser, parser_processor = tiny_parser(seed) if with_parser else (None, None)
+    return {
+        "vae": vae,
+        "source_unet": source_unet,
+        "target_unet": target_unet,
+        "pose_encoder": pose_encoder,
+        "image_encoder": image_encoder,
+        "feature_extractor": feature_extractor,
+        "scheduler": scheduler,
+        "parser": parser,
+        "parser_processor": parser_processor,
+    }
+
+
+def tiny_pipeline(seed: int = 0, **kwargs) -> TruePosePipeline:
+    """A tiny random-weight [`TruePosePipeline`] that generates 64x64 images on CPU in about a second.
+
+    Keyword arguments go to [`tiny_components`].
+    """
+    pipe = TruePosePipeline(**tiny_components(seed, **kwargs))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
