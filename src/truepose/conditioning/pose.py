@@ -1,0 +1,697 @@
+# Copyright 2025 The TruePose developers. Licensed under the Apache License, Version 2.0.
+"""Target-pose conditioning: keypoints, skeleton drawing, pose extraction and retargeting.
+
+Conventions (those of OpenPose, ControlNet and the DeepFashion PGPIS benchmarks):
+
+- Keypoints are in **COCO-18 / OpenPose order** (0 nose, 1 neck, 2-4 right shoulder/elbow/wrist, 5-7 left
+  shoulder/elbow/wrist, 8-10 right hip/knee/ankle, 11-13 left hip/knee/ankle, 14/15 right/left eye, 16/17
+  right/left ear), as an array of shape `(18, 2)` `[x, y]` or `(18, 3)` `[x, y, confidence]`.
+- Coordinates are **pixels** of the image frame they belong to (`x` = column, `y` = row, integer `k` is the
+  centre of pixel `k`). A joint is **missing** when its `x` or `y` is negative (DeepFashion writes `-1`) or its
+  confidence is `<= 0` (OpenPose JSON writes `0, 0, 0`). Missing joints are never drawn.
+- Skeletons are drawn with `controlnet_aux.open_pose.util.draw_bodypose` (17 limbs, the standard 18 colours on a
+  black canvas), i.e. exactly what ControlNet-OpenPose users know. Joints are drawn at the nearest pixel.
+- A joint may lie at most `OUT_OF_FRAME_TOLERANCE` (2 %) of the image side beyond the frame; further out is a
+  `ValueError` (it almost always means keypoints of another resolution were passed).
+
+`prepare_pose_image` is the pipeline's single entry point for `target_pose`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+NUM_KEYPOINTS = 18
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose",
+    "neck",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
+)
+
+# BODY_25 index of each COCO-18 joint (BODY_25 adds 8 mid-hip and 19-24 feet).
+BODY25_TO_COCO18: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
+
+# Fraction of the image side a joint may lie beyond the frame before `draw_skeleton` refuses it.
+OUT_OF_FRAME_TOLERANCE = 0.02
+
+# Bones (COCO-18 index pairs) whose summed length measures a person's size for retargeting: neck-nose, the
+# two neck-hip torso sides and the two hip-knee-ankle legs. Arms and shoulders are left out: they change most
+# with pose and viewpoint.
+RETARGET_BONES: tuple[tuple[int, int], ...] = ((1, 0), (1, 8), (1, 11), (8, 9), (9, 10), (11, 12), (12, 13))
+# Joints whose centre anchors the person's position for retargeting: neck and hips.
+RETARGET_ANCHOR_JOINTS: tuple[int, ...] = (1, 8, 11)
+
+OPENPOSE_FILES: tuple[str, ...] = ("body_pose_model.pth",)
+OPENPOSE_HUB_REPO = "lllyasviel/Annotators"
+DWPOSE_POSE_FILE = "dw-ll_ucoco_384.pth"
+DWPOSE_DET_FILE = "yolox_l_8x8_300e_coco.pth"
+DWPOSE_HUB_REPO = "wanghaofan/dw-ll_ucoco_384"
+
+
+def _import_controlnet_aux_openpose():
+    """Imports controlnet_aux's OpenPose module lazily (the package import costs ~3 s and is noisy)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import controlnet_aux.open_pose as open_pose
+        from controlnet_aux.open_pose import util as open_pose_util
+    return open_pose, open_pose_util
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Keypoint arrays
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def as_keypoints(keypoints: Any, argument_name: str = "keypoints") -> np.ndarray:
+    """Validates and normalises a COCO-18 keypoint array.
+
+    Args:
+        keypoints: array-like (`np.ndarray`, list, `torch.Tensor`) of shape `(18, 2)` `[x, y]` or `(18, 3)`
+            `[x, y, confidence]`, in pixels.
+        argument_name: name used in error messages.
+
+    Returns:
+        `np.ndarray` float32 of shape `(18, 3)`. Present joints keep their coordinates (confidence 1 when none
+        was given); missing joints (negative or non-finite `x`/`y`, or confidence `<= 0`) are `[-1, -1, 0]`.
+    """
+    if isinstance(keypoints, torch.Tensor):
+        keypoints = keypoints.detach().cpu().float().numpy()
+    elif isinstance(keypoints, PIL.Image.Image) or isinstance(keypoints, (str, bytes)):
+        raise TypeError(
+            f"`{argument_name}` must be an array of shape (18, 2) or (18, 3), got {type(keypoints).__name__}."
+        )
+    try:
+        array = np.asarray(keypoints, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`{argument_name}` must be an array of shape (18, 2) or (18, 3) of numbers, got {type(keypoints).__name__}."
+        ) from None
+    if array.ndim != 2 or array.shape[0] != NUM_KEYPOINTS or array.shape[1] not in (2, 3):
+        raise ValueError(
+            f"`{argument_name}` must have shape (18, 2) [x, y] or (18, 3) [x, y, confidence] in COCO-18 order, "
+            f"got shape {tuple(array.shape)}."
+        )
+    out = np.empty((NUM_KEYPOINTS, 3), dtype=np.float32)
+    out[:, :2] = array[:, :2]
+    out[:, 2] = array[:, 2] if array.shape[1] == 3 else 1.0
+    missing = ~np.isfinite(out).all(axis=1) | (out[:, 0] < 0) | (out[:, 1] < 0) | ~(out[:, 2] > 0)
+    out[missing] = (-1.0, -1.0, 0.0)
+    return out
+
+
+def _present(keypoints: np.ndarray) -> np.ndarray:
+    return keypoints[:, 2] > 0
+
+
+def _check_in_frame(keypoints: np.ndarray, height: int, width: int, argument_name: str) -> None:
+    present = _present(keypoints)
+    if not present.any():
+        return
+    xy = keypoints[present, :2]
+    if present.sum() >= 2 and max(height, width) > 4 and float(xy.max()) <= 1.0:
+        raise ValueError(
+            f"`{argument_name}` look normalised to [0, 1]; pass pixel coordinates of the ({height}, {width}) frame "
+            "(multiply x by the width and y by the height)."
+        )
+    max_x = width - 1 + OUT_OF_FRAME_TOLERANCE * width
+    max_y = height - 1 + OUT_OF_FRAME_TOLERANCE * height
+    outside = np.flatnonzero(present & ((keypoints[:, 0] > max_x) | (keypoints[:, 1] > max_y)))
+    if len(outside) > 0:
+        joints = ", ".join(
+            f"{i} {KEYPOINT_NAMES[i]} at ({keypoints[i, 0]:g}, {keypoints[i, 1]:g})" for i in outside.tolist()
+        )
+        raise ValueError(
+            f"`{argument_name}` has joints outside the (height, width) = ({height}, {width}) image: {joints}. "
+            "Keypoints must be pixel coordinates of that frame; rescale keypoints annotated at another resolution "
+            "(e.g. DeepFashion's 256x176) by width / old_width and height / old_height."
+        )
+
+
+def _check_size(height: Any, width: Any) -> tuple[int, int]:
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return int(height), int(width)
+
+
+def _render(keypoints: np.ndarray, height: int, width: int) -> PIL.Image.Image:
+    """Draws validated `(18, 3)` pixel keypoints with controlnet_aux (no frame check)."""
+    _, open_pose_util = _import_controlnet_aux_openpose()
+    from controlnet_aux.open_pose.body import Keypoint
+
+    # controlnet_aux floors `x * W`; the half-pixel offset makes that a rounding of the pixel coordinate.
+    body = [
+        Keypoint(x=(float(x) + 0.5) / width, y=(float(y) + 0.5) / height) if c > 0 else None
+        for x, y, c in keypoints.tolist()
+    ]
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    canvas = open_pose_util.draw_bodypose(canvas, body)
+    return PIL.Image.fromarray(canvas, mode="RGB")
+
+
+def draw_skeleton(keypoints: Any, height: int, width: int) -> PIL.Image.Image:
+    """Draws an OpenPose (COCO-18) skeleton on a black RGB canvas.
+
+    Args:
+        keypoints: `(18, 2)` or `(18, 3)` pixel keypoints of the `(height, width)` frame; missing joints (and
+            the limbs touching them) are skipped.
+        height: canvas height in pixels.
+        width: canvas width in pixels.
+
+    Returns:
+        `PIL.Image.Image` RGB of size `(width, height)`, drawn by `controlnet_aux.open_pose.util.draw_bodypose`.
+
+    Raises:
+        ValueError: wrong shape, or joints more than 2 % of the image side outside the frame.
+    """
+    height, width = _check_size(height, width)
+    keypoints = as_keypoints(keypoints)
+    _check_in_frame(keypoints, height, width, "keypoints")
+    return _render(keypoints, height, width)
+
+
+def retarget_keypoints(target: Any, source: Any) -> np.ndarray:
+    """Moves and scales the target pose onto the source person.
+
+    Rule (one isotropic scale, one translation; missing joints stay missing):
+
+    - **size**: the summed length of the bones `RETARGET_BONES` (neck-nose, neck-right hip, neck-left hip,
+      hip-knee and knee-ankle of both legs) that are present in *both* poses; the scale is
+      `size(source) / size(target)`. With no common bone the scale is 1.
+    - **position**: the mean of the neck and hips (`RETARGET_ANCHOR_JOINTS`) present in both poses; with none
+      common, the mean of all joints present in both; with no common joint no translation.
+
+    `retargeted = (target - anchor(target)) * scale + anchor(source)`.
+
+    Args:
+        target: `(18, 2)`/`(18, 3)` keypoints of the wanted pose.
+        source: `(18, 2)`/`(18, 3)` keypoints of the source person, in the same pixel frame.
+
+    Returns:
+        `np.ndarray` float32 `(18, 3)`; coordinates may fall outside the frame.
+    """
+    target = as_keypoints(target, "target")
+    source = as_keypoints(source, "source")
+    common = _present(target) & _present(source)
+
+    size_t = size_s = 0.0
+    for a, b in RETARGET_BONES:
+        if common[a] and common[b]:
+            size_t += float(np.linalg.norm(target[a, :2] - target[b, :2]))
+            size_s += float(np.linalg.norm(source[a, :2] - source[b, :2]))
+    if size_t > 0 and size_s > 0:
+        scale = size_s / size_t
+    else:
+        logger.warning("retarget_keypoints: no bone is present in both poses; the target pose is not rescaled.")
+        scale = 1.0
+
+    anchor_joints = [j for j in RETARGET_ANCHOR_JOINTS if common[j]]
+    if not anchor_joints:
+        anchor_joints = np.flatnonzero(common).tolist()
+    out = target.copy()
+    present = _present(target)
+    if anchor_joints:
+        anchor_t = target[anchor_joints, :2].mean(axis=0)
+        anchor_s = source[anchor_joints, :2].mean(axis=0)
+        out[present, :2] = (target[present, :2] - anchor_t) * scale + anchor_s
+    else:
+        logger.warning("retarget_keypoints: no joint is present in both poses; the target pose is not moved.")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Images and the pipeline's entry point
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _is_keypoint_array(value: Any) -> bool:
+    shape = tuple(value.shape) if isinstance(value, (np.ndarray, torch.Tensor)) else None
+    if shape is None:
+        try:
+            shape = np.asarray(value, dtype=np.float32).shape
+        except (TypeError, ValueError):
+            return False
+    return len(shape) == 2 and shape[0] == NUM_KEYPOINTS and shape[1] in (2, 3)
+
+
+def _to_pil_rgb(image: Any, argument_name: str) -> PIL.Image.Image:
+    """PIL / ndarray HxWx{1,3,4} (uint8 or float in [0, 1]) / tensor {1,3}xHxW in [0, 1] -> RGB PIL image."""
+    if isinstance(image, PIL.Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        tensor = image.detach().cpu()
+        if tensor.ndim == 4 and tensor.shape[0] == 1:
+            tensor = tensor[0]
+        if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
+            raise ValueError(
+                f"`{argument_name}` as a tensor image must have shape (3, H, W) with values in [0, 1], "
+                f"got shape {tuple(image.shape)}."
+            )
+        if tensor.dtype == torch.uint8:
+            array = tensor.permute(1, 2, 0).numpy()
+        else:
+            array = (tensor.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    elif isinstance(image, np.ndarray):
+        array = image
+        if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3, 4):
+            array = array.transpose(1, 2, 0)
+        if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+            raise ValueError(
+                f"`{argument_name}` as an array image must have shape (H, W, 3), got shape {tuple(image.shape)}."
+            )
+        if array.dtype != np.uint8:
+            if np.issubdtype(array.dtype, np.floating):
+                array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+            else:
+                raise ValueError(
+                    f"`{argument_name}` as an array image must be uint8 in [0, 255] or float in [0, 1], "
+                    f"got dtype {array.dtype}."
+                )
+    else:
+        raise TypeError(
+            f"`{argument_name}` must be a PIL image, np.ndarray or torch.Tensor, got {type(image).__name__}."
+        )
+    array = np.ascontiguousarray(array)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    elif array.shape[-1] == 4:
+        array = array[..., :3]
+    return PIL.Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+
+
+def _rescale_keypoints(keypoints: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
+    """Maps pixel keypoints between frames of different size (pixel-centre aligned, like an image resize)."""
+    out = keypoints.copy()
+    present = _present(out)
+    sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
+    out[present, 0] = (out[present, 0] + 0.5) * sx - 0.5
+    out[present, 1] = (out[present, 1] + 0.5) * sy - 0.5
+    out[present, :2] = np.maximum(out[present, :2], 0.0)
+    return out
+
+
+def prepare_pose_image(
+    target_pose: Any,
+    height: int,
+    width: int,
+    *,
+    is_photo: bool = False,
+    detector: Callable[[PIL.Image.Image], Any] | None = None,
+    source_keypoints: Any | None = None,
+    retarget: bool | None = None,
+) -> PIL.Image.Image:
+    """Turns any accepted form of `target_pose` into the RGB skeleton image the pose encoder reads.
+
+    Args:
+        target_pose: one of
+            - a skeleton image (`PIL.Image.Image`, `np.ndarray` `(H, W, 3)` uint8 or float in [0, 1],
+              `torch.Tensor` `(3, H, W)` in [0, 1]): converted to RGB and resized (bilinear) to `(width, height)`;
+            - keypoints `(18, 2)`/`(18, 3)` (array, list or tensor) in pixels of the `(height, width)` frame:
+              drawn with `draw_skeleton`;
+            - with `is_photo=True`, a photo of a person (same image types): `detector` extracts the keypoints,
+              which are mapped to the `(height, width)` frame (as if the photo were resized to it) and drawn.
+        height: output height in pixels.
+        width: output width in pixels.
+        is_photo: whether an image `target_pose` is a photo to extract the pose from (not a skeleton).
+        detector: a `PoseDetector` (or any callable image -> `(18, 2|3)` pixel keypoints of that image),
+            required when `is_photo=True`.
+        source_keypoints: `(18, 2)`/`(18, 3)` keypoints of the source person in the `(height, width)` frame, used
+            for retargeting.
+        retarget: whether to move/scale the target pose onto the source person (`retarget_keypoints`). Defaults
+            to `True` for a photo with `source_keypoints` given, `False` otherwise. Needs keypoints (not a
+            skeleton image) and `source_keypoints`.
+
+    Returns:
+        `PIL.Image.Image` RGB of size `(width, height)`.
+    """
+    height, width = _check_size(height, width)
+    if retarget and source_keypoints is None:
+        raise ValueError("`retarget=True` needs `source_keypoints` (the source person's (18, 2|3) keypoints).")
+    if source_keypoints is not None:
+        source_keypoints = as_keypoints(source_keypoints, "source_keypoints")
+
+    if _is_keypoint_array(target_pose) and not isinstance(target_pose, PIL.Image.Image):
+        if is_photo:
+            raise ValueError("`is_photo=True` expects `target_pose` to be an image, got a keypoint array.")
+        keypoints = as_keypoints(target_pose, "target_pose")
+        _check_in_frame(keypoints, height, width, "target_pose")
+        from_photo = False
+    elif isinstance(target_pose, (PIL.Image.Image, np.ndarray, torch.Tensor)):
+        image = _to_pil_rgb(target_pose, "target_pose")
+        if not is_photo:
+            if retarget:
+                raise ValueError(
+                    "`retarget=True` needs `target_pose` as keypoints or a photo (with `is_photo=True`); a skeleton "
+                    "image cannot be retargeted."
+                )
+            if image.size != (width, height):
+                image = image.resize((width, height), resample=PIL.Image.BILINEAR)
+            return image
+        if detector is None:
+            raise ValueError(
+                "`is_photo=True` needs a pose `detector`, e.g. "
+                "`truepose.conditioning.PoseDetector.from_pretrained('lllyasviel/Annotators')` (or a local folder "
+                "holding body_pose_model.pth)."
+            )
+        detected = as_keypoints(detector(image), "detector output")
+        if not _present(detected).any():
+            raise ValueError("no person found in `target_pose` by the pose detector.")
+        keypoints = _rescale_keypoints(detected, (image.height, image.width), (height, width))
+        from_photo = True
+    else:
+        raise TypeError(
+            "`target_pose` must be keypoints ((18, 2) or (18, 3) array, list or tensor), or a skeleton/photo image "
+            f"(PIL.Image.Image, np.ndarray (H, W, 3), torch.Tensor (3, H, W)), got {type(target_pose).__name__}."
+        )
+
+    if retarget is None:
+        retarget = from_photo and source_keypoints is not None
+    if retarget:
+        keypoints = retarget_keypoints(keypoints, source_keypoints)
+        present = _present(keypoints)
+        xy = keypoints[present, :2]
+        if len(xy) and ((xy < 0).any() or (xy[:, 0] > width - 1).any() or (xy[:, 1] > height - 1).any()):
+            logger.warning("The retargeted target pose extends beyond the image; limbs are cut at the border.")
+    return _render(keypoints, height, width)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Annotation readers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def parse_deepfashion_keypoints(keypoints_y: str, keypoints_x: str) -> np.ndarray:
+    """Parses one row of a DeepFashion (PIDM/CFLD) annotation CSV.
+
+    Args:
+        keypoints_y: JSON list of 18 ints (rows), `-1` for missing joints.
+        keypoints_x: JSON list of 18 ints (columns), `-1` for missing joints.
+
+    Returns:
+        `np.ndarray` float32 `(18, 3)` `[x, y, confidence]`, in the annotation's frame (256x176 for the usual files).
+    """
+    try:
+        ys = json.loads(keypoints_y) if isinstance(keypoints_y, str) else keypoints_y
+        xs = json.loads(keypoints_x) if isinstance(keypoints_x, str) else keypoints_x
+    except json.JSONDecodeError as error:
+        raise ValueError(f"DeepFashion keypoints must be JSON lists of 18 ints: {error}") from None
+    ys, xs = np.asarray(ys, dtype=np.float32), np.asarray(xs, dtype=np.float32)
+    if ys.shape != (NUM_KEYPOINTS,) or xs.shape != (NUM_KEYPOINTS,):
+        raise ValueError(
+            f"`keypoints_y` and `keypoints_x` must be lists of 18 values, got shapes {ys.shape} and {xs.shape}."
+        )
+    return as_keypoints(np.stack([xs, ys], axis=1))
+
+
+def read_deepfashion_annotations(csv_path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a DeepFashion annotation file (`fasion-resize-annotation-{train,test}.csv`).
+
+    The file has `sep=':'` and the header `name:keypoints_y:keypoints_x`.
+
+    Returns:
+        dict image name -> `(18, 3)` float32 keypoints (`[x, y, confidence]`, missing `[-1, -1, 0]`).
+    """
+    annotations: dict[str, np.ndarray] = {}
+    with open(csv_path, encoding="utf-8") as file:
+        header = [field.strip() for field in file.readline().strip().split(":")]
+        if header != ["name", "keypoints_y", "keypoints_x"]:
+            raise ValueError(
+                f"{os.fspath(csv_path)} must start with the header `name:keypoints_y:keypoints_x`, got {header}."
+            )
+        for line_number, line in enumerate(file, start=2):
+            line = line.strip()
+            if not line:
+                continue
+            fields = line.split(":")
+            if len(fields) != 3:
+                raise ValueError(
+                    f"{os.fspath(csv_path)}, line {line_number}: expected 3 ':'-separated fields, got {len(fields)}."
+                )
+            name, keypoints_y, keypoints_x = (field.strip() for field in fields)
+            annotations[name] = parse_deepfashion_keypoints(keypoints_y, keypoints_x)
+    return annotations
+
+
+def read_openpose_json(path_or_dict: str | os.PathLike | dict) -> list[np.ndarray]:
+    """Reads the people of an OpenPose JSON output (`people[*].pose_keypoints_2d`).
+
+    `pose_keypoints_2d` is a flat `[x, y, c] * N` list: `N = 18` (COCO) is used as is, `N = 25` (BODY_25) is
+    mapped to COCO-18 with `BODY25_TO_COCO18` (mid-hip and feet dropped). Joints with confidence 0 are missing.
+
+    Returns:
+        list of `(18, 3)` float32 keypoint arrays, one per person (empty when there is none).
+    """
+    if isinstance(path_or_dict, dict):
+        data = path_or_dict
+    elif isinstance(path_or_dict, (str, os.PathLike)):
+        with open(path_or_dict, encoding="utf-8") as file:
+            data = json.load(file)
+    else:
+        raise TypeError(f"`path_or_dict` must be a path or a dict, got {type(path_or_dict).__name__}.")
+    people = data.get("people")
+    if not isinstance(people, list):
+        raise ValueError("OpenPose JSON must have a `people` list.")
+    result = []
+    for index, person in enumerate(people):
+        flat = np.asarray(person.get("pose_keypoints_2d", []), dtype=np.float32)
+        if flat.size % 3 != 0 or flat.size // 3 not in (18, 25):
+            raise ValueError(
+                f"people[{index}].pose_keypoints_2d must hold 18 (COCO) or 25 (BODY_25) [x, y, c] triples, "
+                f"got {flat.size} values."
+            )
+        triples = flat.reshape(-1, 3)
+        if len(triples) == 25:
+            triples = triples[list(BODY25_TO_COCO18)]
+        result.append(as_keypoints(triples))
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pose detection
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _looks_like_local_path(name: str) -> bool:
+    return (
+        os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or name.count("/") > 1
+        or (os.sep != "/" and os.sep in name)
+        or os.path.exists(name)
+    )
+
+
+def _resolve_files(
+    pretrained_model_name_or_path: str | os.PathLike,
+    filenames: Sequence[str],
+    cache_dir: str | None,
+    local_files_only: bool,
+    what: str,
+) -> list[str]:
+    """Returns local paths of `filenames` from a folder or a Hub repo, or raises a short OSError saying what to do."""
+    name = os.fspath(pretrained_model_name_or_path)
+    listing = ", ".join(filenames)
+    if os.path.isdir(name):
+        missing = [f for f in filenames if not os.path.isfile(os.path.join(name, f))]
+        if missing:
+            raise OSError(
+                f"{what}: the folder {name!r} lacks {', '.join(missing)}. Download {listing} (e.g. from "
+                f"https://huggingface.co/{OPENPOSE_HUB_REPO if what.startswith('openpose') else DWPOSE_HUB_REPO}) and "
+                f"put them in {name!r}."
+            )
+        return [os.path.join(name, f) for f in filenames]
+    if _looks_like_local_path(name):
+        raise OSError(f"{what}: the folder {name!r} does not exist. Create it and put {listing} in it.")
+    from huggingface_hub import hf_hub_download
+
+    paths = []
+    for filename in filenames:
+        try:
+            paths.append(hf_hub_download(name, filename, cache_dir=cache_dir, local_files_only=local_files_only))
+        except Exception as error:  # offline, missing repo or file, auth: all end the same way for the user
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise OSError(
+                f"{what}: could not get {filename!r} from the Hub repo {name!r} ({type(error).__name__}: {reason}). "
+                f"Without network, download {listing} from https://huggingface.co/{name} and pass the folder "
+                "holding them, e.g. `PoseDetector.from_pretrained('/path/to/annotators')`."
+            ) from None
+    return paths
+
+
+def _mm_stack_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(module) is not None for module in ("mmcv", "mmdet", "mmpose"))
+
+
+class PoseDetector:
+    """Extracts COCO-18 pixel keypoints of a person from a photo with controlnet_aux (OpenPose or DWpose).
+
+    Only the body model is used (TruePose draws 18 body joints), so an OpenPose folder needs only
+    `body_pose_model.pth`; hand and face models are not loaded.
+
+    Args:
+        detector: a controlnet_aux `OpenposeDetector` or `DWposeDetector`.
+        kind: `"openpose"` or `"dwpose"`.
+        detect_resolution: the short side the photo is resized to before detection (controlnet_aux's default,
+            512; sizes are rounded to multiples of 64). Keypoints are mapped back to the photo's own frame.
+    """
+
+    def __init__(self, detector: Any, kind: str = "openpose", detect_resolution: int = 512):
+        if kind not in ("openpose", "dwpose"):
+            raise ValueError(f"`kind` must be 'openpose' or 'dwpose', got {kind!r}.")
+        self.detector = detector
+        self.kind = kind
+        self.detect_resolution = detect_resolution
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike = OPENPOSE_HUB_REPO,
+        kind: str = "openpose",
+        *,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        device: str | torch.device | None = None,
+        detect_resolution: int = 512,
+    ) -> PoseDetector:
+        """Loads a detector from a local folder or a Hub repo.
+
+        Args:
+            pretrained_model_name_or_path: folder or Hub repo id. `kind="openpose"`: holds `body_pose_model.pth`
+                (Hub: `lllyasviel/Annotators`). `kind="dwpose"`: holds `dw-ll_ucoco_384.pth` and optionally
+                `yolox_l_8x8_300e_coco.pth` (Hub: `wanghaofan/dw-ll_ucoco_384`; needs mmcv, mmdet, mmpose).
+            kind: `"openpose"` or `"dwpose"`.
+            cache_dir, local_files_only: passed to `huggingface_hub.hf_hub_download`.
+            device: device to move the model to.
+            detect_resolution: see the class docstring.
+        """
+        if kind == "openpose":
+            (body_path,) = _resolve_files(
+                pretrained_model_name_or_path, OPENPOSE_FILES, cache_dir, local_files_only, "openpose"
+            )
+            open_pose, _ = _import_controlnet_aux_openpose()
+            try:
+                body = open_pose.Body(body_path)
+            except Exception as error:
+                raise OSError(
+                    f"openpose: {body_path!r} is not a valid OpenPose body model ({type(error).__name__}: "
+                    f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})."
+                ) from None
+            detector = open_pose.OpenposeDetector(body)
+        elif kind == "dwpose":
+            if not _mm_stack_available():
+                raise ImportError(
+                    "kind='dwpose' needs the OpenMMLab stack: `pip install -U openmim && mim install mmengine "
+                    "'mmcv>=2.0.1' 'mmdet>=3.1.0' 'mmpose>=1.1.0'`. Use kind='openpose' otherwise."
+                )
+            (pose_path,) = _resolve_files(
+                pretrained_model_name_or_path, (DWPOSE_POSE_FILE,), cache_dir, local_files_only, "dwpose"
+            )
+            det_path = os.path.join(os.path.dirname(pose_path), DWPOSE_DET_FILE)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from controlnet_aux.dwpose import DWposeDetector
+            detector = DWposeDetector(
+                det_ckpt=det_path if os.path.isfile(det_path) else None,
+                pose_ckpt=pose_path,
+                device=str(device) if device is not None else "cpu",
+            )
+        else:
+            raise ValueError(f"`kind` must be 'openpose' or 'dwpose', got {kind!r}.")
+        pose_detector = cls(detector, kind=kind, detect_resolution=detect_resolution)
+        if device is not None:
+            pose_detector.to(device)
+        return pose_detector
+
+    def to(self, device: str | torch.device) -> PoseDetector:
+        if self.kind == "openpose":
+            self.detector.body_estimation.to(device)
+        else:
+            self.detector.to(device)
+        return self
+
+    def detect(self, image: Any) -> list[np.ndarray]:
+        """Detects all people.
+
+        Args:
+            image: photo (`PIL.Image.Image`, `np.ndarray` `(H, W, 3)`, `torch.Tensor` `(3, H, W)` in [0, 1]).
+
+        Returns:
+            list of `(18, 3)` float32 keypoint arrays in pixels of `image`'s own frame (possibly empty).
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from controlnet_aux.util import resize_image
+        rgb = np.asarray(_to_pil_rgb(image, "image"))
+        height, width = rgb.shape[:2]
+        resized = resize_image(rgb, self.detect_resolution)  # multiples of 64
+        rh, rw = resized.shape[:2]
+        people = []
+        if self.kind == "openpose":
+            for pose in self.detector.detect_poses(resized):  # keypoints normalised by (rw, rh)
+                keypoints = np.array(
+                    [(k.x * rw, k.y * rh, 1.0) if k is not None else (-1.0, -1.0, 0.0) for k in pose.body.keypoints],
+                    dtype=np.float32,
+                )
+                people.append(keypoints)
+        else:
+            with torch.no_grad():
+                candidate, scores = self.detector.pose_estimation(resized[:, :, ::-1].copy())  # BGR, pixels
+            for xy, score in zip(candidate[:, :NUM_KEYPOINTS], scores[:, :NUM_KEYPOINTS]):
+                visible = score > 0.3  # controlnet_aux's threshold
+                keypoints = np.full((NUM_KEYPOINTS, 3), (-1.0, -1.0, 0.0), dtype=np.float32)
+                keypoints[visible, :2] = xy[visible]
+                keypoints[visible, 2] = score[visible]
+                people.append(keypoints)
+        people = [_rescale_keypoints(as_keypoints(p), (rh, rw), (height, width)) for p in people]
+        return [p for p in people if _present(p).any()]
+
+    def __call__(self, image: Any) -> np.ndarray:
+        """Keypoints `(18, 3)` (pixels of `image`) of the largest person (by keypoint bounding-box area).
+
+        Raises:
+            ValueError: no person found in the image.
+        """
+        people = self.detect(image)
+        if not people:
+            raise ValueError(
+                f"no person found in the image by the {self.kind} detector; pass the target pose as keypoints or a "
+                "skeleton image instead."
+            )
+
+        def area(keypoints: np.ndarray) -> float:
+            xy = keypoints[_present(keypoints), :2]
+            return float(np.prod(xy.max(axis=0) - xy.min(axis=0)))
+
+        return max(people, key=area)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r}, detect_resolution={self.detect_resolution})"
