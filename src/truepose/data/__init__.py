@@ -1,0 +1,37 @@
+"""Datasets of (source, target) person pairs with keypoints and parsing maps, and their preprocessing."""
+
+from .common import (
+    ATR_LABELS,
+    COCO18_KEYPOINT_NAMES,
+    PairFileDataset,
+    PairItem,
+    check_pair_item,
+    collate_pairs,
+    pair_name,
+    pair_seed,
+)
+from .synthetic import (
+    Appearance,
+    SyntheticPoseDataset,
+    random_appearance,
+    random_pose,
+    render_pair,
+    render_person,
+)
+
+__all__ = [
+    "ATR_LABELS",
+    "COCO18_KEYPOINT_NAMES",
+    "Appearance",
+    "PairFileDataset",
+    "PairItem",
+    "SyntheticPoseDataset",
+    "check_pair_item",
+    "collate_pairs",
+    "pair_name",
+    "pair_seed",
+    "random_appearance",
+    "random_pose",
+    "render_pair",
+    "render_person",
+]

@@ -1,0 +1,580 @@
+"""Shared pieces of the TruePose datasets: the item contract, resizing helpers, file readers and collation.
+
+Every dataset of :mod:`truepose.data` returns a :class:`PairItem` per index::
+
+    {
+        "source_image": PIL.Image (RGB, H x W),
+        "target_image": PIL.Image (RGB, H x W),
+        "source_keypoints": np.float32 (18, 3),  # [x, y, confidence] in pixels of (H, W), missing = (-1, -1, 0)
+        "target_keypoints": np.float32 (18, 3),
+        "source_parsing": np.int64 (H, W) label ids, or None,
+        "target_parsing": np.int64 (H, W) label ids, or None,
+        "label_map": str,  # name of the label table of the parsing maps, e.g. "atr"
+        "name": str,  # unique pair id, "<source stem>___<target stem>"
+    }
+
+where ``(H, W)`` is the dataset's ``image_size``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+from diffusers.utils import logging
+from PIL import Image
+from torch.utils.data import Dataset
+
+logger = logging.get_logger(__name__)
+
+NUM_KEYPOINTS = 18
+
+#: OpenPose COCO-18 keypoint order used everywhere in TruePose.
+COCO18_KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose",
+    "neck",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
+)
+
+#: ATR human-parsing label ids (the label set of the synthetic data and the default of the datasets).
+ATR_LABELS: dict[int, str] = {
+    0: "Background",
+    1: "Hat",
+    2: "Hair",
+    3: "Sunglasses",
+    4: "Upper-clothes",
+    5: "Skirt",
+    6: "Pants",
+    7: "Dress",
+    8: "Belt",
+    9: "Left-shoe",
+    10: "Right-shoe",
+    11: "Face",
+    12: "Left-leg",
+    13: "Right-leg",
+    14: "Left-arm",
+    15: "Right-arm",
+    16: "Bag",
+    17: "Scarf",
+}
+
+#: Keys of a dataset item, in contract order.
+PAIR_ITEM_KEYS: tuple[str, ...] = (
+    "source_image",
+    "target_image",
+    "source_keypoints",
+    "target_keypoints",
+    "source_parsing",
+    "target_parsing",
+    "label_map",
+    "name",
+)
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class PairItem(TypedDict):
+    """One (source, target) pair as returned by every TruePose dataset."""
+
+    source_image: Image.Image
+    target_image: Image.Image
+    source_keypoints: np.ndarray
+    target_keypoints: np.ndarray
+    source_parsing: np.ndarray | None
+    target_parsing: np.ndarray | None
+    label_map: str
+    name: str
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Small utilities
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def check_image_size(image_size: Sequence[int] | int, argument: str = "image_size") -> tuple[int, int]:
+    """Normalise ``image_size`` to a ``(height, width)`` tuple of positive ints (an int means a square)."""
+    if isinstance(image_size, int | np.integer):
+        image_size = (int(image_size), int(image_size))
+    try:
+        height, width = (int(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{argument}` must be (height, width) or an int, got {image_size!r}.") from None
+    if height <= 0 or width <= 0:
+        raise ValueError(f"`{argument}` must be positive, got {(height, width)}.")
+    return height, width
+
+
+def pair_seed(name: str) -> int:
+    """Stable 63-bit seed of a pair name (same on every machine and Python run, unlike ``hash``)."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def pair_name(source: str, target: str) -> str:
+    """Pair id ``"<source stem>___<target stem>"`` (directories and extensions dropped, ``/`` kept out)."""
+    return f"{_stem(source)}___{_stem(target)}"
+
+
+def _stem(name: str) -> str:
+    path = Path(name)
+    return str(path.with_suffix("")).replace("\\", "/").replace("/", "__")
+
+
+def missing_keypoints() -> np.ndarray:
+    """An all-missing ``(18, 3)`` keypoint array."""
+    keypoints = np.full((NUM_KEYPOINTS, 3), -1.0, dtype=np.float32)
+    keypoints[:, 2] = 0.0
+    return keypoints
+
+
+def normalize_keypoints(keypoints: Any, argument: str = "keypoints") -> np.ndarray:
+    """Convert ``(18, 2)`` or ``(18, 3)`` keypoints to float32 ``(18, 3)`` with missing points set to ``(-1, -1, 0)``.
+
+    A point is missing when its confidence is ``<= 0`` or a coordinate is negative / not finite. ``(18, 2)`` input
+    gets confidence 1 on present points.
+    """
+    array = np.asarray(keypoints, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] != NUM_KEYPOINTS or array.shape[1] not in (2, 3):
+        raise ValueError(f"`{argument}` must have shape (18, 2) or (18, 3), got {array.shape}.")
+    if array.shape[1] == 2:
+        array = np.concatenate([array, np.ones((NUM_KEYPOINTS, 1), dtype=np.float32)], axis=1)
+    else:
+        array = array.copy()
+    missing = (array[:, 2] <= 0) | (array[:, 0] < 0) | (array[:, 1] < 0) | ~np.isfinite(array).all(axis=1)
+    array[missing] = (-1.0, -1.0, 0.0)
+    return array
+
+
+def scale_keypoints(keypoints: np.ndarray, from_size: Sequence[int], to_size: Sequence[int]) -> np.ndarray:
+    """Scale ``(18, 3)`` pixel keypoints from frame ``from_size=(H, W)`` to ``to_size=(H, W)``; missing stay missing."""
+    keypoints = normalize_keypoints(keypoints)
+    (from_h, from_w), (to_h, to_w) = from_size, to_size
+    present = keypoints[:, 2] > 0
+    keypoints[present, 0] *= np.float32(to_w / from_w)
+    keypoints[present, 1] *= np.float32(to_h / from_h)
+    return keypoints
+
+
+def resize_image(image: Image.Image, image_size: Sequence[int]) -> Image.Image:
+    """RGB copy of ``image`` resized (bicubic) to ``image_size=(H, W)``."""
+    height, width = image_size
+    image = image.convert("RGB")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.BICUBIC)
+    return image
+
+
+def resize_parsing(parsing: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
+    """Resize an ``(h, w)`` label map to ``image_size=(H, W)`` with nearest neighbour; returns int64 ``(H, W)``."""
+    height, width = image_size
+    parsing = np.asarray(parsing)
+    if parsing.shape != (height, width):
+        if parsing.min(initial=0) < 0 or parsing.max(initial=0) > 255:
+            raise ValueError(f"Parsing label ids must lie in [0, 255], got range [{parsing.min()}, {parsing.max()}].")
+        parsing = np.asarray(Image.fromarray(parsing.astype(np.uint8)).resize((width, height), Image.NEAREST))
+    return parsing.astype(np.int64)
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as RGB (fully loaded, file closed)."""
+    with Image.open(path) as image:
+        image.load()
+        return image.convert("RGB")
+
+
+def load_parsing(path: str | os.PathLike) -> np.ndarray:
+    """Read a label-id PNG (mode L, P or I; label ids as pixel values) as an int64 ``(H, W)`` array."""
+    with Image.open(path) as image:
+        if image.mode in ("L", "P", "I", "I;16"):
+            array = np.asarray(image)
+        elif image.mode in ("RGB", "RGBA"):
+            rgb = np.asarray(image.convert("RGB"))
+            if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
+                raise ValueError(
+                    f"Parsing map {path} is a colour image; expected label ids as pixel values (mode L or P)."
+                )
+            array = rgb[..., 0]
+        else:
+            raise ValueError(f"Parsing map {path} has unsupported mode {image.mode!r}; expected L, P or I.")
+    return array.astype(np.int64)
+
+
+def save_parsing(parsing: np.ndarray, path: str | os.PathLike) -> None:
+    """Write an ``(H, W)`` label map as an 8-bit PNG of label ids (atomically)."""
+    parsing = np.asarray(parsing)
+    if parsing.ndim != 2:
+        raise ValueError(f"`parsing` must be (H, W), got shape {parsing.shape}.")
+    if parsing.size and (parsing.min() < 0 or parsing.max() > 255):
+        raise ValueError(f"`parsing` label ids must lie in [0, 255], got [{parsing.min()}, {parsing.max()}].")
+    atomic_write(path, lambda f: Image.fromarray(parsing.astype(np.uint8), mode="L").save(f, format="PNG"))
+
+
+def atomic_write(path: str | os.PathLike, write: Any, mode: str = "wb") -> None:
+    """Write ``path`` through ``write(file)`` into a hidden temp file beside it, then ``os.replace`` it into place.
+
+    An interrupted write leaves only ``.<name>.tmp`` behind, never a truncated ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Keypoint / pair files
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def read_pairs_csv(csv_path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Read a pairs CSV with (at least) columns ``from,to``; returns ``[(source_name, target_name), ...]``."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"Pairs CSV not found: {csv_path} (expected a CSV with columns `from,to`).")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = [name.strip() for name in (reader.fieldnames or [])]
+        if "from" not in fields or "to" not in fields:
+            raise ValueError(f"Pairs CSV {csv_path} must have columns `from,to`; found header {fields}.")
+        reader.fieldnames = fields
+        pairs = []
+        for line, row in enumerate(reader, start=2):
+            source, target = (row.get("from") or "").strip(), (row.get("to") or "").strip()
+            if not source or not target:
+                raise ValueError(f"Pairs CSV {csv_path}, line {line}: empty `from` or `to` ({row}).")
+            pairs.append((source, target))
+    return pairs
+
+
+def _parse_annotation_row(line: str) -> tuple[str, np.ndarray]:
+    parts = line.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"expected 3 ':'-separated fields (name:keypoints_y:keypoints_x), got {len(parts)}")
+    name = parts[0].strip()
+    try:
+        ys, xs = json.loads(parts[1]), json.loads(parts[2])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"keypoint lists are not valid JSON ({error})") from None
+    if not (isinstance(ys, list) and isinstance(xs, list)) or len(ys) != NUM_KEYPOINTS or len(xs) != NUM_KEYPOINTS:
+        raise ValueError("keypoints_y and keypoints_x must be JSON lists of 18 numbers")
+    try:
+        coords = np.array([xs, ys], dtype=np.float32).T
+    except (TypeError, ValueError):
+        raise ValueError("keypoints_y and keypoints_x must contain numbers only") from None
+    keypoints = np.ones((NUM_KEYPOINTS, 3), dtype=np.float32)
+    keypoints[:, :2] = coords
+    return name, normalize_keypoints(keypoints)
+
+
+def read_annotation_csv(csv_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Tolerant reader of a DeepFashion annotation CSV (``sep=':'``, header ``name:keypoints_y:keypoints_x``).
+
+    Returns ``(keypoints, problems)``: float32 ``(18, 3)`` arrays in the CSV's pixel frame keyed by image name, and
+    one message per malformed row (with file and line number). Prefer :func:`read_keypoints_file` for the strict form.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(
+            f"Keypoint annotation CSV not found: {csv_path} (expected `name:keypoints_y:keypoints_x` rows)."
+        )
+    keypoints: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    with open(csv_path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            if number == 1 and line.replace(" ", "").lower().startswith("name:keypoints_y"):
+                continue
+            try:
+                name, array = _parse_annotation_row(line)
+            except ValueError as error:
+                problems.append(f"{csv_path}:{number}: malformed keypoint row: {error}: {line[:120]!r}")
+                continue
+            keypoints[name] = array
+    return keypoints, problems
+
+
+def read_deepfashion_csv(csv_path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Strict DeepFashion annotation reader; uses ``truepose.conditioning.pose.read_deepfashion_annotations`` if present.
+
+    Raises ``ValueError`` naming the file and line of the first malformed row.
+    """
+    try:
+        from truepose.conditioning.pose import read_deepfashion_annotations
+    except ImportError:
+        read_deepfashion_annotations = None
+    if read_deepfashion_annotations is not None:
+        return {name: normalize_keypoints(kps) for name, kps in read_deepfashion_annotations(csv_path).items()}
+    keypoints, problems = read_annotation_csv(csv_path)
+    if problems:
+        raise ValueError(problems[0])
+    return keypoints
+
+
+def read_keypoints_json(json_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Read ``{image_name: [[x, y, c] * 18]}`` (or ``[[x, y]] * 18``); returns ``(keypoints, problems)``."""
+    json_path = Path(json_path)
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Keypoints file not found: {json_path}.") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Keypoints file {json_path} is not valid JSON: {error}.") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"Keypoints file {json_path} must hold a JSON object {{image_name: [[x, y, c] * 18]}}.")
+    keypoints: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    for name, value in data.items():
+        try:
+            keypoints[name] = normalize_keypoints(value, argument=f"keypoints of {name!r}")
+        except (TypeError, ValueError) as error:
+            problems.append(f"{json_path}: malformed keypoints for {name!r}: {error}")
+    return keypoints, problems
+
+
+def read_keypoints_dir(directory: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Read a folder of per-image ``<stem>.json`` files (``[[x, y, c] * 18]``, as written by ``preprocess``)."""
+    directory = Path(directory)
+    keypoints: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    for path in sorted(directory.rglob("*.json")):
+        if path.name.startswith("."):
+            continue
+        key = path.relative_to(directory).with_suffix("").as_posix()
+        try:
+            with open(path, encoding="utf-8") as f:
+                keypoints[key] = normalize_keypoints(json.load(f), argument=f"keypoints in {path}")
+        except (ValueError, TypeError) as error:
+            problems.append(f"{path}: malformed keypoints: {error}")
+    return keypoints, problems
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Collation
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def collate_pairs(items: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Collate dataset items into a dict of lists (PIL images, arrays and ``None`` kept as they are).
+
+    The trainer converts to tensors itself; this only groups fields, e.g. ``batch["source_image"]`` is a list of
+    ``B`` PIL images and ``batch["name"]`` a list of ``B`` strings.
+    """
+    if len(items) == 0:
+        raise ValueError("`items` must contain at least one dataset item.")
+    keys = list(items[0].keys())
+    for index, item in enumerate(items):
+        if set(item.keys()) != set(keys):
+            raise ValueError(f"`items[{index}]` has keys {sorted(item)}, expected {sorted(keys)}.")
+    return {key: [item[key] for item in items] for key in keys}
+
+
+def check_pair_item(item: dict[str, Any], image_size: Sequence[int] | None = None) -> None:
+    """Raise ``ValueError`` if ``item`` breaks the dataset item contract (useful in tests of custom datasets)."""
+    missing = [key for key in PAIR_ITEM_KEYS if key not in item]
+    if missing:
+        raise ValueError(f"Dataset item is missing keys {missing}.")
+    size = None
+    for side in ("source", "target"):
+        image = item[f"{side}_image"]
+        if not isinstance(image, Image.Image) or image.mode != "RGB":
+            raise ValueError(f"`{side}_image` must be an RGB PIL image, got {type(image).__name__}.")
+        if size is None:
+            size = (image.height, image.width)
+        if (image.height, image.width) != size or (image_size is not None and size != tuple(image_size)):
+            raise ValueError(f"`{side}_image` has size {(image.height, image.width)}, expected {image_size or size}.")
+        keypoints = item[f"{side}_keypoints"]
+        if not isinstance(keypoints, np.ndarray) or keypoints.dtype != np.float32 or keypoints.shape != (18, 3):
+            raise ValueError(f"`{side}_keypoints` must be a float32 (18, 3) array.")
+        parsing = item[f"{side}_parsing"]
+        if parsing is not None and (
+            not isinstance(parsing, np.ndarray) or parsing.dtype != np.int64 or parsing.shape != size
+        ):
+            raise ValueError(f"`{side}_parsing` must be None or an int64 array of shape {size}.")
+    if not isinstance(item["label_map"], str) or not isinstance(item["name"], str):
+        raise ValueError("`label_map` and `name` must be strings.")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Base class of the file-backed pair datasets
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class PairFileDataset(Dataset):
+    """Pairs of image files with keypoints and optional parsing maps (base of the DeepFashion and folder datasets).
+
+    Args:
+        pairs: ``[(source_name, target_name), ...]``, names relative to ``image_dir``.
+        image_dir: Folder holding the images.
+        keypoints: Image name (or its stem) -> float32 ``(18, 3)`` keypoints in pixels of ``keypoints_frame``.
+        image_size: Output ``(height, width)``; images are resized bicubic, keypoints scaled, parsing nearest.
+        keypoints_frame: ``(height, width)`` frame of the keypoints, or ``None`` for each image file's own size.
+        parsing_dir: Optional folder of ``<stem>.png`` label-id maps.
+        label_map: Name of the label table of the parsing maps.
+        annotation_problems: Problems found while reading the keypoint file (reported by :meth:`validate`).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        image_dir: str | os.PathLike,
+        keypoints: dict[str, np.ndarray],
+        image_size: Sequence[int] | int,
+        keypoints_frame: Sequence[int] | None = None,
+        parsing_dir: str | os.PathLike | None = None,
+        label_map: str = "atr",
+        annotation_problems: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        if not isinstance(label_map, str) or not label_map:
+            raise ValueError(f"`label_map` must be a non-empty label-table name such as 'atr', got {label_map!r}.")
+        self.pairs = [(str(source), str(target)) for source, target in pairs]
+        self.image_dir = Path(image_dir)
+        self.keypoints = keypoints
+        self.image_size = check_image_size(image_size)
+        self.keypoints_frame = (
+            None if keypoints_frame is None else check_image_size(keypoints_frame, "keypoints_frame")
+        )
+        self.parsing_dir = None if parsing_dir is None else Path(parsing_dir)
+        if self.parsing_dir is not None and not self.parsing_dir.is_dir():
+            raise FileNotFoundError(f"`parsing_dir` {self.parsing_dir} is not a directory of <stem>.png label maps.")
+        self.label_map = label_map.lower()
+        self.annotation_problems = list(annotation_problems)
+        if self.annotation_problems:
+            logger.warning(
+                f"{len(self.annotation_problems)} problem(s) in the keypoint annotations, e.g. "
+                f"{self.annotation_problems[0]}; call `validate()` for the full list."
+            )
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    # Paths --------------------------------------------------------------------------------------------------------
+
+    def image_path(self, name: str) -> Path:
+        """Path of image ``name``."""
+        return self.image_dir / name
+
+    def parsing_path(self, name: str) -> Path | None:
+        """Path of the parsing map of image ``name`` (``parsing_dir/<stem>.png``), or ``None`` without parsing."""
+        if self.parsing_dir is None:
+            return None
+        return self.parsing_dir / Path(name).with_suffix(".png")
+
+    def lookup_keypoints(self, name: str) -> np.ndarray | None:
+        """Keypoints of image ``name`` (looked up by name, then relative stem, then file name), or ``None``."""
+        path = Path(name)
+        for key in (name, path.with_suffix("").as_posix(), path.name, path.stem):
+            if key in self.keypoints:
+                return self.keypoints[key]
+        return None
+
+    # Loading ------------------------------------------------------------------------------------------------------
+
+    def load_view(self, name: str) -> tuple[Image.Image, np.ndarray, np.ndarray | None]:
+        """Load image, keypoints and parsing of one image, resized to ``image_size``."""
+        path = self.image_path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"Image not found: {path}.")
+        image = load_image(path)
+        keypoints = self.lookup_keypoints(name)
+        if keypoints is None:
+            raise KeyError(f"No keypoints for image {name!r} ({path}); call `validate()` to list every problem.")
+        frame = self.keypoints_frame or (image.height, image.width)
+        keypoints = scale_keypoints(keypoints, frame, self.image_size)
+        parsing = None
+        parsing_path = self.parsing_path(name)
+        if parsing_path is not None:
+            if not parsing_path.is_file():
+                raise FileNotFoundError(f"Parsing map not found: {parsing_path} (for image {path}).")
+            parsing = resize_parsing(load_parsing(parsing_path), self.image_size)
+        return resize_image(image, self.image_size), keypoints, parsing
+
+    def __getitem__(self, index: int) -> PairItem:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"Index {index} out of range for a dataset of {len(self)} pairs.")
+        source, target = self.pairs[index]
+        source_image, source_keypoints, source_parsing = self.load_view(source)
+        target_image, target_keypoints, target_parsing = self.load_view(target)
+        return {
+            "source_image": source_image,
+            "target_image": target_image,
+            "source_keypoints": source_keypoints,
+            "target_keypoints": target_keypoints,
+            "source_parsing": source_parsing,
+            "target_parsing": target_parsing,
+            "label_map": self.label_map,
+            "name": pair_name(source, target),
+        }
+
+    # Checking -----------------------------------------------------------------------------------------------------
+
+    def image_names(self) -> list[str]:
+        """Every image referenced by a pair, in first-use order."""
+        return list(dict.fromkeys(name for pair in self.pairs for name in pair))
+
+    def validate(self, decode: bool = True) -> list[str]:
+        """List every problem of the dataset, one message per problem, each naming the file concerned.
+
+        Checks the keypoint file's rows, then for every image used by a pair: the image exists and can be read
+        (fully decoded when ``decode``), it has a keypoint row with at least one visible point, and its parsing map
+        exists and is a readable label map (when ``parsing_dir`` is set). An empty list means the dataset is clean.
+        """
+        problems = list(self.annotation_problems)
+        if not self.pairs:
+            problems.append("No pairs: the pairs file lists no (from, to) rows.")
+        for name in self.image_names():
+            path = self.image_path(name)
+            if not path.is_file():
+                problems.append(f"{path}: missing image (used by a pair).")
+            else:
+                try:
+                    with Image.open(path) as image:
+                        image.load() if decode else image.verify()
+                except Exception as error:
+                    problems.append(f"{path}: unreadable image ({type(error).__name__}: {error}).")
+            keypoints = self.lookup_keypoints(name)
+            if keypoints is None:
+                problems.append(f"{path}: missing keypoint row for {name!r}.")
+            elif not (keypoints[:, 2] > 0).any():
+                problems.append(f"{path}: keypoint row for {name!r} has no visible keypoint.")
+            parsing_path = self.parsing_path(name)
+            if parsing_path is not None:
+                if not parsing_path.is_file():
+                    problems.append(f"{parsing_path}: missing parsing map (for image {path}).")
+                else:
+                    try:
+                        load_parsing(parsing_path)
+                    except Exception as error:
+                        problems.append(f"{parsing_path}: unreadable parsing map ({type(error).__name__}: {error}).")
+        return problems
