@@ -240,7 +240,8 @@ def retarget_keypoints(target: Any, source: Any) -> np.ndarray:
     if anchor_joints:
         anchor_t = target[anchor_joints, :2].mean(axis=0)
         anchor_s = source[anchor_joints, :2].mean(axis=0)
-        out[present, :2] = (target[present, :2] - anchor_t) * scale + anchor_s
+        # Rounded to 1/1000 pixel so that float error never moves a joint across a pixel boundary.
+        out[present, :2] = np.round((target[present, :2] - anchor_t) * scale + anchor_s, 3)
     else:
         logger.warning("retarget_keypoints: no joint is present in both poses; the target pose is not moved.")
     return out
@@ -313,7 +314,7 @@ def _rescale_keypoints(keypoints: np.ndarray, from_hw: tuple[int, int], to_hw: t
     sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
     out[present, 0] = (out[present, 0] + 0.5) * sx - 0.5
     out[present, 1] = (out[present, 1] + 0.5) * sy - 0.5
-    out[present, :2] = np.maximum(out[present, :2], 0.0)
+    out[present, :2] = np.maximum(np.round(out[present, :2], 3), 0.0)
     return out
 
 
