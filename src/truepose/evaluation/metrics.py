@@ -1,0 +1,770 @@
+# Copyright 2026 The TruePose developers. Licensed under the Apache License, Version 2.0.
+"""Image-quality metrics with the community protocol of pose-guided person image synthesis.
+
+The protocol follows PIDM / CFLD / PCDMs: generated test images are compared with their ground truth at a fixed size
+(256x176 or 512x352; bicubic resize, then uint8, before scoring).
+
+- **SSIM**: `skimage.metrics.structural_similarity(win_size=51, data_range=1, channel_axis=-1)` on [0, 1] floats.
+- **SSIM_256**: the gaussian variant on 0-255 (`gaussian_weights=True`, `sigma` 1.5 as in CFLD or 1.2 as in PIDM,
+  `use_sample_covariance=False`, `data_range=255`).
+- **PSNR**: `skimage.metrics.peak_signal_noise_ratio(data_range=1)` on [0, 1] floats.
+- **LPIPS**: `lpips.LPIPS(net="alex")` with inputs in [0, 1] and `normalize=True`.
+- **FID**: torchvision Inception-v3 (IMAGENET1K_V1) 2048-d pool features; real set = all training images, fake set =
+  generated test images.
+
+All weights are read from local files; nothing is downloaded (see `docs/evaluation.md`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.utils import logging
+from PIL import Image
+from torch import nn
+
+logger = logging.get_logger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+SUPPORTED_SIZES = ((256, 176), (512, 352))
+DEFAULT_SIZE = (256, 176)
+
+SSIM_WIN_SIZE = 51
+SSIM_256_SIGMA_CFLD = 1.5
+SSIM_256_SIGMA_PIDM = 1.2
+
+ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+ALEXNET_ENV = "TRUEPOSE_LPIPS_BACKBONE"
+INCEPTION_FILENAME = "inception_v3_google-0cc3c7bd.pth"
+INCEPTION_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
+INCEPTION_ENV = "TRUEPOSE_INCEPTION_WEIGHTS"
+CACHE_ENV = "TRUEPOSE_CACHE_DIR"
+
+INCEPTION_SIZE = 299
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Numbers reported by the TruePose paper (DeepFashion, 512x352). FID is not part of our summary of the paper.
+PAPER_RESULTS: dict[str, dict[str, Any]] = {
+    "TruePose (paper)": {"size": "512x352", "fid": None, "lpips": 0.151, "ssim": 0.744, "psnr": 17.627},
+}
+
+METRIC_COLUMNS = (
+    ("fid", "FID ↓"),
+    ("lpips", "LPIPS ↓"),
+    ("ssim", "SSIM ↑"),
+    ("ssim_256", "SSIM_256 ↑"),
+    ("psnr", "PSNR ↑"),
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Image folders
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def parse_size(size: str | Sequence[int]) -> tuple[int, int]:
+    """Parses an evaluation size `"HxW"` (e.g. `"256x176"`) or an `(H, W)` pair into `(H, W)`."""
+    if isinstance(size, str):
+        parts = size.lower().replace(",", "x").split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"`size` must look like 'HxW' (e.g. '256x176'), got {size!r}.")
+        height, width = (int(p) for p in parts)
+    else:
+        if len(size) != 2:
+            raise ValueError(f"`size` must be (height, width), got {size!r}.")
+        height, width = (int(s) for s in size)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"`size` must be positive, got {(height, width)}.")
+    return height, width
+
+
+def list_image_files(path: str | os.PathLike) -> list[str]:
+    """Sorted file names of the images (by extension) directly inside folder `path`."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"Image folder {str(folder)!r} does not exist or is not a directory.")
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not names:
+        raise ValueError(
+            f"Image folder {str(folder)!r} contains no images (expected files ending in {IMAGE_EXTENSIONS})."
+        )
+    return names
+
+
+def resize_to_uint8(image: Image.Image | np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """RGB image -> `(H, W, 3)` uint8 at `size = (H, W)`, bicubic resize when the size differs (the protocol's step)."""
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            array = (np.clip(array.astype(np.float64), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        image = Image.fromarray(array)
+    image = image.convert("RGB")
+    height, width = size
+    if image.size != (width, height):
+        image = image.resize((width, height), resample=Image.BICUBIC)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def load_image(path: str | os.PathLike, size: Sequence[int]) -> np.ndarray:
+    """Reads one image file as `(H, W, 3)` uint8 at `size = (H, W)` (bicubic resize)."""
+    with Image.open(path) as image:
+        return resize_to_uint8(image, size)
+
+
+def load_image_folder(
+    path: str | os.PathLike, size: Sequence[int] = DEFAULT_SIZE, names: Sequence[str] | None = None
+) -> np.ndarray:
+    """Loads the images of a folder, sorted by file name (or the given `names`), as `(N, H, W, 3)` uint8."""
+    size = parse_size(size)
+    names = list_image_files(path) if names is None else list(names)
+    if not names:
+        return np.zeros((0, *size, 3), dtype=np.uint8)
+    return np.stack([load_image(Path(path) / name, size) for name in names])
+
+
+def pair_image_folders(real_dir: str | os.PathLike, fake_dir: str | os.PathLike) -> list[tuple[str, str]]:
+    """Pairs the images of two folders by file name (extension ignored, so `a.jpg` pairs with `a.png`).
+
+    Returns `[(real_name, fake_name), ...]` sorted by name. Raises a `ValueError` listing the names missing on either
+    side.
+    """
+
+    def by_stem(folder: str | os.PathLike) -> dict[str, str]:
+        stems: dict[str, str] = {}
+        for name in list_image_files(folder):
+            stem = Path(name).stem
+            if stem in stems:
+                raise ValueError(
+                    f"Folder {str(folder)!r} holds two images named {stem!r}: {stems[stem]!r} and {name!r}."
+                )
+            stems[stem] = name
+        return stems
+
+    real, fake = by_stem(real_dir), by_stem(fake_dir)
+    missing_fake = sorted(set(real) - set(fake))
+    missing_real = sorted(set(fake) - set(real))
+    if missing_fake or missing_real:
+
+        def show(names: list[str]) -> str:
+            return ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
+
+        lines = [f"Cannot pair {str(real_dir)!r} (real) with {str(fake_dir)!r} (fake) by file name:"]
+        if missing_fake:
+            lines.append(f"  missing in fake_dir: {show(missing_fake)}")
+        if missing_real:
+            lines.append(f"  missing in real_dir: {show(missing_real)}")
+        raise ValueError("\n".join(lines))
+    return [(real[stem], fake[stem]) for stem in sorted(real)]
+
+
+class _ImageFileDataset(torch.utils.data.Dataset):
+    """Image files read as `(H, W, 3)` uint8 tensors at a fixed size (for DataLoader workers)."""
+
+    def __init__(self, paths: Sequence[Path], size: tuple[int, int]):
+        self.paths = list(paths)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(load_image(self.paths[index], self.size).copy())
+
+
+class _PairDataset(torch.utils.data.Dataset):
+    def __init__(self, real: _ImageFileDataset, fake: _ImageFileDataset):
+        self.real, self.fake = real, fake
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.real[index], self.fake[index]
+
+
+def _loader(dataset: torch.utils.data.Dataset, batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+def _to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """`(N, H, W, 3)` uint8 -> `(N, 3, H, W)` float32 in [0, 1]."""
+    images = torch.as_tensor(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"Expected images of shape (N, H, W, 3), got {tuple(images.shape)}.")
+    if images.dtype != torch.uint8:
+        raise ValueError(f"Expected uint8 images (the protocol scores uint8), got {images.dtype}.")
+    return images.permute(0, 3, 1, 2).float().div(255.0)
+
+
+def _check_pair(real: np.ndarray, fake: np.ndarray) -> None:
+    if real.shape != fake.shape:
+        raise ValueError(f"`real` and `fake` must have the same shape, got {real.shape} and {fake.shape}.")
+    if real.dtype != np.uint8 or fake.dtype != np.uint8:
+        raise ValueError(f"`real` and `fake` must be uint8 (H, W, 3) images, got {real.dtype} and {fake.dtype}.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# SSIM / PSNR (scikit-image, the reference implementation)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def ssim(real: np.ndarray, fake: np.ndarray) -> float:
+    """The protocol's SSIM of two `(H, W, 3)` uint8 images: skimage, `win_size=51, data_range=1` on [0, 1] floats."""
+    from skimage.metrics import structural_similarity
+
+    _check_pair(real, fake)
+    if min(real.shape[:2]) < SSIM_WIN_SIZE:
+        raise ValueError(f"SSIM uses win_size={SSIM_WIN_SIZE}: images must be at least 51x51, got {real.shape[:2]}.")
+    return float(
+        structural_similarity(
+            real.astype(np.float64) / 255.0,
+            fake.astype(np.float64) / 255.0,
+            win_size=SSIM_WIN_SIZE,
+            data_range=1.0,
+            channel_axis=-1,
+        )
+    )
+
+
+def ssim_256(real: np.ndarray, fake: np.ndarray, sigma: float = SSIM_256_SIGMA_CFLD) -> float:
+    """The "SSIM_256" variant of two `(H, W, 3)` uint8 images: gaussian weights (`sigma` 1.5 as in CFLD, 1.2 as in
+    PIDM), `use_sample_covariance=False`, `data_range=255` on 0-255 values."""
+    from skimage.metrics import structural_similarity
+
+    _check_pair(real, fake)
+    return float(
+        structural_similarity(
+            real.astype(np.float64),
+            fake.astype(np.float64),
+            gaussian_weights=True,
+            sigma=sigma,
+            use_sample_covariance=False,
+            data_range=255.0,
+            channel_axis=-1,
+        )
+    )
+
+
+def psnr(real: np.ndarray, fake: np.ndarray) -> float:
+    """PSNR of two `(H, W, 3)` uint8 images: skimage with `data_range=1` on [0, 1] floats (inf for equal images)."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    _check_pair(real, fake)
+    if np.array_equal(real, fake):
+        return math.inf
+    return float(
+        peak_signal_noise_ratio(real.astype(np.float64) / 255.0, fake.astype(np.float64) / 255.0, data_range=1.0)
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Local weight files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def resolve_weights_file(
+    path: str | os.PathLike | None, *, filename: str, url: str, env_var: str, purpose: str, argument: str
+) -> Path:
+    """Finds a torchvision weight file offline: `path` (a file, or a folder holding `filename`), else `$env_var`, else
+    the torch hub cache (`<torch hub dir>/checkpoints/<filename>`). Raises `FileNotFoundError` explaining where to put
+    the file otherwise."""
+    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if path is not None:
+        source = f"`{argument}`"
+    elif os.environ.get(env_var):
+        path, source = os.environ[env_var], f"${env_var}"
+    else:
+        path, source = hub_file, "the torch hub cache"
+    candidate = Path(path).expanduser()
+    if candidate.is_dir():
+        candidate = candidate / filename
+    if candidate.is_file():
+        return candidate
+    raise FileNotFoundError(
+        f"{purpose} needs torchvision's weight file '{filename}', which was not found at {str(candidate)!r} "
+        f"(looked in {source}). Nothing is downloaded at evaluation time: fetch it once from {url} and either put it "
+        f"at {str(hub_file)!r} (the torch hub cache), set ${env_var}=/path/to/{filename}, or pass `{argument}`."
+    )
+
+
+def _load_state_dict(path: Path, purpose: str) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{purpose}: {str(path)!r} is not a state dict (got {type(state).__name__}).")
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# LPIPS
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_lpips(lpips_backbone_path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """`lpips.LPIPS(net="alex")` with its shipped linear layers and the AlexNet backbone read from a local torchvision
+    `alexnet-owt-7be5be79.pth` (see `resolve_weights_file` for where it is looked up)."""
+    import lpips
+
+    path = resolve_weights_file(
+        lpips_backbone_path,
+        filename=ALEXNET_FILENAME,
+        url=ALEXNET_URL,
+        env_var=ALEXNET_ENV,
+        purpose="LPIPS (AlexNet backbone)",
+        argument="lpips_backbone_path / --lpips-backbone",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's `pretrained=` deprecation, raised inside lpips
+        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    state = _load_state_dict(path, "LPIPS backbone")
+    # lpips splits torchvision's `features` Sequential into slices that keep the original indices.
+    backbone = {}
+    for key in model.net.state_dict():
+        _, index_and_param = key.split(".", 1)  # "slice2.3.weight" -> "3.weight"
+        source_key = f"features.{index_and_param}"
+        if source_key not in state:
+            raise ValueError(
+                f"{str(path)!r} is not a torchvision AlexNet state dict: key {source_key!r} is missing "
+                f"(expected the file from {ALEXNET_URL})."
+            )
+        backbone[key] = state[source_key]
+    model.net.load_state_dict(backbone)
+    return model.eval().requires_grad_(False).to(device)
+
+
+@torch.no_grad()
+def lpips_distance(model: nn.Module, real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Per-image LPIPS of `(N, H, W, 3)` uint8 batches: inputs in [0, 1] with `normalize=True`. Returns `(N,)`."""
+    device = next(model.parameters()).device
+    real_t, fake_t = _to_float(real).to(device), _to_float(fake).to(device)
+    if real_t.shape != fake_t.shape:
+        raise ValueError(
+            f"`real` and `fake` must have the same shape, got {tuple(real_t.shape)} and {tuple(fake_t.shape)}."
+        )
+    return model(real_t, fake_t, normalize=True).reshape(-1).double().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# FID
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class InceptionFeatureExtractor(nn.Module):
+    """torchvision Inception-v3 (IMAGENET1K_V1) returning the 2048-d average-pool features.
+
+    Input: `(N, 3, H, W)` floats in [0, 1] (or `(N, H, W, 3)` uint8), resized to 299x299 (bilinear, antialiased) and
+    ImageNet-normalized as torchvision's IMAGENET1K_V1 transforms do. Output: `(N, 2048)` float32.
+    """
+
+    def __init__(self, inception: nn.Module):
+        super().__init__()
+        self.inception = inception
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            images = _to_float(images)
+        images = images.to(self.mean.device, torch.float32)
+        images = F.interpolate(
+            images, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False, antialias=True
+        )
+        return self.inception((images - self.mean) / self.std)
+
+
+def load_inception(
+    inception_weights_path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+) -> InceptionFeatureExtractor:
+    """Builds `torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)`, loads the local
+    IMAGENET1K_V1 file `inception_v3_google-0cc3c7bd.pth` and replaces `fc` by the identity (2048-d pool features).
+
+    As torchvision does for these weights, `transform_input=True` (the Google weights expect inputs in [-1, 1]).
+    """
+    from torchvision.models import inception_v3
+
+    path = resolve_weights_file(
+        inception_weights_path,
+        filename=INCEPTION_FILENAME,
+        url=INCEPTION_URL,
+        env_var=INCEPTION_ENV,
+        purpose="FID (Inception-v3)",
+        argument="inception_weights_path / --inception-weights",
+    )
+    model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
+    state = _load_state_dict(path, "Inception-v3")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(
+            f"{str(path)!r} is not a torchvision Inception-v3 state dict (expected the file from {INCEPTION_URL}): {error}"
+        ) from error
+    model.fc = nn.Identity()
+    return InceptionFeatureExtractor(model).eval().requires_grad_(False).to(device)
+
+
+class RunningStatistics:
+    """Streaming mean and covariance of `(N, D)` features in float64 (shifted sums, so no `(N, D)` array is kept)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.shift: np.ndarray | None = None
+        self.sum: np.ndarray | None = None
+        self.outer: np.ndarray | None = None
+
+    def update(self, features: np.ndarray | torch.Tensor) -> None:
+        if isinstance(features, torch.Tensor):
+            features = features.detach().cpu().numpy()
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2:
+            raise ValueError(f"Expected features of shape (N, D), got {features.shape}.")
+        if len(features) == 0:
+            return
+        if self.shift is None:
+            self.shift = features.mean(axis=0)
+            self.sum = np.zeros_like(self.shift)
+            self.outer = np.zeros((features.shape[1], features.shape[1]))
+        centered = features - self.shift
+        self.sum += centered.sum(axis=0)
+        self.outer += centered.T @ centered
+        self.count += len(features)
+
+    def compute(self) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `(mu (D,), sigma (D, D))`, sigma with the unbiased `N - 1` normalisation like `np.cov`."""
+        if self.count < 2:
+            raise ValueError(f"FID needs at least 2 images per set, got {self.count}.")
+        mean_centered = self.sum / self.count
+        sigma = (self.outer - self.count * np.outer(mean_centered, mean_centered)) / (self.count - 1)
+        return self.shift + mean_centered, sigma
+
+
+def feature_statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """`(N, D)` features -> `(mu (D,), sigma (D, D))` in float64."""
+    stats = RunningStatistics()
+    stats.update(features)
+    return stats.compute()
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), the pytorch-fid formula:
+    `|mu1 - mu2|^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2))` with `scipy.linalg.sqrtm` (real part), adding `eps`
+    to the diagonals when the product is singular."""
+    from scipy import linalg
+
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.shape[0],) * 2:
+        raise ValueError(
+            f"Statistics do not match: mu1 {mu1.shape}, mu2 {mu2.shape}, sigma1 {sigma1.shape}, sigma2 {sigma2.shape}."
+        )
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        logger.warning(f"FID: sqrtm of the covariance product is singular; adding {eps} to the diagonals.")
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        max_imag = float(np.max(np.abs(np.diagonal(covmean).imag)))
+        if max_imag > 1e-3:
+            logger.warning(
+                f"FID: sqrtm has an imaginary component of {max_imag:.3g} (too few images for the feature dimension?); "
+                "using the real part."
+            )
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+@torch.no_grad()
+def folder_statistics(
+    folder: str | os.PathLike,
+    model: InceptionFeatureExtractor,
+    size: Sequence[int] = DEFAULT_SIZE,
+    names: Sequence[str] | None = None,
+    batch_size: int = 32,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Inception statistics of the images of `folder` (bicubic resize to `size`, uint8, then the Inception input).
+    Returns `(mu (2048,), sigma (2048, 2048), num_images)`."""
+    size = parse_size(size)
+    names = list_image_files(folder) if names is None else list(names)
+    dataset = _ImageFileDataset([Path(folder) / name for name in names], size)
+    stats = RunningStatistics()
+    for batch in _progress(_loader(dataset, batch_size, num_workers), f"Inception features of {folder}"):
+        stats.update(model(batch))
+    mu, sigma = stats.compute()
+    return mu, sigma, stats.count
+
+
+def default_cache_dir() -> Path:
+    """`$TRUEPOSE_CACHE_DIR/fid_stats`, else `~/.cache/truepose/fid_stats`."""
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "truepose"
+    return Path(root).expanduser() / "fid_stats"
+
+
+def _real_statistics_key(folder: Path, size: tuple[int, int], names: Sequence[str], weights: Path) -> dict[str, Any]:
+    stat = weights.stat()
+    return {
+        "folder": str(folder.resolve()),
+        "size": list(size),
+        "num_images": len(names),
+        "names_sha1": hashlib.sha1("\n".join(names).encode()).hexdigest(),
+        "inception_weights": [weights.name, stat.st_size, int(stat.st_mtime)],
+    }
+
+
+def real_statistics(
+    folder: str | os.PathLike,
+    size: Sequence[int] = DEFAULT_SIZE,
+    inception_weights_path: str | os.PathLike | None = None,
+    model: InceptionFeatureExtractor | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inception statistics of the FID real set (all training images), cached in `cache_dir` as a `.npz` keyed by the
+    folder, the evaluation size, its file list and the Inception weight file."""
+    size = parse_size(size)
+    folder = Path(folder)
+    names = list_image_files(folder)
+    weights = resolve_weights_file(
+        inception_weights_path,
+        filename=INCEPTION_FILENAME,
+        url=INCEPTION_URL,
+        env_var=INCEPTION_ENV,
+        purpose="FID (Inception-v3)",
+        argument="inception_weights_path / --inception-weights",
+    )
+    key = _real_statistics_key(folder, size, names, weights)
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    cache_file = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_file = cache_file / f"{folder.resolve().name}_{size[0]}x{size[1]}_{digest}.npz"
+    if cache_file.is_file():
+        with np.load(cache_file) as cached:
+            if json.loads(str(cached["key"])) == key:
+                logger.info(f"FID: reusing real-set statistics from {cache_file}")
+                return cached["mu"], cached["sigma"]
+    if model is None:
+        model = load_inception(weights, device=device)
+    mu, sigma, _ = folder_statistics(folder, model, size, names, batch_size=batch_size, num_workers=num_workers)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(cache_file.name + f".tmp{os.getpid()}.npz")
+    np.savez(tmp, mu=mu, sigma=sigma, key=json.dumps(key, sort_keys=True))
+    os.replace(tmp, cache_file)
+    logger.info(f"FID: cached real-set statistics in {cache_file}")
+    return mu, sigma
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# All metrics
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _progress(iterable: Any, desc: str) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(iterable, desc=desc, leave=False, disable=not logging.is_progress_bar_enabled()))
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def compute_metrics(
+    real_dir: str | os.PathLike,
+    fake_dir: str | os.PathLike,
+    size: str | Sequence[int] = DEFAULT_SIZE,
+    fid_real_dir: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 16,
+    inception_weights_path: str | os.PathLike | None = None,
+    lpips_backbone_path: str | os.PathLike | None = None,
+    ssim_256_sigma: float = SSIM_256_SIGMA_CFLD,
+    compute_fid: bool = True,
+    fid_cache_dir: str | os.PathLike | None = None,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """Scores generated images (`fake_dir`) against their ground truth (`real_dir`), paired by file name.
+
+    Both are bicubic-resized to `size = (H, W)` and converted to uint8 first. FID compares the generated images with
+    `fid_real_dir` (the protocol's real set: all training images, statistics cached); when it is None the ground-truth
+    folder is used instead and the result says so.
+
+    Returns a dict with `lpips`, `ssim`, `ssim_256` (+ `ssim_256_sigma`), `psnr` (means over the pairs), `fid` (or
+    None) and bookkeeping (`size`, `num_images`, `fid_real_dir`, `fid_real_set`).
+    """
+    size = parse_size(size)
+    if size not in SUPPORTED_SIZES:
+        logger.warning(f"Evaluating at {size[0]}x{size[1]}; the protocol's sizes are 256x176 and 512x352.")
+    device = torch.device(device or _default_device())
+    pairs = pair_image_folders(real_dir, fake_dir)
+    lpips_model = load_lpips(lpips_backbone_path, device=device)
+    inception = load_inception(inception_weights_path, device=device) if compute_fid else None
+
+    real_set = _ImageFileDataset([Path(real_dir) / r for r, _ in pairs], size)
+    fake_set = _ImageFileDataset([Path(fake_dir) / f for _, f in pairs], size)
+    lpips_values, ssim_values, ssim_256_values, psnr_values = [], [], [], []
+    fake_stats = RunningStatistics()
+    for real, fake in _progress(_loader(_PairDataset(real_set, fake_set), batch_size, num_workers), "Scoring pairs"):
+        lpips_values.append(lpips_distance(lpips_model, real, fake))
+        if inception is not None:
+            fake_stats.update(inception(fake))
+        for real_image, fake_image in zip(real.numpy(), fake.numpy()):
+            ssim_values.append(ssim(real_image, fake_image))
+            ssim_256_values.append(ssim_256(real_image, fake_image, sigma=ssim_256_sigma))
+            psnr_values.append(psnr(real_image, fake_image))
+
+    results: dict[str, Any] = {
+        "size": f"{size[0]}x{size[1]}",
+        "num_images": len(pairs),
+        "fid": None,
+        "lpips": float(np.concatenate(lpips_values).mean()),
+        "ssim": float(np.mean(ssim_values)),
+        "ssim_256": float(np.mean(ssim_256_values)),
+        "ssim_256_sigma": float(ssim_256_sigma),
+        "psnr": float(np.mean(psnr_values)),
+        "fid_real_dir": None,
+        "fid_real_set": None,
+    }
+    if inception is not None:
+        if fid_real_dir is None:
+            logger.warning(
+                "FID: no `fid_real_dir` given, so the real set is the ground-truth test images; the protocol uses all "
+                "training images (pass --fid-real-dir) and numbers are not comparable to papers."
+            )
+            mu_real, sigma_real, _ = folder_statistics(
+                real_dir, inception, size, [r for r, _ in pairs], batch_size=batch_size, num_workers=num_workers
+            )
+            results["fid_real_dir"], results["fid_real_set"] = str(real_dir), "ground-truth test images"
+        else:
+            mu_real, sigma_real = real_statistics(
+                fid_real_dir,
+                size,
+                inception_weights_path=inception_weights_path,
+                model=inception,
+                cache_dir=fid_cache_dir,
+                batch_size=batch_size,
+                num_workers=num_workers,
+            )
+            results["fid_real_dir"], results["fid_real_set"] = str(fid_real_dir), "training images"
+        mu_fake, sigma_fake = fake_stats.compute()
+        results["fid"] = frechet_distance(mu_real, sigma_real, mu_fake, sigma_fake)
+    return results
+
+
+def _format_value(value: Any, digits: int) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def format_markdown(results: dict[str, Any], name: str = "This run", include_paper: bool = True) -> str:
+    """A Markdown table of `results` (from `compute_metrics`) beside the paper's numbers ("n/a" where none)."""
+    digits = {"fid": 3, "lpips": 4, "ssim": 4, "ssim_256": 4, "psnr": 3}
+    sigma = results.get("ssim_256_sigma", SSIM_256_SIGMA_CFLD)
+    header = ["Method", "Size"] + [
+        f"SSIM_256 σ={sigma:g} ↑" if key == "ssim_256" else title for key, title in METRIC_COLUMNS
+    ]
+    rows = [
+        [name, str(results.get("size", "n/a"))] + [_format_value(results.get(k), digits[k]) for k, _ in METRIC_COLUMNS]
+    ]
+    if include_paper:
+        for paper_name, paper in PAPER_RESULTS.items():
+            rows.append(
+                [paper_name, paper["size"]] + [_format_value(paper.get(k), digits[k]) for k, _ in METRIC_COLUMNS]
+            )
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    notes = [
+        f"{results.get('num_images', '?')} image pairs; SSIM: win 51 on [0,1]; SSIM_256: gaussian σ={sigma:g} on 0-255."
+    ]
+    if results.get("fid_real_set"):
+        notes.append(f"FID real set: {results['fid_real_set']} ({results.get('fid_real_dir')}).")
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
+
+
+def write_results(results: dict[str, Any], json_path: str | os.PathLike, name: str = "This run") -> tuple[Path, Path]:
+    """Writes `results` as JSON at `json_path` and the Markdown table beside it (`.md`). Returns both paths."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"results": results, "paper": PAPER_RESULTS}
+    json_path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    markdown_path = json_path.with_suffix(".md")
+    markdown_path.write_text(format_markdown(results, name=name))
+    return json_path, markdown_path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="truepose metrics",
+        description="Score generated images against ground truth (FID, LPIPS, SSIM, SSIM_256, PSNR), paired by file name.",
+    )
+    parser.add_argument("real_dir", help="Folder of ground-truth test images.")
+    parser.add_argument("fake_dir", help="Folder of generated images (same file names, any image extension).")
+    parser.add_argument("--size", default="256x176", help="Evaluation size HxW: 256x176 or 512x352 (default 256x176).")
+    parser.add_argument("--fid-real-dir", default=None, help="FID real set: the training images folder.")
+    parser.add_argument("--no-fid", action="store_true", help="Skip FID (no Inception weights needed).")
+    parser.add_argument(
+        "--inception-weights", default=None, help=f"Path to {INCEPTION_FILENAME} (or ${INCEPTION_ENV})."
+    )
+    parser.add_argument("--lpips-backbone", default=None, help=f"Path to {ALEXNET_FILENAME} (or ${ALEXNET_ENV}).")
+    parser.add_argument(
+        "--ssim-256-sigma",
+        type=float,
+        default=SSIM_256_SIGMA_CFLD,
+        help="Gaussian sigma of SSIM_256: 1.5 (CFLD) or 1.2 (PIDM).",
+    )
+    parser.add_argument(
+        "--fid-cache-dir", default=None, help=f"Cache of real-set statistics (default {default_cache_dir()})."
+    )
+    parser.add_argument("--device", default=None, help="Torch device (default: cuda if available).")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for reading images.")
+    parser.add_argument(
+        "--json", default=None, help="Write results to this JSON file (and the Markdown table beside it)."
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`truepose metrics REAL_DIR FAKE_DIR [--size 256x176] [--fid-real-dir TRAIN_DIR] [--inception-weights P]
+    [--lpips-backbone P] [--json OUT]`."""
+    args = build_parser().parse_args(argv)
+    results = compute_metrics(
+        args.real_dir,
+        args.fake_dir,
+        size=args.size,
+        fid_real_dir=args.fid_real_dir,
+        device=args.device,
+        batch_size=args.batch_size,
+        inception_weights_path=args.inception_weights,
+        lpips_backbone_path=args.lpips_backbone,
+        ssim_256_sigma=args.ssim_256_sigma,
+        compute_fid=not args.no_fid,
+        fid_cache_dir=args.fid_cache_dir,
+        num_workers=args.num_workers,
+    )
+    if args.json:
+        write_results(results, args.json)
+    print(format_markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,329 @@
+"""Tests of `truepose.evaluation.metrics` against reference implementations (skimage, lpips, torchmetrics)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from truepose.evaluation import metrics
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Folders
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_parse_size():
+    assert metrics.parse_size("256x176") == (256, 176)
+    assert metrics.parse_size((512, 352)) == (512, 352)
+    with pytest.raises(ValueError, match="size"):
+        metrics.parse_size("256")
+
+
+def test_load_image_folder_sorted_bicubic_uint8(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = {name: rng.integers(0, 256, (100, 70, 3), dtype=np.uint8) for name in ["b.png", "a.png", "c.jpg"]}
+    for name, array in arrays.items():
+        Image.fromarray(array).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = metrics.load_image_folder(tmp_path, (64, 48))
+    assert images.shape == (3, 64, 48, 3) and images.dtype == np.uint8
+    assert metrics.list_image_files(tmp_path) == ["a.png", "b.png", "c.jpg"]
+    expected = np.asarray(Image.fromarray(arrays["a.png"]).resize((48, 64), Image.BICUBIC))
+    np.testing.assert_array_equal(images[0], expected)
+    # Already at size: read as is.
+    np.testing.assert_array_equal(metrics.load_image_folder(tmp_path, (100, 70))[1], arrays["b.png"])
+
+
+def test_pair_image_folders(tmp_path):
+    for folder, names in {"real": ["x.jpg", "y.jpg", "z.jpg"], "fake": ["x.png", "y.png", "w.png"]}.items():
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.new("RGB", (8, 8)).save(tmp_path / folder / name)
+    with pytest.raises(ValueError) as error:
+        metrics.pair_image_folders(tmp_path / "real", tmp_path / "fake")
+    message = str(error.value)
+    assert "missing in fake_dir: z" in message and "missing in real_dir: w" in message
+    os.remove(tmp_path / "real" / "z.jpg")
+    os.remove(tmp_path / "fake" / "w.png")
+    assert metrics.pair_image_folders(tmp_path / "real", tmp_path / "fake") == [("x.jpg", "x.png"), ("y.jpg", "y.png")]
+    with pytest.raises(ValueError, match="does not exist"):
+        metrics.list_image_files(tmp_path / "nope")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# SSIM / PSNR
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_ssim_and_psnr_equal_skimage(image_pairs):
+    for real, fake in image_pairs:
+        r, f = real / 255.0, fake / 255.0
+        assert metrics.ssim(real, fake) == pytest.approx(
+            structural_similarity(r, f, win_size=51, data_range=1, channel_axis=2), abs=1e-12
+        )
+        for sigma in (1.5, 1.2):
+            expected = structural_similarity(
+                real.astype(np.float64),
+                fake.astype(np.float64),
+                gaussian_weights=True,
+                sigma=sigma,
+                use_sample_covariance=False,
+                data_range=255,
+                channel_axis=2,
+            )
+            assert metrics.ssim_256(real, fake, sigma=sigma) == pytest.approx(expected, abs=1e-12)
+        assert metrics.psnr(real, fake) == pytest.approx(peak_signal_noise_ratio(r, f, data_range=1), abs=1e-12)
+    real = image_pairs[0][0]
+    assert metrics.ssim(real, real) == pytest.approx(1.0)
+    assert metrics.psnr(real, real) == float("inf")
+
+
+def test_psnr_and_ssim_256_equal_torchmetrics(image_pairs):
+    from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    for real, fake in image_pairs:
+        r = torch.from_numpy(real).permute(2, 0, 1)[None].double()
+        f = torch.from_numpy(fake).permute(2, 0, 1)[None].double()
+        assert metrics.psnr(real, fake) == pytest.approx(tm_psnr(f / 255, r / 255, data_range=1.0).item(), abs=1e-5)
+        # torchmetrics averages the SSIM map over the whole (reflect-padded) image, skimage drops a border of the
+        # kernel's radius (5 for the 11-tap sigma=1.5 gaussian); on the same pixels they agree exactly.
+        _, full = tm_ssim(
+            f, r, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=255.0, return_full_image=True
+        )
+        assert metrics.ssim_256(real, fake, sigma=1.5) == pytest.approx(full[..., 5:-5, 5:-5].mean().item(), abs=1e-10)
+
+
+def test_ssim_rejects_small_or_mismatched_images():
+    with pytest.raises(ValueError, match="51"):
+        metrics.ssim(np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.psnr(np.zeros((60, 60, 3), np.uint8), np.zeros((60, 61, 3), np.uint8))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# LPIPS
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_lpips_equals_lpips_package(alexnet_weights, image_pairs, monkeypatch):
+    import lpips
+    import torchvision
+
+    model = metrics.load_lpips(alexnet_weights)
+
+    # Independent path: lpips builds its backbone through `torchvision.models.alexnet(pretrained=True)`; make that
+    # return our local weights and construct `lpips.LPIPS(net="alex")` the ordinary way.
+    torchvision_alexnet = torchvision.models.alexnet
+
+    def local_alexnet(pretrained: bool = False, **kwargs):
+        net = torchvision_alexnet(weights=None)
+        net.load_state_dict(torch.load(alexnet_weights, weights_only=True))
+        return net
+
+    monkeypatch.setattr(lpips.pretrained_networks.tv, "alexnet", local_alexnet)
+    reference = lpips.LPIPS(net="alex", verbose=False)
+
+    real = np.stack([r for r, _ in image_pairs])
+    fake = np.stack([f for _, f in image_pairs])
+    ours = metrics.lpips_distance(model, real, fake)
+    to_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    with torch.no_grad():
+        expected = reference(to_tensor(real), to_tensor(fake), normalize=True).flatten().double().numpy()
+    assert ours.shape == (len(image_pairs),)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-7)
+    assert np.all(ours > 0)
+    np.testing.assert_array_equal(metrics.lpips_distance(model, real, real), 0.0)
+
+
+def test_missing_weights_raise_clear_errors(tmp_path, monkeypatch, alexnet_weights):
+    monkeypatch.delenv(metrics.ALEXNET_ENV, raising=False)
+    monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    with pytest.raises(FileNotFoundError) as error:
+        metrics.load_lpips()
+    message = str(error.value)
+    assert metrics.ALEXNET_FILENAME in message and metrics.ALEXNET_URL in message
+    assert str(tmp_path / "torch_home" / "hub" / "checkpoints") in message
+    with pytest.raises(FileNotFoundError) as error:
+        metrics.load_inception(tmp_path / "missing.pth")
+    message = str(error.value)
+    assert metrics.INCEPTION_FILENAME in message and metrics.INCEPTION_URL in message and "missing.pth" in message
+
+    # The env var, a folder holding the file, and the torch hub cache are all accepted.
+    monkeypatch.setenv(metrics.ALEXNET_ENV, alexnet_weights)
+    metrics.load_lpips()
+    monkeypatch.delenv(metrics.ALEXNET_ENV)
+    metrics.load_lpips(os.path.dirname(alexnet_weights))
+    hub = tmp_path / "torch_home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    shutil.copy(alexnet_weights, hub / metrics.ALEXNET_FILENAME)
+    metrics.load_lpips()
+
+
+def test_wrong_weight_file_is_rejected(tmp_path):
+    path = tmp_path / metrics.ALEXNET_FILENAME
+    torch.save({"something": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="not a torchvision AlexNet"):
+        metrics.load_lpips(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# FID
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _eig_frechet(mu1, sigma1, mu2, sigma2) -> float:
+    """Independent formula: Tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))), all symmetric, float64."""
+    w, v = np.linalg.eigh(sigma1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
+    return float(
+        ((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.sqrt(np.clip(inner, 0, None)).sum()
+    )
+
+
+def test_frechet_distance_equals_independent_computations():
+    from torchmetrics.image.fid import _compute_fid
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 32)) @ rng.normal(size=(32, 32))
+    b = rng.normal(loc=0.3, size=(300, 32)) @ rng.normal(size=(32, 32))
+    mu1, sigma1 = metrics.feature_statistics(a)
+    mu2, sigma2 = metrics.feature_statistics(b)
+    ours = metrics.frechet_distance(mu1, sigma1, mu2, sigma2)
+    expected = _compute_fid(*(torch.from_numpy(x) for x in (mu1, sigma1, mu2, sigma2))).item()
+    assert ours == pytest.approx(expected, rel=1e-8)
+    assert ours == pytest.approx(_eig_frechet(mu1, sigma1, mu2, sigma2), rel=1e-8)
+    assert metrics.frechet_distance(mu1, sigma1, mu1, sigma1) == pytest.approx(0.0, abs=1e-8)
+    with pytest.raises(ValueError, match="do not match"):
+        metrics.frechet_distance(mu1, sigma1, mu2[:3], sigma2)
+
+
+def test_running_statistics_equal_numpy():
+    rng = np.random.default_rng(0)
+    features = rng.normal(loc=5.0, size=(97, 16))
+    stats = metrics.RunningStatistics()
+    for chunk in np.array_split(features, 5):
+        stats.update(torch.from_numpy(chunk).float())
+    mu, sigma = stats.compute()
+    features32 = features.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(mu, features32.mean(0), atol=1e-10)
+    np.testing.assert_allclose(sigma, np.cov(features32, rowvar=False), atol=1e-10)
+
+
+def test_inception_features_follow_torchvision(inception_weights, image_pairs):
+    from torchvision.models import inception_v3
+
+    extractor = metrics.load_inception(inception_weights)
+    images = np.stack([r for r, _ in image_pairs[:2]])
+    features = extractor(torch.from_numpy(images))
+    assert features.shape == (2, 2048) and torch.isfinite(features).all() and features.std() > 0
+
+    reference = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
+    reference.load_state_dict(torch.load(inception_weights, weights_only=True))
+    reference.fc = torch.nn.Identity()
+    reference.eval()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", antialias=True)
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
+    with torch.no_grad():
+        expected = reference((x - mean) / std)
+    torch.testing.assert_close(features, expected, rtol=1e-4, atol=1e-5)
+
+
+class PooledColour(torch.nn.Module):
+    """A cheap stand-in for Inception (4-d features: channel means + grey std), so the real scipy sqrtm path runs fast
+    (a 2048x2048 sqrtm takes about a minute on a 2-core CPU; Inception itself is checked above)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).double() / 255
+        return torch.cat([x.mean((2, 3)), x.mean(1).flatten(1).std(1, keepdim=True)], dim=1)
+
+
+def test_compute_metrics_end_to_end(
+    image_folders, image_pairs, alexnet_weights, inception_weights, tmp_path, monkeypatch
+):
+    real_dir, fake_dir = image_folders
+    size = (128, 96)
+    calls = []
+    original = metrics.folder_statistics
+
+    def counting_statistics(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "folder_statistics", counting_statistics)
+    monkeypatch.setattr(metrics, "load_inception", lambda *args, **kwargs: PooledColour())
+    kwargs = dict(
+        size=size,
+        fid_real_dir=real_dir,
+        device="cpu",
+        batch_size=2,
+        inception_weights_path=inception_weights,
+        lpips_backbone_path=alexnet_weights,
+        fid_cache_dir=tmp_path / "cache",
+    )
+    results = metrics.compute_metrics(real_dir, fake_dir, **kwargs)
+    assert len(calls) == 1 and len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+    # Scores are the per-pair means of the functions above on images resized to `size` as uint8.
+    real = metrics.load_image_folder(real_dir, size)
+    fake = metrics.load_image_folder(fake_dir, size)
+    assert results["num_images"] == len(image_pairs) and results["size"] == "128x96"
+    assert results["ssim"] == pytest.approx(np.mean([metrics.ssim(r, f) for r, f in zip(real, fake)]), abs=1e-12)
+    assert results["ssim_256"] == pytest.approx(
+        np.mean([metrics.ssim_256(r, f) for r, f in zip(real, fake)]), abs=1e-12
+    )
+    assert results["ssim_256_sigma"] == 1.5
+    assert results["psnr"] == pytest.approx(np.mean([metrics.psnr(r, f) for r, f in zip(real, fake)]), abs=1e-12)
+    lpips_model = metrics.load_lpips(alexnet_weights)
+    assert results["lpips"] == pytest.approx(metrics.lpips_distance(lpips_model, real, fake).mean(), rel=1e-5)
+
+    # FID is the Fréchet distance of the feature statistics of both sets.
+    features = PooledColour()
+    stats_real = metrics.feature_statistics(features(torch.from_numpy(real)))
+    stats_fake = metrics.feature_statistics(features(torch.from_numpy(fake)))
+    assert results["fid"] == pytest.approx(_eig_frechet(*stats_real, *stats_fake), rel=1e-6)
+    assert results["fid"] > 0 and results["fid_real_set"] == "training images"
+
+    # A second call reuses the cached real-set statistics; a set against itself gives FID ~0.
+    same = metrics.compute_metrics(real_dir, real_dir, **kwargs)
+    assert len(calls) == 1
+    assert abs(same["fid"]) < 1e-8
+    assert same["lpips"] == 0.0 and same["ssim"] == pytest.approx(1.0) and same["psnr"] == float("inf")
+
+    # Another size is another cache entry; without a training folder the ground truth is the real set.
+    metrics.compute_metrics(real_dir, fake_dir, **{**kwargs, "size": (96, 64), "fid_real_dir": None})
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    other = metrics.compute_metrics(real_dir, fake_dir, **{**kwargs, "size": (112, 80)})
+    assert len(calls) == 3 and len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    assert other["fid_real_set"] == "training images"
+    no_train = metrics.compute_metrics(real_dir, fake_dir, **{**kwargs, "fid_real_dir": None})
+    assert no_train["fid_real_set"] == "ground-truth test images" and no_train["fid"] == pytest.approx(results["fid"])
+
+
+def test_metrics_cli_writes_json_and_markdown(image_folders, alexnet_weights, tmp_path, capsys):
+    real_dir, fake_dir = image_folders
+    out = tmp_path / "out" / "metrics.json"
+    argv = [real_dir, fake_dir, "--size", "128x96", "--no-fid", "--lpips-backbone", alexnet_weights]
+    assert metrics.main(argv + ["--json", str(out), "--device", "cpu", "--ssim-256-sigma", "1.2"]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["results"]["fid"] is None and payload["results"]["ssim_256_sigma"] == 1.2
+    assert payload["paper"]["TruePose (paper)"]["lpips"] == 0.151
+    markdown = out.with_suffix(".md").read_text()
+    assert (
+        "SSIM_256 σ=1.2" in markdown
+        and "| TruePose (paper) | 512x352 | n/a | 0.1510 | 0.7440 | n/a | 17.627 |" in markdown
+    )
+    assert markdown.splitlines()[0] in capsys.readouterr().out
