@@ -10,6 +10,9 @@ from .common import (
     pair_name,
     pair_seed,
 )
+from .deepfashion import DeepFashionDataset, make_deepfashion_fixture
+from .folder import FolderPairDataset
+from .preprocess import preprocess
 from .synthetic import (
     Appearance,
     SyntheticPoseDataset,
@@ -23,6 +26,8 @@ __all__ = [
     "ATR_LABELS",
     "COCO18_KEYPOINT_NAMES",
     "Appearance",
+    "DeepFashionDataset",
+    "FolderPairDataset",
     "PairFileDataset",
     "PairItem",
     "SyntheticPoseDataset",
@@ -30,6 +35,8 @@ __all__ = [
     "collate_pairs",
     "pair_name",
     "pair_seed",
+    "make_deepfashion_fixture",
+    "preprocess",
     "random_appearance",
     "random_pose",
     "render_pair",

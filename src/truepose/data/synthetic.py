@@ -105,7 +105,7 @@ def _hsv(h: float, s: float, v: float) -> Color:
 
 
 def _jitter(rng: np.random.Generator, color: Sequence[int], amount: int = 10) -> Color:
-    return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in color)
+    return tuple(min(max(int(c) + int(rng.integers(-amount, amount + 1)), 0), 255) for c in color)
 
 
 def _garment_color(rng: np.random.Generator) -> Color:
@@ -396,6 +396,7 @@ def random_pose(
     keypoints = np.full((NUM_KEYPOINTS, 3), -1.0, dtype=np.float32)
     keypoints[visible, :2] = xy[visible] * scale + offset
     keypoints[visible, 2] = 1.0
+    keypoints[~visible, 2] = 0.0
     return keypoints
 
 
@@ -500,7 +501,16 @@ def _pattern(kind: str, u: np.ndarray, v: np.ndarray, period: float, angle: floa
     return np.zeros(u.shape, dtype=bool)
 
 
+@lru_cache(maxsize=16)
 def _background(appearance: Appearance, width: int, height: int) -> np.ndarray:
+    """The ``(height, width)`` packed-RGBA uint32 background of ``appearance`` (cached: both images of a pair share it)."""
+    rgb = np.clip(_background_float(appearance, width, height) + 0.5, 0, 255).astype(np.uint32)
+    packed = rgb[..., 0] | (rgb[..., 1] << 8) | (rgb[..., 2] << 16) | np.uint32(0xFF000000)
+    packed.flags.writeable = False
+    return packed
+
+
+def _background_float(appearance: Appearance, width: int, height: int) -> np.ndarray:
     c0 = np.array(appearance.background_colors[0], dtype=np.float32)
     c1 = np.array(appearance.background_colors[1], dtype=np.float32)
     kind = appearance.background
@@ -526,6 +536,12 @@ def _background(appearance: Appearance, width: int, height: int) -> np.ndarray:
         image[horizon:] = floor * (1 - 0.15 * t)
         return image
     raise ValueError(f"Unknown background kind {kind!r}; expected one of {BACKGROUNDS}.")
+
+
+def _pack(color: Sequence[float]) -> np.uint32:
+    """An opaque RGB colour as a little-endian packed RGBA ``uint32``."""
+    r, g, b = (min(max(round(float(c)), 0), 255) for c in color)
+    return np.uint32(r | (g << 8) | (b << 16) | (0xFF << 24))
 
 
 def _supersampling(height: int, width: int) -> int:
@@ -606,6 +622,9 @@ def render_person(
     b = appearance.build
     w_upper_arm, w_forearm, w_hand = 0.058 * size * b, 0.047 * size * b, 0.052 * size
     w_thigh, w_shin, w_neck = 0.078 * size * b, 0.058 * size * b, 0.05 * size
+    min_width = 1.8 * ss  # keep limbs at least ~2 output pixels wide on tiny images
+    w_upper_arm, w_forearm, w_hand = max(w_upper_arm, min_width), max(w_forearm, min_width), max(w_hand, min_width)
+    w_thigh, w_shin, w_neck = max(w_thigh, min_width), max(w_shin, min_width), max(w_neck, min_width)
     sleeve_extra = 1.3
 
     def arm(side: str) -> None:
@@ -618,7 +637,7 @@ def render_person(
         canvas.limb(s, e, w_upper_arm, w_forearm * 1.05, part)
         if w is not None:
             canvas.limb(e, w, w_forearm, w_forearm * 0.85, part)
-            hand = w + (w - e) / max(np.hypot(*(w - e)), 1e-6) * w_hand * 0.35
+            hand = w + (w - e) / max(np.hypot(*(w - e)), 1e-6) * w_hand * 0.25
             canvas.circle(hand, w_hand / 2, part)
         sleeve_label = DRESS if appearance.lower_kind == "dress" else UPPER
         if appearance.upper_kind == "tshirt":
@@ -749,12 +768,19 @@ def render_person(
 
     # Head: face, hair, hat, features.
     visible_face = [p for p in face_points if p is not None]
-    if visible_face:  # grow the head to contain every face keypoint
-        local = np.array([[(p - head_center) @ right / rx, (p - head_center) @ down / ry] for p in visible_face])
+    if visible_face:  # grow the head to contain every face keypoint, with a margin of about one output pixel
+        margin = 0.9 * ss
+        inner_x, inner_y = max(rx - margin, 0.5 * rx), max(ry - margin, 0.5 * ry)
+        local = np.array(
+            [[(p - head_center) @ right / inner_x, (p - head_center) @ down / inner_y] for p in visible_face]
+        )
         grow = float(np.sqrt((local**2).sum(axis=1)).max())
-        if grow > 0.92:
-            rx, ry = rx * grow / 0.92, ry * grow / 0.92
+        if grow > 1.0:
+            rx, ry = rx + inner_x * (grow - 1.0), ry + inner_y * (grow - 1.0)
     face_part = canvas.part(FACE, _M_SKIN)
+    for ear in face_points[3:]:
+        if ear is not None:
+            canvas.circle(ear, max(0.2 * rx, 1.0 * ss), face_part)
     canvas.polygon(_ellipse_points(head_center, rx, ry, right, down, 0, 360, 24), face_part)
     shift = right * (-facing * 0.3 * rx)  # hair sits towards the back of the head
     if back_view:
@@ -787,61 +813,68 @@ def render_person(
             centre = nose + down * 0.3 * ry
             canvas.limb(centre - right * 0.22 * rx, centre + right * 0.22 * rx, 0.07 * ry, 0.07 * ry, mouth)
 
-    # ---- Colour the parts. -----------------------------------------------------------------------------------------
+    # ---- Colour the parts. Pixels are packed RGBA uint32 so that every mask is 2-D and every lookup one gather. ----
     parts = np.asarray(canvas.image)
-    materials = np.asarray(canvas.materials, dtype=np.uint8)[parts]
-    rgb = _background(appearance, width * ss, height * ss)
+    part_materials = np.asarray(canvas.materials, dtype=np.uint8)
     skin = np.asarray(appearance.skin, dtype=np.float32)
-    solid = {
-        _M_SKIN: skin,
-        _M_HAIR: appearance.hair,
-        _M_SHOE: appearance.shoe,
-        _M_HAT: appearance.hat or (0, 0, 0),
-        _M_EYE: (30, 25, 25),
-        _M_MOUTH: skin * np.array([0.7, 0.45, 0.45]),
-    }
-    for material, color in solid.items():
-        rgb[materials == material] = color
+    palette = np.zeros(9, dtype=np.uint32)
+    palette[_M_SKIN] = _pack(appearance.skin)
+    palette[_M_HAIR] = _pack(appearance.hair)
+    palette[_M_SHOE] = _pack(appearance.shoe)
+    palette[_M_HAT] = _pack(appearance.hat or (0, 0, 0))
+    palette[_M_EYE] = _pack((30, 25, 25))
+    palette[_M_MOUTH] = _pack(skin * np.array([0.7, 0.45, 0.45]))
+    rgba = np.take(palette[part_materials], parts)
+    rgba = np.where(parts == 0, _background(appearance, width * ss, height * ss), rgba)
     torso_len = max(float(np.hypot(*(mid_hip - neck))), 1.0)
     for material, colors, kind in (
         (_M_UPPER, appearance.upper_colors, appearance.upper_pattern),
         (_M_LOWER, appearance.lower_colors, appearance.lower_pattern),
     ):
-        ys, xs = np.nonzero(materials == material)
+        ys, xs = np.nonzero(np.take(part_materials == material, parts))
         if len(ys) == 0:
             continue
-        rel = np.stack([xs, ys], axis=1).astype(np.float32) - neck.astype(np.float32)
-        u, v = rel @ right.astype(np.float32) / torso_len, rel @ down.astype(np.float32) / torso_len
+        xf, yf = xs.astype(np.float32) - np.float32(neck[0]), ys.astype(np.float32) - np.float32(neck[1])
+        u = (xf * np.float32(right[0]) + yf * np.float32(right[1])) / np.float32(torso_len)
+        v = (xf * np.float32(down[0]) + yf * np.float32(down[1])) / np.float32(torso_len)
         secondary = _pattern(kind, u, v, appearance.pattern_period, appearance.pattern_angle)
-        rgb[ys, xs] = np.where(secondary[:, None], np.float32(colors[1]), np.float32(colors[0]))
+        rgba[ys, xs] = np.where(secondary, _pack(colors[1]), _pack(colors[0]))
         if material == _M_UPPER and appearance.print_kind != "none" and not back_view:
-            on_torso = parts[ys, xs] == torso_part
             mask = _stamp(appearance.print_kind, appearance.print_value)
             sh, sw = mask.shape
             box_w = 0.42 if appearance.print_kind == "logo" else 0.16 * len(appearance.print_value) + 0.1
             box_w = min(box_w, 0.6)
             box_h = box_w * sh / sw
-            u0 = facing * 0.12 - box_w / 2
-            v0 = 0.36 - box_h / 2
-            col = np.floor((u - u0) / box_w * sw).astype(np.int64)
-            row = np.floor((v - v0) / box_h * sh).astype(np.int64)
-            inside = on_torso & (col >= 0) & (col < sw) & (row >= 0) & (row < sh)
+            col = np.floor((u - (facing * 0.12 - box_w / 2)) * (sw / box_w)).astype(np.int64)
+            row = np.floor((v - (0.36 - box_h / 2)) * (sh / box_h)).astype(np.int64)
+            inside = (col >= 0) & (col < sw) & (row >= 0) & (row < sh)
+            inside &= parts[ys, xs] == torso_part
             ink = np.zeros_like(inside)
             ink[inside] = mask[row[inside], col[inside]]
-            rgb[ys[ink], xs[ink]] = appearance.print_color
+            rgba[ys[ink], xs[ink]] = _pack(appearance.print_color)
 
     # Outlines between parts (darken the foreground side).
     edge = np.zeros(parts.shape, dtype=bool)
-    edge[:, 1:] |= parts[:, 1:] != parts[:, :-1]
-    edge[:, :-1] |= parts[:, :-1] != parts[:, 1:]
-    edge[1:] |= parts[1:] != parts[:-1]
-    edge[:-1] |= parts[:-1] != parts[1:]
-    edge &= (parts > 0) & (materials != _M_EYE) & (materials != _M_MOUTH)
-    rgb[edge] *= 0.68
+    diff = parts[:, 1:] != parts[:, :-1]
+    edge[:, 1:] |= diff
+    edge[:, :-1] |= diff
+    diff = parts[1:] != parts[:-1]
+    edge[1:] |= diff
+    edge[:-1] |= diff
+    outlined = (part_materials != _M_BG) & (part_materials != _M_EYE) & (part_materials != _M_MOUTH)
+    edge &= np.take(outlined, parts)
+    values = rgba[edge]
+    dark = np.uint32(0xFF000000)
+    for shift in (0, 8, 16):
+        dark = dark | (
+            (((values >> np.uint32(shift)) & np.uint32(0xFF)) * np.uint32(174)) >> np.uint32(8)
+        ) << np.uint32(shift)
+    rgba[edge] = dark
 
-    image = Image.fromarray(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), mode="RGB")
+    image = Image.frombuffer("RGBA", (width * ss, height * ss), rgba.astype("<u4", copy=False), "raw", "RGBA", 0, 1)
     if ss > 1:
         image = image.reduce(ss)
+    image = image.convert("RGB")
     labels = np.asarray(canvas.labels, dtype=np.int64)
     parsing = labels[parts[ss // 2 :: ss, ss // 2 :: ss]]
     return image, parsing
