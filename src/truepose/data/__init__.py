@@ -1,4 +1,8 @@
-"""Datasets of (source, target) person pairs with keypoints and parsing maps, and their preprocessing."""
+"""Datasets of (source, target) person pairs with keypoints and parsing maps, and their preprocessing.
+
+The preprocessing cache lives in ``truepose.data.preprocess`` (``from truepose.data.preprocess import preprocess``;
+not re-exported here so that the submodule name is not shadowed by the function).
+"""
 
 from .common import (
     ATR_LABELS,
@@ -12,7 +16,6 @@ from .common import (
 )
 from .deepfashion import DeepFashionDataset, make_deepfashion_fixture
 from .folder import FolderPairDataset
-from .preprocess import preprocess
 from .synthetic import (
     Appearance,
     SyntheticPoseDataset,
@@ -36,7 +39,6 @@ __all__ = [
     "pair_name",
     "pair_seed",
     "make_deepfashion_fixture",
-    "preprocess",
     "random_appearance",
     "random_pose",
     "render_pair",

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from truepose.data import check_pair_item, collate_pairs, pair_name, pair_seed
+from truepose.data.common import (
+    atomic_write,
+    load_parsing,
+    normalize_keypoints,
+    read_annotation_csv,
+    read_pairs_csv,
+    resize_parsing,
+    save_parsing,
+    scale_keypoints,
+)
+
+
+def test_pair_seed_is_stable_and_distinct():
+    assert pair_seed("a___b") == pair_seed("a___b")
+    assert pair_seed("a___b") != pair_seed("b___a")
+    assert 0 <= pair_seed("x") < 2**63
+    # sha256-based: the same value on every machine and Python run
+    assert pair_seed(
+        "fashionWOMENDressesid0000012345_1front___fashionWOMENDressesid0000012345_2side"
+    ) == int.from_bytes(
+        __import__("hashlib")
+        .sha256(b"fashionWOMENDressesid0000012345_1front___fashionWOMENDressesid0000012345_2side")
+        .digest()[:8],
+        "little",
+    ) & (2**63 - 1)
+
+
+def test_pair_name():
+    assert pair_name("a/b.jpg", "c.png") == "a__b___c"
+    assert pair_name("x_1front.jpg", "x_2side.jpg") == "x_1front___x_2side"
+
+
+def test_normalize_and_scale_keypoints():
+    kp = np.zeros((18, 2), dtype=np.float32)
+    kp[3] = (-1, -1)
+    out = normalize_keypoints(kp)
+    assert out.dtype == np.float32 and out.shape == (18, 3)
+    assert out[0].tolist() == [0, 0, 1] and out[3].tolist() == [-1, -1, 0]
+    kp3 = np.ones((18, 3), dtype=np.float32) * 10
+    kp3[5, 2] = 0
+    scaled = scale_keypoints(kp3, (256, 176), (512, 352))
+    assert scaled[0].tolist() == [20, 20, 10] and scaled[5].tolist() == [-1, -1, 0]
+    with pytest.raises(ValueError, match="shape"):
+        normalize_keypoints(np.zeros((17, 3)))
+
+
+def test_collate_pairs_keeps_lists():
+    items = [
+        {"source_image": Image.new("RGB", (4, 4)), "source_parsing": None, "name": "a"},
+        {"source_image": Image.new("RGB", (4, 4)), "source_parsing": np.zeros((4, 4)), "name": "b"},
+    ]
+    batch = collate_pairs(items)
+    assert batch["name"] == ["a", "b"]
+    assert batch["source_parsing"][0] is None and isinstance(batch["source_image"][1], Image.Image)
+    with pytest.raises(ValueError):
+        collate_pairs([])
+
+
+def test_parsing_roundtrip_and_resize(tmp_path):
+    parsing = np.random.default_rng(0).integers(0, 18, size=(8, 6))
+    save_parsing(parsing, tmp_path / "p.png")
+    assert not list(tmp_path.glob(".*.tmp"))
+    loaded = load_parsing(tmp_path / "p.png")
+    assert loaded.dtype == np.int64 and (loaded == parsing).all()
+    resized = resize_parsing(loaded, (16, 12))
+    assert resized.shape == (16, 12) and set(np.unique(resized)) <= set(np.unique(parsing))
+    Image.new("RGB", (2, 2), (255, 0, 0)).save(tmp_path / "colour.png")
+    with pytest.raises(ValueError, match="colour"):
+        load_parsing(tmp_path / "colour.png")
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    def broken(f):
+        f.write(b"half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "out.bin", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_readers_report_problems(tmp_path):
+    (tmp_path / "pairs.csv").write_text("to,other\na,b\n")
+    with pytest.raises(ValueError, match="from,to"):
+        read_pairs_csv(tmp_path / "pairs.csv")
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        read_pairs_csv(tmp_path / "missing.csv")
+    row = ", ".join(["1"] * 18)
+    (tmp_path / "ann.csv").write_text(f"name:keypoints_y:keypoints_x\na.jpg: [{row}]: [{row}]\nb.jpg: [1, 2]: [3]\n")
+    keypoints, problems = read_annotation_csv(tmp_path / "ann.csv")
+    assert list(keypoints) == ["a.jpg"]
+    assert len(problems) == 1 and "ann.csv:3" in problems[0]
+
+
+def test_check_pair_item():
+    item = {
+        "source_image": Image.new("RGB", (4, 6)),
+        "target_image": Image.new("RGB", (4, 6)),
+        "source_keypoints": np.zeros((18, 3), np.float32),
+        "target_keypoints": np.zeros((18, 3), np.float32),
+        "source_parsing": None,
+        "target_parsing": np.zeros((6, 4), np.int64),
+        "label_map": "atr",
+        "name": "a___b",
+    }
+    check_pair_item(item, (6, 4))
+    item["target_parsing"] = np.zeros((6, 4), np.int32)
+    with pytest.raises(ValueError, match="target_parsing"):
+        check_pair_item(item)
