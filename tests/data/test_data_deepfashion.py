@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from truepose.data import DeepFashionDataset, check_pair_item, make_deepfashion_fixture
-from truepose.data.common import read_annotation_csv
+from truepose.data.common import read_annotation_csv, save_parsing
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
@@ -78,3 +78,15 @@ def test_missing_files_are_reported(tmp_path):
         DeepFashionDataset(root, split="val")
     with pytest.raises(FileNotFoundError, match="not a directory"):
         DeepFashionDataset(tmp_path / "nowhere")
+
+
+def test_label_map(deepfashion_root, tmp_path):
+    with pytest.raises(ValueError, match="label_map"):
+        DeepFashionDataset(deepfashion_root, split="test", label_map="nonsense")
+    parsing_dir = tmp_path / "parsing"
+    shutil.copytree(deepfashion_root / "parsing", parsing_dir)
+    dataset = DeepFashionDataset(deepfashion_root, split="test", parsing_dir=parsing_dir, label_map="LIP")
+    assert dataset[0]["label_map"] == "lip" and dataset.validate() == []
+    bad = parsing_dir / f"{dataset.pairs[0][0][:-4]}.png"
+    save_parsing(np.full((8, 8), 30), bad)
+    assert dataset.validate() == [f"{bad}: label ids [30] are not in the 'lip' label map."]

@@ -430,6 +430,15 @@ def check_pair_item(item: dict[str, Any], image_size: Sequence[int] | None = Non
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _known_label_ids(label_map: str) -> set[int]:
+    """Ids of a label map known to ``truepose.conditioning.parsing`` (ValueError for an unknown name)."""
+    try:
+        from truepose.conditioning.parsing import get_label_map
+    except ImportError:  # pragma: no cover - the conditioning package is part of truepose
+        return set(ATR_LABELS) if label_map == "atr" else set()
+    return set(get_label_map(label_map).labels)
+
+
 class PairFileDataset(Dataset):
     """Pairs of image files with keypoints and optional parsing maps (base of the DeepFashion and folder datasets).
 
@@ -469,6 +478,7 @@ class PairFileDataset(Dataset):
         if self.parsing_dir is not None and not self.parsing_dir.is_dir():
             raise FileNotFoundError(f"`parsing_dir` {self.parsing_dir} is not a directory of <stem>.png label maps.")
         self.label_map = label_map.lower()
+        self.label_ids = _known_label_ids(self.label_map)
         self.annotation_problems = list(annotation_problems)
         if self.annotation_problems:
             logger.warning(
@@ -574,7 +584,13 @@ class PairFileDataset(Dataset):
                     problems.append(f"{parsing_path}: missing parsing map (for image {path}).")
                 else:
                     try:
-                        load_parsing(parsing_path)
+                        parsing = load_parsing(parsing_path)
                     except Exception as error:
                         problems.append(f"{parsing_path}: unreadable parsing map ({type(error).__name__}: {error}).")
+                    else:
+                        unknown = sorted(set(np.unique(parsing).tolist()) - self.label_ids) if self.label_ids else []
+                        if unknown:
+                            problems.append(
+                                f"{parsing_path}: label ids {unknown} are not in the {self.label_map!r} label map."
+                            )
         return problems
