@@ -1,6 +1,12 @@
 # Copyright 2026 The TruePose developers. Licensed under the Apache License, Version 2.0.
-"""Evaluation with the community protocol (PIDM / CFLD / PCDMs): FID, LPIPS, SSIM, SSIM_256 and PSNR."""
+"""Evaluation with the community protocol (PIDM / CFLD / PCDMs): FID, LPIPS, SSIM, SSIM_256 and PSNR.
 
+`truepose.evaluation.metrics` scores image folders (`truepose metrics`); `truepose.evaluation.evaluate` generates a
+data set's test pairs with a pipeline and scores them (`truepose evaluate`; the function is
+`truepose.evaluation.evaluate.evaluate`).
+"""
+
+from .evaluate import generate_test_images, seed_of
 from .metrics import (
     PAPER_RESULTS,
     InceptionFeatureExtractor,
@@ -33,6 +39,7 @@ __all__ = [
     "folder_statistics",
     "format_markdown",
     "frechet_distance",
+    "generate_test_images",
     "list_image_files",
     "load_image",
     "load_image_folder",
@@ -43,6 +50,7 @@ __all__ = [
     "parse_size",
     "psnr",
     "real_statistics",
+    "seed_of",
     "resize_to_uint8",
     "ssim",
     "ssim_256",

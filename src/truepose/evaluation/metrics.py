@@ -135,9 +135,12 @@ def load_image_folder(
     return np.stack([load_image(Path(path) / name, size) for name in names])
 
 
-def pair_image_folders(real_dir: str | os.PathLike, fake_dir: str | os.PathLike) -> list[tuple[str, str]]:
+def pair_image_folders(
+    real_dir: str | os.PathLike, fake_dir: str | os.PathLike, names: Sequence[str] | None = None
+) -> list[tuple[str, str]]:
     """Pairs the images of two folders by file name (extension ignored, so `a.jpg` pairs with `a.png`).
 
+    With `names` (file names without extension), only those are paired and other files are ignored.
     Returns `[(real_name, fake_name), ...]` sorted by name. Raises a `ValueError` listing the names missing on either
     side.
     """
@@ -154,8 +157,9 @@ def pair_image_folders(real_dir: str | os.PathLike, fake_dir: str | os.PathLike)
         return stems
 
     real, fake = by_stem(real_dir), by_stem(fake_dir)
-    missing_fake = sorted(set(real) - set(fake))
-    missing_real = sorted(set(fake) - set(real))
+    wanted = set(real) | set(fake) if names is None else set(names)
+    missing_fake = sorted(wanted - set(fake))
+    missing_real = sorted(wanted - set(real))
     if missing_fake or missing_real:
 
         def show(names: list[str]) -> str:
@@ -167,7 +171,7 @@ def pair_image_folders(real_dir: str | os.PathLike, fake_dir: str | os.PathLike)
         if missing_real:
             lines.append(f"  missing in real_dir: {show(missing_real)}")
         raise ValueError("\n".join(lines))
-    return [(real[stem], fake[stem]) for stem in sorted(real)]
+    return [(real[stem], fake[stem]) for stem in sorted(wanted)]
 
 
 class _ImageFileDataset(torch.utils.data.Dataset):
@@ -597,8 +601,10 @@ def compute_metrics(
     compute_fid: bool = True,
     fid_cache_dir: str | os.PathLike | None = None,
     num_workers: int = 0,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Scores generated images (`fake_dir`) against their ground truth (`real_dir`), paired by file name.
+    """Scores generated images (`fake_dir`) against their ground truth (`real_dir`), paired by file name (only the
+    file names without extension in `names` when given).
 
     Both are bicubic-resized to `size = (H, W)` and converted to uint8 first. FID compares the generated images with
     `fid_real_dir` (the protocol's real set: all training images, statistics cached); when it is None the ground-truth
@@ -611,7 +617,7 @@ def compute_metrics(
     if size not in SUPPORTED_SIZES:
         logger.warning(f"Evaluating at {size[0]}x{size[1]}; the protocol's sizes are 256x176 and 512x352.")
     device = torch.device(device or _default_device())
-    pairs = pair_image_folders(real_dir, fake_dir)
+    pairs = pair_image_folders(real_dir, fake_dir, names)
     lpips_model = load_lpips(lpips_backbone_path, device=device)
     inception = load_inception(inception_weights_path, device=device) if compute_fid else None
 

@@ -1,0 +1,415 @@
+# Copyright 2026 The TruePose developers. Licensed under the Apache License, Version 2.0.
+"""`truepose evaluate`: generate every test pair of a data set with a pipeline, then score it with the protocol.
+
+Generation is resumable (images already written are skipped; files are written to a temporary name and moved into
+place), deterministic per pair (one `torch.Generator` seeded from a stable hash of the pair name, so the result does
+not depend on batch size, process count or resumption), batched, and split across processes with
+`accelerate.PartialState` (`accelerate launch -m truepose.evaluation.evaluate ...` or `truepose evaluate` under
+`accelerate launch`).
+
+Output layout of `--output-dir DIR`:
+
+- `DIR/generated/<pair name>.png`: generated images, at the generation size.
+- `DIR/ground_truth/<pair name>.png`: the target images at the evaluation size (bicubic resize).
+- `DIR/run_config.json`: generation settings; a resumed run must use the same ones.
+- `DIR/metrics.json` and `DIR/metrics.md`: scores beside the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.utils import logging
+from PIL import Image
+
+from .metrics import (
+    DEFAULT_SIZE,
+    SSIM_256_SIGMA_CFLD,
+    compute_metrics,
+    format_markdown,
+    parse_size,
+    resize_to_uint8,
+    write_results,
+)
+
+logger = logging.get_logger(__name__)
+
+GENERATED_DIRNAME = "generated"
+GROUND_TRUTH_DIRNAME = "ground_truth"
+RUN_CONFIG_NAME = "run_config.json"
+METRICS_NAME = "metrics.json"
+# Settings that change the generated images: a resumed run must match them.
+_RUN_CONFIG_KEYS = ("model", "generation_size", "num_inference_steps", "guidance_scale", "seed", "parsing_dir")
+
+
+def seed_of(pair_name: str, seed: int = 0) -> int:
+    """Stable 63-bit seed of a pair (sha256 of the name, so the same on every machine and Python run).
+
+    `seed=0` gives `truepose.data.pair_seed(pair_name)`; other values give another, equally stable, stream.
+    """
+    key = pair_name if seed == 0 else f"{pair_name}#{seed}"
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def image_filename(pair_name: str) -> str:
+    """File name of a pair's images: `<pair name>.png` (path separators replaced)."""
+    return pair_name.replace("\\", "__").replace("/", "__") + ".png"
+
+
+def save_image_atomic(image: Image.Image | np.ndarray, path: str | os.PathLike) -> None:
+    """Writes a PNG to a temporary name beside `path`, then moves it into place (no half-written images)."""
+    path = Path(path)
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _to_pil(image: Any, argument: str) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().float().numpy()
+        if image.ndim == 3 and image.shape[0] in (1, 3):
+            image = image.transpose(1, 2, 0)
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(resize_to_uint8(image, image.shape[:2]))
+    raise ValueError(f"`{argument}` must be a PIL image, an array or a tensor, got {type(image).__name__}.")
+
+
+def _pair_names(dataset: Any) -> list[str] | None:
+    """Pair names of a TruePose pair dataset without loading images (`dataset.pairs`), or None when unknown."""
+    pairs = getattr(dataset, "pairs", None)
+    if pairs is None:
+        return None
+    from truepose.data import pair_name
+
+    return [pair_name(source, target) for source, target in pairs]
+
+
+def _batches(items: Sequence[Any], batch_size: int) -> list[list[Any]]:
+    return [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+
+
+@torch.no_grad()
+def generate_test_images(
+    pipeline: Callable[..., Any],
+    dataset: Any,
+    output_dir: str | os.PathLike,
+    size: str | Sequence[int] = DEFAULT_SIZE,
+    generation_size: str | Sequence[int] | None = None,
+    num_inference_steps: int = 35,
+    guidance_scale: float = 2.0,
+    batch_size: int = 4,
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """Generates the pairs of `dataset` that have no image yet in `output_dir/generated/`, and writes the missing
+    ground-truth copies (at `size`) to `output_dir/ground_truth/`.
+
+    The pairs (the first `limit` ones when given) are split between the processes of `accelerate.PartialState`;
+    each pair uses `torch.Generator().manual_seed(seed_of(name, seed))`. `pipeline` is called as
+    `pipeline(source_image=[PIL], target_pose=[(18, 3)], source_parsing=[(H, W)] | None, parsing_label_map=...,
+    height=H, width=W, num_inference_steps=..., guidance_scale=..., generator=[torch.Generator]).images`.
+
+    Returns:
+        The pair names of the evaluated set (all processes' pairs, in data-set order).
+    """
+    from accelerate import PartialState
+
+    size = parse_size(size)
+    height, width = parse_size(generation_size) if generation_size is not None else size
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
+    if limit is not None and limit < 1:
+        raise ValueError(f"`limit` must be >= 1 (or None for all pairs), got {limit}.")
+    output_dir = Path(output_dir)
+    generated_dir, ground_truth_dir = output_dir / GENERATED_DIRNAME, output_dir / GROUND_TRUTH_DIRNAME
+    generated_dir.mkdir(parents=True, exist_ok=True)
+    ground_truth_dir.mkdir(parents=True, exist_ok=True)
+
+    num_pairs = len(dataset) if limit is None else min(limit, len(dataset))
+    names = _pair_names(dataset)
+    if names is None:  # not a PairFileDataset: learn the names from the items
+        names = [dataset[i]["name"] for i in range(num_pairs)]
+    names = names[:num_pairs]
+    if len(set(names)) != len(names):
+        raise ValueError("The data set has duplicate pair names; generated images are stored by pair name.")
+
+    todo = [
+        i
+        for i, name in enumerate(names)
+        if not (generated_dir / image_filename(name)).exists()
+        or not (ground_truth_dir / image_filename(name)).exists()
+    ]
+    state = PartialState()
+    if not todo:
+        logger.info(f"All {num_pairs} pairs are already in {output_dir}.")
+        return names
+    logger.info(f"{len(todo)} of {num_pairs} pairs to write ({num_pairs - len(todo)} already done).")
+
+    with state.split_between_processes(todo) as mine:
+        for batch in _progress(_batches(mine, batch_size), state):
+            to_generate = []
+            for index in batch:
+                item = dataset[index]
+                name = names[index]
+                if item["name"] != name:
+                    raise ValueError(f"Item {index} of the data set is named {item['name']!r}, expected {name!r}.")
+                gt_path = ground_truth_dir / image_filename(name)
+                if not gt_path.exists():
+                    save_image_atomic(resize_to_uint8(_to_pil(item["target_image"], "target_image"), size), gt_path)
+                if not (generated_dir / image_filename(name)).exists():
+                    to_generate.append(item)
+            # One pipeline call per run of items sharing a label map and parsing availability.
+            key = lambda item: (str(item.get("label_map", "atr")), item.get("source_parsing") is None)  # noqa: E731
+            for (label_map, no_parsing), group in itertools.groupby(to_generate, key=key):
+                group = list(group)
+                images = pipeline(
+                    source_image=[_to_pil(item["source_image"], "source_image") for item in group],
+                    target_pose=[np.asarray(item["target_keypoints"]) for item in group],
+                    source_parsing=None if no_parsing else [np.asarray(item["source_parsing"]) for item in group],
+                    parsing_label_map=label_map,
+                    height=height,
+                    width=width,
+                    num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale,
+                    generator=[torch.Generator().manual_seed(seed_of(item["name"], seed)) for item in group],
+                ).images
+                if len(images) != len(group):
+                    raise ValueError(f"The pipeline returned {len(images)} images for a batch of {len(group)}.")
+                for item, image in zip(group, images):
+                    save_image_atomic(_to_pil(image, "generated image"), generated_dir / image_filename(item["name"]))
+    state.wait_for_everyone()
+    return names
+
+
+def _progress(batches: list[Any], state: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    disable = not state.is_local_main_process or not logging.is_progress_bar_enabled()
+    return tqdm(batches, desc="Generating test pairs", disable=disable)
+
+
+def load_pipeline(model: str | os.PathLike, torch_dtype: torch.dtype | None = None, device: Any = None) -> Any:
+    """`TruePosePipeline.from_pretrained(model, torch_dtype=...)` moved to `device`, progress bar off."""
+    from truepose import TruePosePipeline
+
+    pipeline = TruePosePipeline.from_pretrained(model, torch_dtype=torch_dtype)
+    if device is not None:
+        pipeline = pipeline.to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _check_run_config(output_dir: Path, config: dict[str, Any]) -> None:
+    """Writes `run_config.json`, or checks that an existing one (a run being resumed) has the same settings."""
+    path = output_dir / RUN_CONFIG_NAME
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        changed = {k: (previous.get(k), config.get(k)) for k in _RUN_CONFIG_KEYS if previous.get(k) != config.get(k)}
+        if previous.get("model") is None or config.get("model") is None:  # an in-memory pipeline has no name
+            changed.pop("model", None)
+        if changed:
+            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ValueError(
+                f"`output_dir` {str(output_dir)!r} holds images generated with other settings ({details}); resuming "
+                "would mix them. Use another --output-dir, or delete that one."
+            )
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def evaluate(
+    pipeline: Callable[..., Any] | str | os.PathLike,
+    data_root: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    size: str | Sequence[int] = DEFAULT_SIZE,
+    generation_size: str | Sequence[int] | None = None,
+    num_inference_steps: int = 35,
+    guidance_scale: float = 2.0,
+    batch_size: int = 4,
+    limit: int | None = None,
+    seed: int = 0,
+    parsing_dir: str | os.PathLike | None = None,
+    label_map: str = "atr",
+    fid_real_dir: str | os.PathLike | None = None,
+    compute_fid: bool = True,
+    inception_weights_path: str | os.PathLike | None = None,
+    lpips_backbone_path: str | os.PathLike | None = None,
+    ssim_256_sigma: float = SSIM_256_SIGMA_CFLD,
+    fid_cache_dir: str | os.PathLike | None = None,
+    torch_dtype: torch.dtype | None = None,
+    metrics_batch_size: int = 16,
+    dataset: Any = None,
+) -> dict[str, Any] | None:
+    """Generates the DeepFashion test pairs of `data_root` (resumable) and scores them against the ground truth.
+
+    Args:
+        pipeline: a pipeline (any callable with the `TruePosePipeline` call signature) or a path / Hub id for
+            `TruePosePipeline.from_pretrained`.
+        data_root: DeepFashion root in the PIDM/CFLD layout (`test_highres/`, `fasion-resize-*-test.csv`).
+        size: evaluation size `(H, W)` or `"HxW"`: 256x176 or 512x352.
+        generation_size: size the pipeline generates at (default `size`); images are resized to `size` to be scored.
+        parsing_dir: source parsing maps (`<stem>.png`); default `data_root/parsing` when it exists, else the
+            pipeline's parser computes them.
+        fid_real_dir: FID real set; default `data_root/train_highres` (all training images) when it exists.
+        compute_fid: False skips FID (no Inception weights needed).
+        dataset: a ready data set to use instead of `DeepFashionDataset(data_root, split="test", ...)`.
+
+    Returns:
+        The metrics dict of `compute_metrics` (with `run_config`) on the main process, None on the others.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    size = parse_size(size)
+    generation_size = parse_size(generation_size) if generation_size is not None else size
+    output_dir, data_root = Path(output_dir), Path(data_root)
+    if parsing_dir is None and (data_root / "parsing").is_dir():
+        parsing_dir = data_root / "parsing"
+    if fid_real_dir is None and compute_fid and (data_root / "train_highres").is_dir():
+        fid_real_dir = data_root / "train_highres"
+
+    model_name = str(pipeline) if isinstance(pipeline, str | os.PathLike) else None
+    config = {
+        "model": model_name,
+        "data_root": str(data_root),
+        "size": list(size),
+        "generation_size": list(generation_size),
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": guidance_scale,
+        "seed": seed,
+        "parsing_dir": None if parsing_dir is None else str(parsing_dir),
+    }
+    if state.is_main_process:
+        _check_run_config(output_dir, config)
+    state.wait_for_everyone()
+
+    if dataset is None:
+        from truepose.data import DeepFashionDataset
+
+        dataset = DeepFashionDataset(
+            data_root, split="test", image_size=generation_size, parsing_dir=parsing_dir, label_map=label_map
+        )
+    if isinstance(pipeline, str | os.PathLike):
+        if torch_dtype is None:
+            torch_dtype = torch.float16 if state.device.type == "cuda" else torch.float32
+        pipeline = load_pipeline(pipeline, torch_dtype=torch_dtype, device=state.device)
+
+    names = generate_test_images(
+        pipeline,
+        dataset,
+        output_dir,
+        size=size,
+        generation_size=generation_size,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        batch_size=batch_size,
+        limit=limit,
+        seed=seed,
+    )
+    if not state.is_main_process:
+        return None
+    results = compute_metrics(
+        output_dir / GROUND_TRUTH_DIRNAME,
+        output_dir / GENERATED_DIRNAME,
+        size=size,
+        fid_real_dir=fid_real_dir,
+        device=state.device,
+        batch_size=metrics_batch_size,
+        inception_weights_path=inception_weights_path,
+        lpips_backbone_path=lpips_backbone_path,
+        ssim_256_sigma=ssim_256_sigma,
+        compute_fid=compute_fid,
+        fid_cache_dir=fid_cache_dir,
+        names=[Path(image_filename(name)).stem for name in names],
+    )
+    results["run_config"] = config
+    name = f"{model_name or type(pipeline).__name__} ({num_inference_steps} steps)"
+    write_results(results, output_dir / METRICS_NAME, name=name)
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="truepose evaluate",
+        description="Generate all DeepFashion test pairs with a TruePose pipeline (resumable), then score them.",
+    )
+    parser.add_argument("--model", required=True, help="Pipeline folder or Hub id (TruePosePipeline.from_pretrained).")
+    parser.add_argument("--data-root", required=True, help="DeepFashion root (PIDM/CFLD layout).")
+    parser.add_argument("--output-dir", required=True, help="Where generated/, ground_truth/ and metrics go.")
+    parser.add_argument("--size", default="256x176", help="Evaluation size HxW: 256x176 or 512x352.")
+    parser.add_argument("--generation-size", default=None, help="Size HxW to generate at (default: --size).")
+    parser.add_argument("--steps", type=int, default=35, help="Denoising steps (default 35).")
+    parser.add_argument("--guidance-scale", type=float, default=2.0)
+    parser.add_argument("--batch-size", type=int, default=4, help="Pairs per pipeline call (per process).")
+    parser.add_argument("--limit", type=int, default=None, help="Only the first N test pairs.")
+    parser.add_argument("--seed", type=int, default=0, help="Base seed; each pair's seed is a hash of its name.")
+    parser.add_argument(
+        "--parsing-dir", default=None, help="Source parsing maps (default DATA_ROOT/parsing if present)."
+    )
+    parser.add_argument("--label-map", default="atr", help="Label table of the parsing maps (atr, lip, cihp, ...).")
+    parser.add_argument(
+        "--fid-real-dir", default=None, help="FID real set (default DATA_ROOT/train_highres: all training images)."
+    )
+    parser.add_argument("--no-fid", action="store_true", help="Skip FID.")
+    parser.add_argument("--inception-weights", default=None, help="Path to inception_v3_google-0cc3c7bd.pth.")
+    parser.add_argument("--lpips-backbone", default=None, help="Path to alexnet-owt-7be5be79.pth.")
+    parser.add_argument("--ssim-256-sigma", type=float, default=SSIM_256_SIGMA_CFLD, help="1.5 (CFLD) or 1.2 (PIDM).")
+    parser.add_argument("--fid-cache-dir", default=None, help="Cache of the real-set FID statistics.")
+    parser.add_argument(
+        "--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="Default: float16 on GPU."
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`truepose evaluate --model PATH --data-root ROOT --output-dir DIR [--size 256x176] [--steps 35]
+    [--guidance-scale 2.0] [--batch-size 4] [--limit N] [--fid-real-dir DIR]`."""
+    args = build_parser().parse_args(argv)
+    results = evaluate(
+        args.model,
+        args.data_root,
+        args.output_dir,
+        size=args.size,
+        generation_size=args.generation_size,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        seed=args.seed,
+        parsing_dir=args.parsing_dir,
+        label_map=args.label_map,
+        fid_real_dir=args.fid_real_dir,
+        compute_fid=not args.no_fid,
+        inception_weights_path=args.inception_weights,
+        lpips_backbone_path=args.lpips_backbone,
+        ssim_256_sigma=args.ssim_256_sigma,
+        fid_cache_dir=args.fid_cache_dir,
+        torch_dtype=getattr(torch, args.dtype) if args.dtype else None,
+    )
+    if results is not None:
+        print(format_markdown(results, name=f"{args.model} ({args.steps} steps)"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
