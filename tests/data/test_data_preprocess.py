@@ -118,3 +118,19 @@ def test_list_images_and_errors(image_dir, tmp_path):
         preprocess(image_dir, tmp_path / "out")
     with pytest.raises(TypeError, match="parser"):
         preprocess(image_dir, tmp_path / "out", parser=123)
+
+
+def test_real_parse_images_with_a_tiny_segformer(image_dir, tmp_path):
+    """`--parser PATH` loads a transformers checkpoint and runs `truepose.conditioning.parsing.parse_images`."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    config = SegformerConfig(
+        num_encoder_blocks=1, depths=[1], sr_ratios=[1], hidden_sizes=[8], num_attention_heads=[1], patch_sizes=[3],
+        strides=[2], mlp_ratios=[1], decoder_hidden_size=8, num_labels=18,
+    )  # fmt: skip
+    SegformerForSemanticSegmentation(config).save_pretrained(tmp_path / "parser")
+    SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "parser")
+    summary = preprocess(image_dir, tmp_path / "out", parser=str(tmp_path / "parser"))
+    assert summary.parsed == 4 and summary.failed == []
+    parsing = np.asarray(Image.open(tmp_path / "out" / "parsing" / "sub" / "c.png"))
+    assert parsing.shape == (20, 16) and parsing.max() < 18

@@ -265,3 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         f"already done, {len(summary.no_person)} without a person, {len(summary.failed)} unreadable."
     )
     return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
