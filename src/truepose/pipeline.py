@@ -57,7 +57,9 @@ def _to_pil(image: ImageInput, argument: str) -> PIL.Image.Image:
     """One RGB image from PIL, `(H, W, 3)` uint8/float-in-[0,1] arrays or `(3, H, W)` tensors in [0, 1]."""
     if isinstance(image, PIL.Image.Image):
         if image.mode != "RGB":
-            raise ValueError(f"`{argument}` must be an RGB image, got mode {image.mode!r}; use `image.convert('RGB')`.")
+            raise ValueError(
+                f"`{argument}` must be an RGB image, got mode {image.mode!r}; use `image.convert('RGB')`."
+            )
         return image
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
@@ -84,7 +86,11 @@ def _as_pose_list(target_pose: Any) -> list:
     """A batch of poses: a list/tuple of poses or a `(batch, 18, 2|3)` keypoint array; anything else is one pose."""
     if isinstance(target_pose, (list, tuple)) and target_pose and not isinstance(target_pose[0], (int, float, list)):
         return list(target_pose)
-    if isinstance(target_pose, (np.ndarray, torch.Tensor)) and target_pose.ndim == 3 and target_pose.shape[-1] in (2, 3):
+    if (
+        isinstance(target_pose, (np.ndarray, torch.Tensor))
+        and target_pose.ndim == 3
+        and target_pose.shape[-1] in (2, 3)
+    ):
         return list(target_pose)
     return [target_pose]
 
@@ -187,7 +193,9 @@ class TruePosePipeline(DiffusionPipeline):
         target_unet = TargetNet.from_unet(unet, **target_net_settings)
         source_unet = UNet2DConditionModel.from_config(unet.config).to(dtype=unet.dtype)
         source_unet.load_state_dict(unet.state_dict())
-        return cls(vae, source_unet, target_unet, pose_encoder.to(dtype=unet.dtype), encoder, feature_extractor, scheduler)
+        return cls(
+            vae, source_unet, target_unet, pose_encoder.to(dtype=unet.dtype), encoder, feature_extractor, scheduler
+        )
 
     @property
     def guidance_scale(self) -> float:
@@ -241,7 +249,9 @@ class TruePosePipeline(DiffusionPipeline):
             raise ValueError(f"`num_images_per_prompt` must be a positive int, got {num_images_per_prompt!r}.")
         unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
         if unknown:
-            raise ValueError(f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs}: {unknown}.")
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs}: {unknown}."
+            )
 
     def encode_image(self, images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:
         """CLIP image embeddings `(len(images), 1, projection_dim)`."""
@@ -435,9 +445,7 @@ class TruePosePipeline(DiffusionPipeline):
         device = self._execution_device
 
         # 3. Encode the source: CLIP, parsing masks and regions, SourceNet tokens (once per call)
-        source_reference, image_embeds = self.encode_source(
-            sources, parsing_maps, label_map, height, width, device
-        )
+        source_reference, image_embeds = self.encode_source(sources, parsing_maps, label_map, height, width, device)
         rows = torch.arange(batch_size, device=device).repeat_interleave(num_images_per_prompt)
         source_reference, image_embeds = source_reference.index_select(rows), image_embeds[rows]
         if self.do_classifier_free_guidance:
@@ -502,7 +510,8 @@ class TruePosePipeline(DiffusionPipeline):
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
 
                 if callback_on_step_end is not None:
-                    callback_kwargs = {name: locals()[name] for name in callback_on_step_end_tensor_inputs}
+                    step_tensors = {"latents": latents}
+                    callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
                     latents = callback_outputs.pop("latents", latents)
                 progress_bar.update()
@@ -525,7 +534,15 @@ def _check_checkpoint_folder(path: str) -> None:
         raise OSError(f"{path!r} is not a TruePose checkpoint: it has no model_index.json.")
     with open(index_file) as f:
         index = json.load(f)
-    for name in ("vae", "source_unet", "target_unet", "pose_encoder", "image_encoder", "feature_extractor", "scheduler"):
+    for name in (
+        "vae",
+        "source_unet",
+        "target_unet",
+        "pose_encoder",
+        "image_encoder",
+        "feature_extractor",
+        "scheduler",
+    ):
         entry = index.get(name)
         if not entry or entry[0] is None:
             raise OSError(f"Checkpoint {path!r} is incomplete: model_index.json has no `{name}` component.")

@@ -248,6 +248,5 @@ class CAAAttnProcessor(HPFAAttnProcessor):
         out = F.scaled_dot_product_attention(
             query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=key_mask[:, None, None, :]
         )
-        out = out.transpose(1, 2).reshape(batch_size, -1, hidden_states.shape[-1])
-        out = out * selected_valid.any(dim=1).to(out.dtype)[:, None, None]
-        return self.caa_to_out(out)
+        out = self.caa_to_out(out.transpose(1, 2).reshape(batch_size, -1, hidden_states.shape[-1]))
+        return out * selected_valid.any(dim=1).to(out.dtype)[:, None, None]

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from diffusers.models import UNet2DConditionModel
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - DiffusionPipeline looks the base class up here
 
 from .attention import (
     CAAAttnProcessor,
@@ -50,7 +51,9 @@ class SourceReference:
 
     def with_unconditional(self) -> "SourceReference":
         """``[unconditional ; conditional]`` rows for classifier-free guidance in one batch."""
-        doubled = self.index_select(torch.arange(len(self.source_dropped), device=self.source_dropped.device).repeat(2))
+        doubled = self.index_select(
+            torch.arange(len(self.source_dropped), device=self.source_dropped.device).repeat(2)
+        )
         dropped = torch.cat([torch.ones_like(self.source_dropped), self.source_dropped])
         return replace(doubled, source_dropped=dropped)
 

@@ -1,0 +1,183 @@
+import math
+
+import pytest
+import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+from truepose.models import (
+    CAAAttnProcessor,
+    HPFAAttnProcessor,
+    LayerReference,
+    fused_reference_attention,
+    hpfa_log_weights,
+    select_low_attention_regions,
+)
+
+B, HEADS, LQ, LS, D, R = 2, 3, 7, 6, 4, 3
+
+
+def explicit_weighted_attention(q, k, v, sk, sv, weights):
+    """Slow float64 reference: P_ij = w_j exp(s_ij) / sum_k w_k exp(s_ik), the attention matrix materialised."""
+    q, k, v, sk, sv, weights = (t.double() for t in (q, k, v, sk, sv, weights))
+    keys, values = torch.cat([k, sk], 2), torch.cat([v, sv], 2)
+    w = torch.cat([torch.ones(q.shape[0], k.shape[2], dtype=torch.double), weights], 1)[:, None, None, :]
+    scores = torch.exp(q @ keys.transpose(-1, -2) / math.sqrt(q.shape[-1])) * w
+    probs = scores / scores.sum(-1, keepdim=True)
+    return probs @ values, probs
+
+
+@pytest.fixture
+def qkv():
+    g = torch.Generator().manual_seed(0)
+    rand = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    return (
+        rand(B, HEADS, LQ, D),
+        rand(B, HEADS, LQ, D),
+        rand(B, HEADS, LQ, D),
+        rand(B, HEADS, LS, D),
+        rand(B, HEADS, LS, D),
+    )
+
+
+def test_hpfa_log_weights_are_log_of_paper_weights():
+    mask = torch.tensor([[1.0, 0.0, 1.0]])
+    weights = hpfa_log_weights(mask, sigma=0.3, delta=0.6).exp()
+    torch.testing.assert_close(weights, torch.tensor([[1.6, 0.3, 1.6]]))
+
+
+def test_hpfa_equals_explicit_weighted_softmax(qkv):
+    q, k, v, sk, sv = qkv
+    mask = (torch.rand(B, LS, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    log_w = hpfa_log_weights(mask, sigma=0.2, delta=0.6)
+    out, _ = fused_reference_attention(q, k, v, sk, sv, log_w)
+    expected, _ = explicit_weighted_attention(q, k, v, sk, sv, log_w.exp())
+    assert (out.double() - expected).abs().max() < 1e-5
+
+
+def test_sigma_one_delta_zero_is_plain_reference_attention(qkv):
+    q, k, v, sk, sv = qkv
+    log_w = hpfa_log_weights(torch.ones(B, LS), sigma=1.0, delta=0.0)
+    out, _ = fused_reference_attention(q, k, v, sk, sv, log_w)
+    plain = torch.nn.functional.scaled_dot_product_attention(q, torch.cat([k, sk], 2), torch.cat([v, sv], 2))
+    torch.testing.assert_close(out, plain)
+
+
+def test_minus_inf_weights_hide_the_source(qkv):
+    q, k, v, sk, sv = qkv
+    hidden = torch.full((B, LS), float("-inf"))
+    out, _ = fused_reference_attention(q, k, v, sk, sv, hidden)
+    out_other_source, _ = fused_reference_attention(q, k, v, sk * 3 + 1, -sv, hidden)
+    self_only = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(out, self_only)
+    torch.testing.assert_close(out_other_source, self_only)
+
+
+def test_region_masses_equal_explicit_attention_matrix(qkv):
+    q, k, v, sk, sv = qkv
+    g = torch.Generator().manual_seed(2)
+    log_w = torch.randn(B, LS, generator=g)
+    indicators = torch.rand(B, LS, R, generator=g)
+    out, mass = fused_reference_attention(q, k, v, sk, sv, log_w, indicators)
+    expected_out, probs = explicit_weighted_attention(q, k, v, sk, sv, log_w.exp())
+    expected_mass = probs[..., LQ:] @ indicators.double()[:, None]
+    assert (out.double() - expected_out).abs().max() < 1e-5
+    assert (mass.double() - expected_mass).abs().max() < 1e-5
+
+
+def test_selected_regions_are_the_lowest_average():
+    mass = torch.tensor([[0.4, 0.1, 0.3, 0.05]])[:, None, None, :].expand(1, 2, 5, 4)
+    size = torch.tensor([[4.0, 1.0, 1.0, 1.0]])
+    valid = torch.tensor([[True, True, True, False]])
+    # averages: 0.1, 0.1 (tie broken by order), 0.3, invalid
+    indices, selected_valid = select_low_attention_regions(mass, size, valid, top_k=2)
+    assert sorted(indices[0].tolist()) == [0, 1]
+    assert selected_valid.all()
+    indices, selected_valid = select_low_attention_regions(mass, size, valid, top_k=4)
+    assert indices[0, -1].item() == 3 and selected_valid.tolist() == [[True, True, True, False]]
+
+
+def _attention(dim=16, heads=2):
+    torch.manual_seed(0)
+    return Attention(query_dim=dim, heads=heads, dim_head=dim // heads)
+
+
+def _reference(dim=16, regions=R, embed_dim=8, dropped=False):
+    g = torch.Generator().manual_seed(3)
+    return LayerReference(
+        tokens=torch.randn(B, LS, dim, generator=g),
+        log_weight=torch.full((B, LS), float("-inf")) if dropped else torch.randn(B, LS, generator=g),
+        region_indicators=(torch.rand(B, LS, regions, generator=g) > 0.5).float(),
+        region_embeds=torch.randn(B, regions, embed_dim, generator=g),
+        region_valid=torch.full((B, regions), not dropped),
+    )
+
+
+def test_processor_without_reference_is_stock_attention():
+    attn = _attention()
+    hidden = torch.randn(B, LQ, 16)
+    stock = AttnProcessor2_0()(attn, hidden)
+    torch.testing.assert_close(HPFAAttnProcessor()(attn, hidden), stock)
+    torch.testing.assert_close(CAAAttnProcessor(16, 8, 2)(attn, hidden), stock)
+
+
+def test_hpfa_processor_matches_explicit_reference():
+    attn, reference = _attention(), _reference()
+    hidden = torch.randn(B, LQ, 16)
+    processor = HPFAAttnProcessor()
+    processor.reference = reference
+    out = processor(attn, hidden)
+
+    split = lambda x: x.view(B, -1, 2, 8).transpose(1, 2)  # noqa: E731
+    expected, _ = explicit_weighted_attention(
+        split(attn.to_q(hidden)),
+        split(attn.to_k(hidden)),
+        split(attn.to_v(hidden)),
+        split(attn.to_k(reference.tokens)),
+        split(attn.to_v(reference.tokens)),
+        reference.log_weight.exp(),
+    )
+    expected = attn.to_out[0](expected.transpose(1, 2).reshape(B, LQ, 16).float())
+    assert (out - expected).abs().max() < 1e-5
+
+
+def test_fresh_caa_is_identity_and_trained_caa_matches_explicit_cross_attention():
+    attn, reference = _attention(), _reference()
+    hidden = torch.randn(B, LQ, 16)
+    hpfa, caa = HPFAAttnProcessor(), CAAAttnProcessor(16, 8, num_heads=2, top_k=2)
+    hpfa.reference = caa.reference = reference
+    hpfa_out = hpfa(attn, hidden)
+    torch.testing.assert_close(caa(attn, hidden), hpfa_out)
+
+    torch.manual_seed(1)
+    torch.nn.init.normal_(caa.caa_to_out.weight)
+    _, mass = fused_reference_attention(
+        *(t.view(B, -1, 2, 8).transpose(1, 2) for t in (attn.to_q(hidden), attn.to_k(hidden), attn.to_v(hidden))),
+        attn.to_k(reference.tokens).view(B, -1, 2, 8).transpose(1, 2),
+        attn.to_v(reference.tokens).view(B, -1, 2, 8).transpose(1, 2),
+        reference.log_weight,
+        reference.region_indicators,
+    )
+    average = mass.mean(dim=(1, 2)) / reference.region_size
+    expected = []
+    for b in range(B):
+        chosen = average[b].argsort()[:2]
+        keys = caa.caa_to_k(reference.region_embeds[b, chosen]).double()
+        values = caa.caa_to_v(reference.region_embeds[b, chosen]).double()
+        queries = caa.caa_to_q(hpfa_out[b]).double()
+        heads = []
+        for h in range(2):
+            sl = slice(8 * h, 8 * h + 8)
+            probs = torch.softmax(queries[:, sl] @ keys[:, sl].T / math.sqrt(8), dim=-1)
+            heads.append(probs @ values[:, sl])
+        expected.append(hpfa_out[b].double() + caa.caa_to_out(torch.cat(heads, -1).float()).double())
+    assert (caa(attn, hidden).double() - torch.stack(expected)).abs().max() < 1e-5
+
+
+def test_caa_adds_nothing_to_rows_that_do_not_see_the_source():
+    attn, reference = _attention(), _reference(dropped=True)
+    hidden = torch.randn(B, LQ, 16)
+    caa = CAAAttnProcessor(16, 8, num_heads=2, top_k=2)
+    torch.nn.init.normal_(caa.caa_to_out.weight)
+    torch.nn.init.normal_(caa.caa_to_out.bias)
+    caa.reference = reference
+    torch.testing.assert_close(caa(attn, hidden), AttnProcessor2_0()(attn, hidden))
