@@ -4,8 +4,8 @@
 Generation is resumable (images already written are skipped; files are written to a temporary name and moved into
 place), deterministic per pair (one `torch.Generator` seeded from a stable hash of the pair name, so the result does
 not depend on batch size, process count or resumption), batched, and split across processes with
-`accelerate.PartialState` (`accelerate launch -m truepose.evaluation.evaluate ...` or `truepose evaluate` under
-`accelerate launch`).
+`accelerate.PartialState` (`accelerate launch -m truepose.evaluation.evaluate ...`, or `torchrun --nproc_per_node N
+-m truepose.evaluation.evaluate ...`).
 
 Output layout of `--output-dir DIR`:
 
@@ -101,6 +101,20 @@ def _pair_names(dataset: Any) -> list[str] | None:
     return [pair_name(source, target) for source, target in pairs]
 
 
+def partial_state() -> Any:
+    """`accelerate.PartialState`, on CPU processes (gloo) when launched multi-process on a machine with no accelerator
+    or with `ACCELERATE_USE_CPU=true` (plain `PartialState()` would see one process there)."""
+    from accelerate import PartialState
+
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("LOCAL_RANK", "-1")) != -1
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    has_accelerator = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    if launched and not has_accelerator:
+        use_cpu = True
+    return PartialState(cpu=use_cpu)
+
+
 def _batches(items: Sequence[Any], batch_size: int) -> list[list[Any]]:
     return [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
 
@@ -129,8 +143,6 @@ def generate_test_images(
     Returns:
         The pair names of the evaluated set (all processes' pairs, in data-set order).
     """
-    from accelerate import PartialState
-
     size = parse_size(size)
     height, width = parse_size(generation_size) if generation_size is not None else size
     if batch_size < 1:
@@ -156,7 +168,9 @@ def generate_test_images(
         if not (generated_dir / image_filename(name)).exists()
         or not (ground_truth_dir / image_filename(name)).exists()
     ]
-    state = PartialState()
+    state = partial_state()
+    # Every process must see the same `todo` before any of them writes, or the split would differ between them.
+    state.wait_for_everyone()
     if not todo:
         logger.info(f"All {num_pairs} pairs are already in {output_dir}.")
         return names
@@ -277,9 +291,7 @@ def evaluate(
     Returns:
         The metrics dict of `compute_metrics` (with `run_config`) on the main process, None on the others.
     """
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = partial_state()
     size = parse_size(size)
     generation_size = parse_size(generation_size) if generation_size is not None else size
     output_dir, data_root = Path(output_dir), Path(data_root)
