@@ -298,7 +298,8 @@ def read_annotation_csv(csv_path: str | os.PathLike) -> tuple[dict[str, np.ndarr
     """Tolerant reader of a DeepFashion annotation CSV (``sep=':'``, header ``name:keypoints_y:keypoints_x``).
 
     Returns ``(keypoints, problems)``: float32 ``(18, 3)`` arrays in the CSV's pixel frame keyed by image name, and
-    one message per malformed row (with file and line number). Prefer :func:`read_keypoints_file` for the strict form.
+    one message per malformed row (with file and line number). ``truepose.conditioning.pose.read_deepfashion_annotations``
+    is the strict form (raises on the first bad row).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -321,23 +322,6 @@ def read_annotation_csv(csv_path: str | os.PathLike) -> tuple[dict[str, np.ndarr
                 continue
             keypoints[name] = array
     return keypoints, problems
-
-
-def read_deepfashion_csv(csv_path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Strict DeepFashion annotation reader; uses ``truepose.conditioning.pose.read_deepfashion_annotations`` if present.
-
-    Raises ``ValueError`` naming the file and line of the first malformed row.
-    """
-    try:
-        from truepose.conditioning.pose import read_deepfashion_annotations
-    except ImportError:
-        read_deepfashion_annotations = None
-    if read_deepfashion_annotations is not None:
-        return {name: normalize_keypoints(kps) for name, kps in read_deepfashion_annotations(csv_path).items()}
-    keypoints, problems = read_annotation_csv(csv_path)
-    if problems:
-        raise ValueError(problems[0])
-    return keypoints
 
 
 def read_keypoints_json(json_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:

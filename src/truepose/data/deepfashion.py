@@ -136,6 +136,20 @@ _CATEGORIES = ("MENDenim", "WOMENDresses", "WOMENBlouses_Shirts", "MENTees_Tanks
 _VIEWS = ("1front", "2side", "3back", "4full", "7additional")
 
 
+def _view_name(keypoints: np.ndarray, taken: Sequence[str]) -> str:
+    """DeepFashion-style view suffix of a pose (front / side / back), unique among the person's ``taken`` names."""
+    if keypoints[0, 2] <= 0:
+        view = "3back"
+    elif keypoints[14, 2] <= 0 or keypoints[15, 2] <= 0:
+        view = "2side"
+    else:
+        view = "1front"
+    for candidate in (view, *_VIEWS):
+        if not any(name.endswith(f"_{candidate}.jpg") for name in taken):
+            return candidate
+    raise AssertionError("unreachable: more views than names")
+
+
 def make_deepfashion_fixture(
     root: str | os.PathLike,
     num_images: int = 4,
@@ -146,7 +160,7 @@ def make_deepfashion_fixture(
     """Write a tiny fake DeepFashion data set in the real PIDM/CFLD format, drawn by the synthetic renderer.
 
     For each split, ``num_images`` images of ``ceil(num_images / 2)`` synthetic people (two views each, flattened
-    names like ``fashionWOMENDressesid0000000001_1front.jpg``), pairs between the views of each person in both
+    names like ``fashionWOMENDressesid0000000001_1front.jpg``, the view suffix matching the pose), pairs between the views of each person in both
     directions, the annotation CSV in the 256x176 frame, and (``with_parsing``) ATR maps in ``root/parsing/``.
 
     Args:
@@ -180,11 +194,11 @@ def make_deepfashion_fixture(
             person += 1
             appearance = random_appearance(rng)
             category = _CATEGORIES[int(rng.integers(len(_CATEGORIES)))]
-            views = [str(v) for v in rng.choice(_VIEWS, size=2, replace=False)]
             names = []
-            for view in views[: min(2, num_images - written)]:
-                name = f"fashion{category}id{split_index:02d}{person:06d}_{view}.jpg"
+            for _ in range(min(2, num_images - written)):
                 keypoints = random_pose(rng, (height, width), appearance)
+                view = _view_name(keypoints, taken=names)
+                name = f"fashion{category}id{split_index:04d}{person:06d}_{view}.jpg"
                 image, parsing = render_person(appearance, keypoints, (height, width))
                 image.save(image_dir / name, quality=95)
                 if with_parsing:
