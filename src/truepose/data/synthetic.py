@@ -676,8 +676,10 @@ def render_person(
         """Corners of the torso outline across the body axis at points ``a`` (person's right) and ``c`` (left)."""
         centre = (a + c) / 2
         half = max(abs(float((c - a) @ right)) / 2 + pad, min_half)
-        sign = 1.0 if float((c - a) @ right) >= 0 else -1.0
-        return centre - right * half * sign, centre + right * half * sign
+        return centre - right * half * side_sign, centre + right * half * side_sign
+
+    # The person's left is image-right unless they show their back; one sign for every outline keeps them convex.
+    side_sign = -1.0 if back_view else 1.0
 
     # ---- Draw, back to front. --------------------------------------------------------------------------------------
     hair_length = {"long": 0.26, "short": 0.0, "bun": 0.0, "buzz": 0.0}[appearance.hair_style]
@@ -723,7 +725,12 @@ def render_person(
             half = max(half, max(abs(x) for x in spread) * min(appearance.skirt_length, 1.0) + w_thigh * 0.7)
         bottom = mid_hip + down * length
         canvas.polygon(
-            [hip_r - down * 0.05 * size, hip_l - down * 0.05 * size, bottom + right * half, bottom - right * half],
+            [
+                hip_r - down * 0.05 * size,
+                hip_l - down * 0.05 * size,
+                bottom + right * half * side_sign,
+                bottom - right * half * side_sign,
+            ],
             skirt,
         )
 
