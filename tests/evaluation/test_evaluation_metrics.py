@@ -50,6 +50,10 @@ def test_pair_image_folders(tmp_path):
         metrics.pair_image_folders(tmp_path / "real", tmp_path / "fake")
     message = str(error.value)
     assert "missing in fake_dir: z" in message and "missing in real_dir: w" in message
+    # With `names`, only those are paired and other files are ignored; a missing one is still reported.
+    assert metrics.pair_image_folders(tmp_path / "real", tmp_path / "fake", names=["y"]) == [("y.jpg", "y.png")]
+    with pytest.raises(ValueError, match="missing in fake_dir: z"):
+        metrics.pair_image_folders(tmp_path / "real", tmp_path / "fake", names=["x", "z"])
     os.remove(tmp_path / "real" / "z.jpg")
     os.remove(tmp_path / "fake" / "w.png")
     assert metrics.pair_image_folders(tmp_path / "real", tmp_path / "fake") == [("x.jpg", "x.png"), ("y.jpg", "y.png")]
