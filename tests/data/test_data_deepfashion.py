@@ -7,6 +7,12 @@ from truepose.data import DeepFashionDataset, check_pair_item, make_deepfashion_
 from truepose.data.common import read_annotation_csv, save_parsing
 
 
+@pytest.fixture(scope="module")
+def deepfashion_root(tmp_path_factory):
+    """A tiny DeepFashion set in the PIDM/CFLD format (4 images per split, 256x176 JPEGs, ATR parsing maps)."""
+    return make_deepfashion_fixture(tmp_path_factory.mktemp("fashion"), num_images=4, image_size=(256, 176))
+
+
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_fixture_loads(deepfashion_root, split):
     dataset = DeepFashionDataset(deepfashion_root, split=split, image_size=(256, 176))

@@ -5,9 +5,15 @@ import shutil
 import numpy as np
 import pytest
 
-from truepose.data import FolderPairDataset, check_pair_item
+from truepose.data import FolderPairDataset, check_pair_item, make_deepfashion_fixture
 from truepose.data.common import load_image, read_annotation_csv
 from truepose.data.deepfashion import write_annotation_csv
+
+
+@pytest.fixture(scope="module")
+def deepfashion_root(tmp_path_factory):
+    """A tiny DeepFashion set in the PIDM/CFLD format (4 images per split, 256x176 JPEGs, ATR parsing maps)."""
+    return make_deepfashion_fixture(tmp_path_factory.mktemp("fashion"), num_images=4, image_size=(256, 176))
 
 
 @pytest.fixture()
