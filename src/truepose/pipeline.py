@@ -271,6 +271,46 @@ class TruePosePipeline(DiffusionPipeline):
         width, height = sources[0].size
         return [parsing_utils.as_parsing_map(m, height, width, label_map) for m in maps], label_map
 
+    def encode_parsing(
+        self,
+        sources: list[PIL.Image.Image],
+        parsing_maps: list[np.ndarray],
+        label_map: parsing_utils.LabelMap,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """HPFA person masks, CAA region masks and the regions' CLIP embeddings.
+
+        Returns:
+            person masks `(batch, 1, H, W)`, region masks `(batch, R, H, W)` (all-zero rows pad to the largest region
+            count, ``R >= 1``) and region embeddings `(batch, R, dim)`, at the parsing maps' size `(H, W)`.
+        """
+        person, region_masks, crops = [], [], []
+        for source, parsing in zip(sources, parsing_maps):
+            person.append(parsing_utils.person_mask(parsing, label_map))
+            region_masks.append(parsing_utils.region_masks(parsing, label_map)[1])
+            crops += parsing_utils.region_crops(source, region_masks[-1])
+        counts = [len(masks) for masks in region_masks]
+        height, width = parsing_maps[0].shape
+        padded_masks = np.zeros((len(sources), max(1, *counts), height, width), dtype=np.float32)
+        for i, masks in enumerate(region_masks):
+            padded_masks[i, : len(masks)] = masks
+        embed_dim = self.image_encoder.config.projection_dim
+        region_embeds = torch.zeros(len(sources), padded_masks.shape[1], embed_dim, device=device)
+        if crops:
+            for i, embeds in enumerate(self.encode_image(crops, device)[:, 0].split(counts)):
+                region_embeds[i, : len(embeds)] = embeds
+        person_mask = torch.from_numpy(np.stack(person)[:, None].astype(np.float32)).to(device)
+        return person_mask, torch.from_numpy(padded_masks).to(device), region_embeds
+
+    def encode_source_latents(
+        self, sources: list[PIL.Image.Image], height: int, width: int, device: torch.device, sample: bool = False
+    ) -> torch.Tensor:
+        """Scaled VAE latents `(batch, 4, height / f, width / f)` of images resized to (height, width)."""
+        images = [source.resize((width, height), PIL.Image.BICUBIC) for source in sources]
+        pixel_values = self.image_processor.preprocess(images, height, width).to(device=device, dtype=self.vae.dtype)
+        latent_dist = self.vae.encode(pixel_values).latent_dist
+        return (latent_dist.sample() if sample else latent_dist.mode()) * self.vae.config.scaling_factor
+
     def encode_source(
         self,
         sources: list[PIL.Image.Image],
@@ -285,37 +325,16 @@ class TruePosePipeline(DiffusionPipeline):
         Returns:
             A [`SourceReference`] for the sources and their CLIP embeddings `(batch, 1, dim)`.
         """
-        images = [source.resize((width, height), PIL.Image.BICUBIC) for source in sources]
         image_embeds = self.encode_image(sources, device)
-
-        person, names, region_masks, crops = [], [], [], []
-        for source, parsing in zip(sources, parsing_maps):
-            person.append(parsing_utils.person_mask(parsing, label_map))
-            region_names, masks = parsing_utils.region_masks(parsing, label_map)
-            names.append(region_names)
-            region_masks.append(masks)
-            crops += parsing_utils.region_crops(source, masks)
-        num_regions = max(1, *(len(n) for n in names))
-        region_embeds = torch.zeros(len(sources), num_regions, image_embeds.shape[-1], device=device)
-        if crops:
-            crop_embeds = self.encode_image(crops, device)[:, 0].split([len(n) for n in names])
-            for i, embeds in enumerate(crop_embeds):
-                region_embeds[i, : len(embeds)] = embeds
-        source_height, source_width = parsing_maps[0].shape
-        padded_masks = np.zeros((len(sources), num_regions, source_height, source_width), dtype=np.float32)
-        for i, masks in enumerate(region_masks):
-            padded_masks[i, : len(masks)] = masks
-
-        pixel_values = self.image_processor.preprocess(images, height, width)
-        pixel_values = pixel_values.to(device=device, dtype=self.vae.dtype)
-        source_latents = self.vae.encode(pixel_values).latent_dist.mode() * self.vae.config.scaling_factor
+        person_mask, region_masks, region_embeds = self.encode_parsing(sources, parsing_maps, label_map, device)
+        source_latents = self.encode_source_latents(sources, height, width, device)
         bank = capture_reference_tokens(
             self.source_unet, source_latents.to(self.source_unet.dtype), image_embeds.to(self.source_unet.dtype)
         )
         reference = SourceReference(
             bank=bank,
-            person_mask=torch.from_numpy(np.stack(person)[:, None].astype(np.float32)).to(device),
-            region_masks=torch.from_numpy(padded_masks).to(device),
+            person_mask=person_mask,
+            region_masks=region_masks,
             region_embeds=region_embeds.to(self.target_unet.dtype),
             source_dropped=torch.zeros(len(sources), dtype=torch.bool, device=device),
         )

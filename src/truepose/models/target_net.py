@@ -2,6 +2,8 @@
 
 import inspect
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -213,6 +215,25 @@ class TargetNet(UNet2DConditionModel):
             )
         return layer_references
 
+    @contextmanager
+    def conditioned(
+        self, pose_features: torch.Tensor | None = None, layer_references: dict[str, LayerReference] | None = None
+    ) -> Iterator[None]:
+        """Attach pose features and source references to every forward pass inside the block.
+
+        Training wraps forward *and* backward in it, so gradient checkpointing recomputes with the same conditions.
+        """
+        processors = self.hpfa_processors
+        self._pose_features = pose_features
+        for name, processor in processors.items():
+            processor.reference = None if layer_references is None else layer_references[name]
+        try:
+            yield
+        finally:
+            self._pose_features = None
+            for processor in processors.values():
+                processor.reference = None
+
     def forward(
         self,
         sample: torch.Tensor,
@@ -228,18 +249,12 @@ class TargetNet(UNet2DConditionModel):
             pose_features (`torch.Tensor` of shape `(batch, block_out_channels[0], h, w)`, *optional*): added to the
                 ``conv_in`` output.
             layer_references (`dict[str, LayerReference]`, *optional*): from [`~TargetNet.prepare_reference`];
-                without it every self-attention is plain self-attention.
+                without it (and outside [`~TargetNet.conditioned`]) every self-attention is plain self-attention.
         """
-        processors = self.hpfa_processors
-        self._pose_features = pose_features
-        for name, processor in processors.items():
-            processor.reference = None if layer_references is None else layer_references[name]
-        try:
+        if pose_features is None and layer_references is None:
             return super().forward(sample, timestep, encoder_hidden_states, **kwargs)
-        finally:
-            self._pose_features = None
-            for processor in processors.values():
-                processor.reference = None
+        with self.conditioned(pose_features, layer_references):
+            return super().forward(sample, timestep, encoder_hidden_states, **kwargs)
 
 
 # Config keys map through the signature: the UNet's parameters followed by TruePose's.
