@@ -7,9 +7,9 @@ import pytest
 import torch
 from diffusers import EulerDiscreteScheduler
 
-from conftest import make_source
 from truepose import TruePosePipeline
 from truepose.models import ReferenceCaptureAttnProcessor
+from truepose.testing import tiny_person as make_source
 from truepose.testing import tiny_pipeline
 
 STEPS = 3

@@ -2,6 +2,8 @@
 
 import copy
 
+import numpy as np
+import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -11,6 +13,32 @@ from .models import PoseEncoder, TargetNet
 from .pipeline import TruePosePipeline
 
 TINY_EMBED_DIM = 32
+
+# A stick person in a 64x64 frame, COCO-18 order [x, y, confidence]; the ears are missing.
+TINY_KEYPOINTS = np.array(
+    [
+        [32, 10, 1], [32, 18, 1], [24, 19, 1], [20, 29, 1], [18, 38, 1], [40, 19, 1], [44, 29, 1], [46, 38, 1],
+        [27, 38, 1], [26, 48, 1], [26, 58, 1], [37, 38, 1], [38, 48, 1], [38, 58, 1], [30, 8, 1], [34, 8, 1],
+        [-1, -1, 0], [-1, -1, 0],
+    ],
+    dtype=np.float32,
+)  # fmt: skip
+
+
+def tiny_person(seed: int = 0, size: int = 64) -> tuple[PIL.Image.Image, np.ndarray]:
+    """A blocky RGB 'person' and its ATR parsing map (hair, face, upper clothes, pants, arms), `size` x `size`."""
+    rng = np.random.default_rng(seed)
+    parsing = np.zeros((64, 64), dtype=np.int64)
+    parsing[2:8, 26:38] = 2
+    parsing[8:18, 27:37] = 11
+    parsing[18:38, 22:42] = 4
+    parsing[38:60, 24:40] = 6
+    parsing[19:40, 16:22] = 15
+    parsing[19:40, 42:48] = 14
+    parsing = np.asarray(PIL.Image.fromarray(parsing.astype(np.uint8)).resize((size, size), PIL.Image.NEAREST))
+    palette = rng.integers(0, 256, size=(18, 3))
+    image = palette[parsing] + rng.integers(-20, 20, size=(size, size, 3))
+    return PIL.Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)), parsing.astype(np.int64)
 
 
 def tiny_unet(sample_size: int = 32) -> UNet2DConditionModel:
