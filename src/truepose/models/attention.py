@@ -64,16 +64,21 @@ def fused_reference_attention(
         masses `(batch, heads, num_queries, num_regions)`.
     """
     num_target_tokens, head_dim = key.shape[2], value.shape[-1]
+    scale = query.shape[-1] ** -0.5
     keys = torch.cat([key, source_key], dim=2)
     values = torch.cat([value, source_value], dim=2)
-    if region_indicators is not None:
-        indicators = F.pad(region_indicators, (0, 0, num_target_tokens, 0)).to(values.dtype)
-        values = torch.cat([values, indicators[:, None].expand(-1, values.shape[1], -1, -1)], dim=-1)
     bias = F.pad(source_log_weight, (num_target_tokens, 0)).to(query.dtype)[:, None, None, :]
-    out = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias)
     if region_indicators is None:
-        return out, None
-    return out[..., :head_dim], out[..., head_dim:]
+        return F.scaled_dot_product_attention(query, keys, values, attn_mask=bias), None
+
+    indicators = F.pad(region_indicators, (0, 0, num_target_tokens, 0)).to(values.dtype)
+    values = torch.cat([values, indicators[:, None].expand(-1, values.shape[1], -1, -1)], dim=-1)
+    # Fused kernels want one width for q, k and v: zero-pad q and k (q.k unchanged) and v to a multiple of 8.
+    width = -(-values.shape[-1] // 8) * 8
+    query, keys = (F.pad(t, (0, width - t.shape[-1])) for t in (query, keys))
+    values = F.pad(values, (0, width - values.shape[-1]))
+    out = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias, scale=scale)
+    return out[..., :head_dim], out[..., head_dim : head_dim + indicators.shape[-1]]
 
 
 def select_low_attention_regions(
