@@ -303,13 +303,22 @@ class TruePosePipeline(DiffusionPipeline):
         return person_mask, torch.from_numpy(padded_masks).to(device), region_embeds
 
     def encode_source_latents(
-        self, sources: list[PIL.Image.Image], height: int, width: int, device: torch.device, sample: bool = False
+        self,
+        sources: list[PIL.Image.Image],
+        height: int,
+        width: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Scaled VAE latents `(batch, 4, height / f, width / f)` of images resized to (height, width)."""
+        """Scaled VAE latents `(batch, 4, height / f, width / f)` of images resized to (height, width).
+
+        The posterior's mode, or a sample drawn with ``generator`` when one is given (training targets).
+        """
         images = [source.resize((width, height), PIL.Image.BICUBIC) for source in sources]
         pixel_values = self.image_processor.preprocess(images, height, width).to(device=device, dtype=self.vae.dtype)
         latent_dist = self.vae.encode(pixel_values).latent_dist
-        return (latent_dist.sample() if sample else latent_dist.mode()) * self.vae.config.scaling_factor
+        latents = latent_dist.mode() if generator is None else latent_dist.sample(generator)
+        return latents * self.vae.config.scaling_factor
 
     def encode_source(
         self,

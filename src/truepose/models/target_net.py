@@ -94,10 +94,11 @@ def capture_reference_tokens(
     Returns:
         `dict[str, torch.Tensor]`: processor name -> tokens `(batch, h_l * w_l, channels)`.
     """
-    processors = [p for p in source_unet.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
+    model = getattr(source_unet, "module", source_unet)  # accelerate/DDP wrappers keep the UNet in `.module`
+    processors = [p for p in model.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
     if not processors:
-        install_reference_capture(source_unet)
-        processors = [p for p in source_unet.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
+        install_reference_capture(model)
+        processors = [p for p in model.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
     bank: dict[str, torch.Tensor] = {}
     for processor in processors:
         processor.bank = bank

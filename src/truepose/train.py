@@ -1,0 +1,425 @@
+"""Train TruePose with accelerate: ``truepose train ...`` or ``accelerate launch -m truepose.train ...``.
+
+Trains SourceNet, TargetNet (with its CAA weights) and the pose encoder; the VAE and CLIP stay frozen. Every random
+draw of a step (noise, timesteps, condition dropout) comes from a generator seeded by ``(seed, step, process)`` and
+the data order from ``(seed, epoch)``, so a resumed run continues exactly where it stopped.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
+from diffusers import DDPMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from diffusers.utils import logging
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from .conditioning.parsing import as_parsing_map, get_label_map
+from .conditioning.pose import draw_skeleton
+from .data.common import collate_pairs
+from .models import SourceReference, capture_reference_tokens
+from .pipeline import TruePosePipeline
+
+logger = logging.get_logger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class EpochPermutationSampler(Sampler[int]):
+    """Shuffles with a permutation seeded by ``(seed, epoch)``: the same order again after a resume."""
+
+    def __init__(self, num_items: int, seed: int):
+        self.num_items, self.seed, self.epoch = num_items, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.num_items, generator=generator).tolist())
+
+
+@dataclass
+class TrainingBatch:
+    """One batch in the trainer's form: images at the training size, skeletons and parsing maps."""
+
+    sources: list[PIL.Image.Image]
+    targets: list[PIL.Image.Image]
+    pose_images: list[PIL.Image.Image]
+    parsing_maps: list[np.ndarray]
+    label_map: str
+
+
+def make_batch(items: dict) -> TrainingBatch:
+    """Collated dataset items -> [`TrainingBatch`] (skeletons drawn from the target keypoints)."""
+    if any(parsing is None for parsing in items["source_parsing"]):
+        raise ValueError(
+            "Training needs source parsing maps: give the dataset a parsing_dir, or run `truepose preprocess`."
+        )
+    width, height = items["source_image"][0].size
+    label_map = items["label_map"][0]
+    return TrainingBatch(
+        sources=items["source_image"],
+        targets=items["target_image"],
+        pose_images=[draw_skeleton(k, height, width) for k in items["target_keypoints"]],
+        parsing_maps=[as_parsing_map(p, height, width, label_map) for p in items["source_parsing"]],
+        label_map=label_map,
+    )
+
+
+def training_loss(
+    pipe: TruePosePipeline,
+    source_unet: torch.nn.Module,
+    target_unet: torch.nn.Module,
+    pose_encoder: torch.nn.Module,
+    noise_scheduler: DDPMScheduler,
+    batch: TrainingBatch,
+    condition_dropout: float,
+    generator: torch.Generator,
+    backward,
+) -> torch.Tensor:
+    """One denoising loss on ``batch``; ``backward(loss)`` runs inside TargetNet's conditions (for checkpointing).
+
+    ``pipe`` provides the frozen encoders (VAE, CLIP) and the preprocessing; the three trained models are passed
+    separately because accelerate may have wrapped them (DDP, FSDP).
+    """
+    device = pipe.vae.device
+    width, height = batch.sources[0].size
+    with torch.no_grad():
+        image_embeds = pipe.encode_image(batch.sources, device)
+        person_mask, region_masks, region_embeds = pipe.encode_parsing(
+            batch.sources, batch.parsing_maps, get_label_map(batch.label_map), device
+        )
+        source_latents = pipe.encode_source_latents(batch.sources, height, width, device)
+        target_latents = pipe.encode_source_latents(batch.targets, height, width, device, generator)
+        pose_pixels = torch.from_numpy(np.stack([np.asarray(p, dtype=np.float32) / 255 for p in batch.pose_images]))
+
+    batch_size = len(batch.sources)
+    dropped = torch.rand(batch_size, generator=generator, device=device) < condition_dropout
+    image_embeds = image_embeds.masked_fill(dropped[:, None, None], 0.0)
+    reference = SourceReference(
+        bank=capture_reference_tokens(source_unet, source_latents, image_embeds),
+        person_mask=person_mask,
+        region_masks=region_masks,
+        region_embeds=region_embeds,
+        source_dropped=dropped,
+    )
+    unwrapped_target = getattr(target_unet, "module", target_unet)
+    layer_references = unwrapped_target.prepare_reference(reference, tuple(target_latents.shape[-2:]))
+    pose_features = pose_encoder(pose_pixels.permute(0, 3, 1, 2).to(device))
+
+    noise = torch.randn(target_latents.shape, generator=generator, device=device)
+    timesteps = torch.randint(
+        0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=device
+    )
+    noisy_latents = noise_scheduler.add_noise(target_latents, noise, timesteps)
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(target_latents, noise, timesteps)
+    else:
+        target = noise
+    with unwrapped_target.conditioned(pose_features, layer_references):
+        prediction = target_unet(noisy_latents, timesteps, image_embeds).sample
+        loss = F.mse_loss(prediction.float(), target.float())
+        backward(loss)
+    return loss.detach()
+
+
+def build_dataset(args: argparse.Namespace) -> Dataset:
+    from . import data
+
+    size = tuple(args.resolution)
+    if args.dataset == "synthetic":
+        return data.SyntheticPoseDataset(args.num_pairs, image_size=size, seed=args.data_seed)
+    if args.dataset == "deepfashion":
+        return data.DeepFashionDataset(args.data_root, split="train", image_size=size, parsing_dir=args.parsing_dir)
+    return data.FolderPairDataset(args.data_root, image_size=size, parsing_dir=args.parsing_dir)
+
+
+def latest_checkpoint(output_dir: str) -> str | None:
+    """The completed checkpoint with the highest step in ``output_dir``, or None."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = [
+        int(name[len(CHECKPOINT_PREFIX) :])
+        for name in os.listdir(output_dir)
+        if name.startswith(CHECKPOINT_PREFIX) and name[len(CHECKPOINT_PREFIX) :].isdigit()
+    ]
+    return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{max(steps)}") if steps else None
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, step: int, keep: int | None) -> None:
+    """Write ``checkpoint-{step}`` atomically: into a temporary folder, then one rename."""
+    final = os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{step}")
+    partial = os.path.join(output_dir, f".partial-{CHECKPOINT_PREFIX}{step}")
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(partial)
+    if accelerator.is_main_process:
+        with open(os.path.join(partial, "truepose_step.json"), "w") as f:
+            json.dump({"step": step}, f)
+        os.replace(partial, final)
+        if keep:
+            existing = sorted(
+                (int(n[len(CHECKPOINT_PREFIX) :]) for n in os.listdir(output_dir) if n.startswith(CHECKPOINT_PREFIX)),
+            )
+            for old in existing[:-keep]:
+                shutil.rmtree(os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{old}"))
+    accelerator.wait_for_everyone()
+
+
+def render_validation(pipe: TruePosePipeline, dataset: Dataset, indices: list[int], seed: int) -> PIL.Image.Image:
+    """A grid: one row per pair, source | target skeleton | generated | ground truth."""
+    rows = []
+    for index in indices:
+        item = dataset[index]
+        width, height = item["source_image"].size
+        generated = pipe(
+            item["source_image"],
+            item["target_keypoints"],
+            source_parsing=item["source_parsing"],
+            parsing_label_map=item["label_map"],
+            num_inference_steps=20,
+            generator=torch.Generator(pipe.device).manual_seed(seed),
+        ).images[0]
+        skeleton = draw_skeleton(item["target_keypoints"], height, width)
+        rows.append([item["source_image"], skeleton, generated, item["target_image"]])
+    width, height = rows[0][0].size
+    grid = PIL.Image.new("RGB", (4 * width, len(rows) * height))
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            grid.paste(image, (c * width, r * height))
+    return grid
+
+
+def write_model_card(output_dir: str, args: argparse.Namespace, pipe: TruePosePipeline, step: int) -> None:
+    config = pipe.target_unet.config
+    card = f"""---
+license: apache-2.0
+library_name: diffusers
+tags: [truepose, pose-transfer, person-image-synthesis]
+---
+
+# TruePose ({args.dataset})
+
+Trained with `truepose train` for {step} steps from `{args.pretrained_model}` on the {args.dataset} data at
+{args.resolution[0]}x{args.resolution[1]}, batch {args.train_batch_size} x {args.gradient_accumulation_steps}
+accumulation, lr {args.learning_rate}, condition dropout {args.condition_dropout}.
+
+HPFA sigma {config.hpfa_sigma}, delta {config.hpfa_delta}; CAA top-k {config.caa_top_k} on {list(config.caa_blocks)}.
+
+```python
+from truepose import TruePosePipeline
+pipe = TruePosePipeline.from_pretrained("{args.hub_model_id or output_dir}")
+```
+"""
+    with open(os.path.join(output_dir, "README.md"), "w") as f:
+        f.write(card)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="truepose train", description=__doc__)
+    parser.add_argument(
+        "--pretrained_model", required=True, help="TruePose checkpoint (folder or Hub id) to start from"
+    )
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--dataset", choices=["synthetic", "deepfashion", "folder"], default="synthetic")
+    parser.add_argument("--data_root", help="dataset root (deepfashion, folder)")
+    parser.add_argument("--parsing_dir", help="parsing maps folder (deepfashion, folder)")
+    parser.add_argument("--num_pairs", type=int, default=10_000, help="synthetic pairs")
+    parser.add_argument("--data_seed", type=int, default=0)
+    parser.add_argument("--resolution", type=int, nargs=2, default=[256, 176], metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--train_batch_size", type=int, default=4)
+    parser.add_argument("--max_train_steps", type=int, default=1000)
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument("--learning_rate", type=float, default=1e-5)
+    parser.add_argument("--lr_scheduler", default="constant_with_warmup")
+    parser.add_argument("--lr_warmup_steps", type=int, default=0)
+    parser.add_argument("--adam_weight_decay", type=float, default=1e-2)
+    parser.add_argument("--max_grad_norm", type=float, default=1.0)
+    parser.add_argument("--use_8bit_adam", action="store_true", help="bitsandbytes AdamW8bit (CUDA)")
+    parser.add_argument("--use_ema", action="store_true")
+    parser.add_argument("--ema_decay", type=float, default=0.9999)
+    parser.add_argument("--condition_dropout", type=float, default=0.3)
+    parser.add_argument("--prediction_type", choices=["epsilon", "v_prediction"], default=None)
+    parser.add_argument("--freeze_source_unet", action="store_true")
+    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    parser.add_argument("--checkpointing_steps", type=int, default=500)
+    parser.add_argument("--checkpoints_total_limit", type=int, default=None)
+    parser.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder or "latest"')
+    parser.add_argument("--validation_steps", type=int, default=0, help="0: no validation images")
+    parser.add_argument("--num_validation_pairs", type=int, default=2)
+    parser.add_argument("--report_to", default="tensorboard")
+    parser.add_argument("--push_to_hub", action="store_true")
+    parser.add_argument("--hub_model_id", default=None)
+    args = parser.parse_args(argv)
+    if args.dataset != "synthetic" and not args.data_root:
+        parser.error(f"--data_root is required for --dataset {args.dataset}")
+    if not 0 <= args.condition_dropout < 1:
+        parser.error(f"--condition_dropout must be in [0, 1), got {args.condition_dropout}")
+    return args
+
+
+def train(args: argparse.Namespace) -> TruePosePipeline:
+    """Run training; returns the final pipeline (also saved to ``args.output_dir``)."""
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=args.report_to if args.report_to != "none" else None,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=f"{args.output_dir}/logs"),
+    )
+    pipe = TruePosePipeline.from_pretrained(args.pretrained_model)
+    pipe.set_progress_bar_config(disable=True)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    if args.prediction_type:
+        noise_scheduler.register_to_config(prediction_type=args.prediction_type)
+        pipe.scheduler.register_to_config(prediction_type=args.prediction_type)
+    pipe.vae.requires_grad_(False)
+    pipe.image_encoder.requires_grad_(False)
+    pipe.source_unet.requires_grad_(not args.freeze_source_unet)
+    trained = [pipe.target_unet, pipe.pose_encoder] + ([] if args.freeze_source_unet else [pipe.source_unet])
+    if args.gradient_checkpointing:
+        pipe.target_unet.enable_gradient_checkpointing()
+        pipe.source_unet.enable_gradient_checkpointing()
+    parameters = [p for model in trained for p in model.parameters()]
+    ema = EMAModel(parameters, decay=args.ema_decay) if args.use_ema else None
+
+    if args.use_8bit_adam:
+        import bitsandbytes
+
+        optimizer_class = bitsandbytes.optim.AdamW8bit
+    else:
+        optimizer_class = torch.optim.AdamW
+    optimizer = optimizer_class(parameters, lr=args.learning_rate, weight_decay=args.adam_weight_decay)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
+    dataset = build_dataset(args)
+    sampler = EpochPermutationSampler(len(dataset), args.seed)
+    dataloader = DataLoader(
+        dataset,
+        batch_size=args.train_batch_size,
+        sampler=sampler,
+        collate_fn=collate_pairs,
+        num_workers=args.dataloader_num_workers,
+        drop_last=True,
+    )
+    target_unet, pose_encoder, source_unet, optimizer, dataloader, lr_scheduler = accelerator.prepare(
+        pipe.target_unet, pipe.pose_encoder, pipe.source_unet, optimizer, dataloader, lr_scheduler
+    )
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    pipe.to(accelerator.device)
+
+    global_step = 0
+    resume = (
+        latest_checkpoint(args.output_dir) if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
+    )
+    if resume:
+        accelerator.load_state(resume)
+        with open(os.path.join(resume, "truepose_step.json")) as f:
+            global_step = json.load(f)["step"]
+        logger.info(f"Resumed from {resume} at step {global_step}.")
+    elif args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
+        raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint!r} does not exist.")
+    if accelerator.is_main_process:
+        accelerator.init_trackers("truepose", config={k: str(v) for k, v in vars(args).items()})
+
+    batches_per_epoch = len(dataloader)
+    if batches_per_epoch == 0:
+        raise ValueError(f"The dataset has {len(dataset)} pairs, fewer than one batch of {args.train_batch_size}.")
+    steps_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps)
+    progress = tqdm(
+        total=args.max_train_steps, initial=global_step, desc="train", disable=not accelerator.is_local_main_process
+    )
+    validation_indices = list(range(min(args.num_validation_pairs, len(dataset))))
+
+    while global_step < args.max_train_steps:
+        epoch, step_in_epoch = divmod(global_step, steps_per_epoch)
+        sampler.set_epoch(epoch)
+        epoch_loader = accelerator.skip_first_batches(dataloader, step_in_epoch * args.gradient_accumulation_steps)
+        for micro_step, items in enumerate(epoch_loader):
+            accumulation_index = micro_step % args.gradient_accumulation_steps  # resumes start on a step boundary
+            seed = (args.seed * 1_000_003 + global_step) * 1_009 + accelerator.process_index * 101 + accumulation_index
+            generator = torch.Generator(accelerator.device).manual_seed(seed)
+            with accelerator.accumulate(target_unet, pose_encoder, source_unet):
+                loss = training_loss(
+                    pipe,
+                    source_unet,
+                    target_unet,
+                    pose_encoder,
+                    noise_scheduler,
+                    make_batch(items),
+                    args.condition_dropout,
+                    generator,
+                    accelerator.backward,
+                )
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(parameters, args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            global_step += 1
+            if ema is not None:
+                ema.step(parameters)
+            progress.update()
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+            accelerator.log({"loss": loss.item(), "lr": lr_scheduler.get_last_lr()[0]}, step=global_step)
+            if global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps:
+                save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+            if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
+                grid = render_validation(pipe, dataset, validation_indices, args.seed)
+                os.makedirs(os.path.join(args.output_dir, "validation"), exist_ok=True)
+                grid.save(os.path.join(args.output_dir, "validation", f"step-{global_step}.png"))
+                for tracker in accelerator.trackers:
+                    if tracker.name == "tensorboard":
+                        tracker.writer.add_image("validation", np.asarray(grid), global_step, dataformats="HWC")
+            if global_step >= args.max_train_steps:
+                break
+    progress.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if ema is not None:
+            ema.copy_to(parameters)
+        pipe.target_unet = accelerator.unwrap_model(target_unet)
+        pipe.pose_encoder = accelerator.unwrap_model(pose_encoder)
+        pipe.source_unet = accelerator.unwrap_model(source_unet)
+        pipe.save_pretrained(args.output_dir, safe_serialization=True)
+        write_model_card(args.output_dir, args, pipe, global_step)
+        if args.push_to_hub:
+            pipe.push_to_hub(args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)))
+    accelerator.end_training()
+    return pipe
+
+
+def main(argv: list[str] | None = None) -> int:
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
