@@ -216,3 +216,31 @@ def test_unreachable_hub_says_how_to_use_a_local_folder():
     with pytest.raises(OSError, match="local-dir") as error:
         TruePosePipeline.from_pretrained("truepose-org/no-such-model")
     assert error.value.__cause__ is None
+
+
+def test_guidance_scale_zero_is_the_unconditional_model(pipe, source, keypoints):
+    first = run(pipe, source, keypoints, guidance_scale=0.0)
+    np.testing.assert_allclose(run(pipe, make_source(seed=5), keypoints, guidance_scale=0.0), first, atol=1e-6)
+    assert np.abs(run(pipe, source, keypoints, guidance_scale=1.0) - first).max() > 1e-4
+
+
+def test_settings_can_turn_hpfa_and_caa_off(source, keypoints):
+    pipe = tiny_pipeline(seed=0, randomize_new_layers=True)
+    with_caa = run(pipe, source, keypoints)
+    pipe.target_unet.set_truepose_settings(caa_top_k=0)
+    caa_off = run(pipe, source, keypoints)
+    assert np.abs(with_caa - caa_off).max() > 1e-4
+    pipe.target_unet.set_truepose_settings(caa_top_k=2)
+    for processor in pipe.target_unet.hpfa_processors.values():
+        if hasattr(processor, "caa_to_out"):
+            torch.nn.init.zeros_(processor.caa_to_out.weight)
+            torch.nn.init.zeros_(processor.caa_to_out.bias)
+    np.testing.assert_allclose(run(pipe, source, keypoints), caa_off, atol=1e-6)
+
+    pipe.target_unet.set_truepose_settings(hpfa_sigma=1.0, hpfa_delta=0.0)
+    parsing_maps, label_map = pipe.parse_sources([source[0]], source[1], "atr")
+    reference, _ = pipe.encode_source([source[0]], parsing_maps, label_map, 64, 64, torch.device("cpu"))
+    for layer in pipe.target_unet.prepare_reference(reference, (32, 32)).values():
+        assert torch.equal(layer.log_weight, torch.zeros_like(layer.log_weight))
+    with pytest.raises(ValueError, match="hpfa_sigma"):
+        pipe.target_unet.set_truepose_settings(hpfa_sigma=0.0)

@@ -203,7 +203,8 @@ class TruePosePipeline(DiffusionPipeline):
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale > 1.0
+        """Any scale but 1 mixes both branches: ``eps_u + g (eps_c - eps_u)``; 0 gives the unconditional model."""
+        return self._guidance_scale != 1.0
 
     @property
     def num_timesteps(self) -> int:
@@ -244,7 +245,7 @@ class TruePosePipeline(DiffusionPipeline):
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}.")
         if not guidance_scale >= 0:
-            raise ValueError(f"`guidance_scale` must be >= 0 (<= 1 disables guidance), got {guidance_scale!r}.")
+            raise ValueError(f"`guidance_scale` must be >= 0 (1 disables guidance), got {guidance_scale!r}.")
         if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
             raise ValueError(f"`num_images_per_prompt` must be a positive int, got {num_images_per_prompt!r}.")
         unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
@@ -427,7 +428,8 @@ class TruePosePipeline(DiffusionPipeline):
                 "cihp", "deepfashion").
             height, width (`int`, *optional*): output size, multiples of the VAE factor; the source's size by default.
             num_inference_steps (`int`, defaults to 35): denoising steps.
-            guidance_scale (`float`, defaults to 2.0): classifier-free guidance over the source; <= 1 disables it.
+            guidance_scale (`float`, defaults to 2.0): classifier-free guidance over the source; 1 runs the conditional
+                branch alone, 0 the unconditional one (the source unseen).
             num_images_per_prompt (`int`, defaults to 1): images per source.
             eta (`float`): DDIM eta.
             generator (`torch.Generator` or list, *optional*): for deterministic generation.

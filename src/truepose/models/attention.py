@@ -217,7 +217,7 @@ class CAAAttnProcessor(HPFAAttnProcessor):
         hidden_size (`int`): channels of the attention layer.
         region_embed_dim (`int`): width of the CLIP region embeddings.
         num_heads (`int`): heads of the CAA cross-attention.
-        top_k (`int`): regions selected per sample.
+        top_k (`int`): regions selected per sample; 0 turns CAA off.
     """
 
     uses_regions = True
@@ -236,6 +236,8 @@ class CAAAttnProcessor(HPFAAttnProcessor):
     def align(self, hidden_states: torch.Tensor, region_mass: torch.Tensor) -> torch.Tensor:
         """CAA residual `(batch, tokens, channels)` for HPFA output ``hidden_states``."""
         reference = self.reference
+        if self.top_k == 0:
+            return torch.zeros_like(hidden_states)
         indices, selected_valid = select_low_attention_regions(
             region_mass, reference.region_size, reference.region_valid, self.top_k
         )

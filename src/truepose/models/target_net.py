@@ -161,6 +161,24 @@ class TargetNet(UNet2DConditionModel):
                 processors[name] = HPFAAttnProcessor()
         return processors
 
+    def set_truepose_settings(
+        self, hpfa_sigma: float | None = None, hpfa_delta: float | None = None, caa_top_k: int | None = None
+    ) -> None:
+        """Change HPFA/CAA settings of a built model (e.g. ``hpfa_sigma=0.2`` against background artefacts).
+
+        ``hpfa_sigma=1, hpfa_delta=0`` turns HPFA into plain reference attention; ``caa_top_k=0`` turns CAA off. The
+        values are saved with the config.
+        """
+        sigma = self.config.hpfa_sigma if hpfa_sigma is None else hpfa_sigma
+        delta = self.config.hpfa_delta if hpfa_delta is None else hpfa_delta
+        top_k = self.config.caa_top_k if caa_top_k is None else caa_top_k
+        if not sigma > 0 or not delta > -1 or top_k < 0:
+            raise ValueError(f"Need hpfa_sigma > 0, hpfa_delta > -1, caa_top_k >= 0; got {sigma}, {delta}, {top_k}.")
+        self.register_to_config(hpfa_sigma=sigma, hpfa_delta=delta, caa_top_k=top_k)
+        for processor in self.hpfa_processors.values():
+            if isinstance(processor, CAAAttnProcessor):
+                processor.top_k = top_k
+
     @property
     def hpfa_processors(self) -> dict[str, HPFAAttnProcessor]:
         """Processor name -> HPFA/CAA processor, for every self-attention layer."""

@@ -1,0 +1,148 @@
+"""Train the small TruePose shipped inside the package (``truepose demo`` uses it), on CPU, from scratch.
+
+    python examples/train_demo_model.py --output_dir runs/demo-model --vae_steps 500 --train_steps 2000
+    cp -r runs/demo-model/final/. src/truepose/assets/truepose-synthetic/
+
+Three stages, all on the procedural synthetic set (no download):
+1. a small VAE (4x down, 4 latent channels) trained as an autoencoder;
+2. an untrained TruePose built around it: two small SD-style UNets (same weights), a small frozen random CLIP
+   vision encoder (a fixed random projection of the image: the stand-in for CLIP ViT-L/14 at this size), a pose
+   encoder; new layers zero-initialised as in `from_stable_diffusion`;
+3. `truepose train` (the library's own trainer) on synthetic pairs.
+"""
+
+import argparse
+import copy
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from truepose import PoseEncoder, TargetNet, TruePosePipeline
+from truepose.data import SyntheticPoseDataset
+from truepose.train import main as train_main
+
+EMBED_DIM = 64
+
+
+def build_vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(32, 64, 64),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=128,
+    )
+
+
+def train_vae(vae: AutoencoderKL, steps: int, size: tuple[int, int], batch_size: int, seed: int) -> AutoencoderKL:
+    """Autoencoder training: L1 + MSE reconstruction and a small KL term."""
+    torch.manual_seed(seed)
+    dataset = SyntheticPoseDataset(steps * batch_size // 2 + 1, image_size=size, seed=seed + 1)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    vae.train()
+    start = time.time()
+    for step in range(steps):
+        items = [dataset[(step * batch_size // 2 + i) % len(dataset)] for i in range(batch_size // 2)]
+        images = [item[key] for item in items for key in ("source_image", "target_image")]
+        pixels = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) / 127.5 - 1 for im in images]))
+        pixels = pixels.permute(0, 3, 1, 2)
+        posterior = vae.encode(pixels).latent_dist
+        reconstruction = vae.decode(posterior.sample()).sample
+        loss = F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if step % 100 == 0 or step == steps - 1:
+            print(f"vae step {step} loss {loss.item():.4f} ({time.time() - start:.0f}s)", flush=True)
+    vae.eval()
+    # scale latents to unit variance, as SD's scaling_factor does
+    with torch.no_grad():
+        std = vae.encode(pixels).latent_dist.mode().std().item()
+    vae.register_to_config(scaling_factor=1.0 / std)
+    return vae
+
+
+def build_pipeline(vae: AutoencoderKL, seed: int) -> TruePosePipeline:
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(48, 96, 96),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=EMBED_DIM,
+        attention_head_dim=16,
+        norm_num_groups=16,
+    )
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            projection_dim=EMBED_DIM,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=64,
+            patch_size=8,
+        )
+    ).eval()
+    return TruePosePipeline(
+        vae=vae,
+        source_unet=copy.deepcopy(unet),
+        target_unet=TargetNet.from_unet(unet, region_embed_dim=EMBED_DIM),
+        pose_encoder=PoseEncoder(block_out_channels=(16, 32, 64), out_channels=48),
+        image_encoder=image_encoder,
+        feature_extractor=CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}),
+        scheduler=DDIMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        ),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", default="runs/demo-model")
+    parser.add_argument("--resolution", type=int, nargs=2, default=[96, 64], metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--vae_steps", type=int, default=500)
+    parser.add_argument("--train_steps", type=int, default=2000)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--learning_rate", type=float, default=3e-4)
+    parser.add_argument("--num_pairs", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    size = tuple(args.resolution)
+
+    init_dir = os.path.join(args.output_dir, "init")
+    if not os.path.isfile(os.path.join(init_dir, "model_index.json")):
+        vae = train_vae(build_vae(), args.vae_steps, size, batch_size=16, seed=args.seed)
+        build_pipeline(vae, args.seed).save_pretrained(init_dir)
+    train_main(
+        [
+            "--pretrained_model", init_dir, "--output_dir", os.path.join(args.output_dir, "final"),
+            "--dataset", "synthetic", "--num_pairs", str(args.num_pairs), "--data_seed", str(args.seed + 2),
+            "--resolution", str(size[0]), str(size[1]), "--train_batch_size", str(args.batch_size),
+            "--max_train_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
+            "--lr_warmup_steps", "100", "--checkpointing_steps", "250", "--checkpoints_total_limit", "2",
+            "--resume_from_checkpoint", "latest", "--validation_steps", "500", "--num_validation_pairs", "4",
+            "--seed", str(args.seed), "--report_to", "tensorboard",
+        ]
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

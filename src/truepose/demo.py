@@ -1,0 +1,62 @@
+"""Offline demo: the small TruePose shipped in the package, on a held-out synthetic person."""
+
+import os
+from pathlib import Path
+
+import PIL.Image
+import torch
+
+from .conditioning.pose import draw_skeleton
+from .data import SyntheticPoseDataset
+from .pipeline import TruePosePipeline
+
+SHIPPED_MODEL = Path(__file__).parent / "assets" / "truepose-synthetic"
+DEMO_RESOLUTION = (96, 64)  # (height, width) the shipped model was trained at
+HELD_OUT_SEED = 1000  # training used data seed 2 (and 1 for the VAE)
+
+
+def load_shipped_model() -> TruePosePipeline:
+    """The small synthetic-data TruePose shipped inside the package (CPU, float32)."""
+    if not (SHIPPED_MODEL / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"The shipped demo model is missing from {SHIPPED_MODEL}. Reinstall truepose, or train it with "
+            "`python examples/train_demo_model.py` and copy runs/demo-model/final/ there."
+        )
+    pipe = TruePosePipeline.from_pretrained(SHIPPED_MODEL)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def run_demo(
+    output: str | os.PathLike,
+    model: str | os.PathLike | None = None,
+    seed: int = 0,
+    num_inference_steps: int = 25,
+    scale: int = 3,
+) -> str:
+    """Write one PNG: source | target skeleton | generated | ground truth, for held-out synthetic pair ``seed``.
+
+    Args:
+        model: a checkpoint folder or Hub id; the shipped model by default.
+        scale (`int`): nearest-neighbour upscaling of the small images, for viewing.
+    """
+    pipe = load_shipped_model() if model is None else TruePosePipeline.from_pretrained(model)
+    pipe.set_progress_bar_config(disable=True)
+    item = SyntheticPoseDataset(seed + 1, image_size=DEMO_RESOLUTION, seed=HELD_OUT_SEED)[seed]
+    height, width = DEMO_RESOLUTION
+    generated = pipe(
+        item["source_image"],
+        item["target_keypoints"],
+        source_parsing=item["source_parsing"],
+        parsing_label_map=item["label_map"],
+        num_inference_steps=num_inference_steps,
+        generator=torch.Generator().manual_seed(seed),
+    ).images[0]
+    panels = [item["source_image"], draw_skeleton(item["target_keypoints"], height, width), generated]
+    panels.append(item["target_image"])
+    sheet = PIL.Image.new("RGB", (len(panels) * width, height), "white")
+    for i, panel in enumerate(panels):
+        sheet.paste(panel, (i * width, 0))
+    sheet = sheet.resize((sheet.width * scale, sheet.height * scale), PIL.Image.NEAREST)
+    sheet.save(output)
+    return os.fspath(output)
