@@ -1,0 +1,477 @@
+"""Where TargetNet's self-attention goes: the share of attention on the target's own tokens and on the source's parsing
+groups and regions (the statistic TruePose, arXiv 2502.03426, reports for reference attention: clothing receives far
+less attention than the body).
+
+For every TargetNet self-attention layer (``attn1``), at chosen denoising steps, each query's attention probabilities
+``P_ij`` over ``[target tokens ; source tokens]`` (HPFA weights included) are summed over
+
+- the target's own tokens (``"target"``),
+- the source tokens of each parsing group: ``"body"``, ``"clothing"``, ``"face"`` and ``"background"`` (everything
+  outside the person),
+- the source tokens of each CAA region present (``"upper_clothes"``, ``"arms"``, ...),
+
+and averaged over queries, heads and the conditional rows of the batch (the classifier-free-guidance unconditional
+rows never see the source). A source token that covers several groups counts for each in proportion to its pixels.
+
+The masses come from the same trick as CAA: group/region masks are resized to each layer's token grid by
+[`~truepose.models.TargetNet.prepare_reference`] (the code path of the pipeline's HPFA masks and CAA region
+indicators) and appended to the values of one [`~truepose.models.attention.fused_reference_attention`] call as extra
+channels; no attention matrix is materialised.
+
+Example::
+
+    from truepose.analysis import attention_heatmap, attention_shares, plot_attention_shares
+
+    shares = attention_shares(pipe, source_image, target_keypoints, source_parsing, num_inference_steps=35)
+    shares["mean"]["clothing"], shares["mean"]["body"]
+    plot_attention_shares(shares, "shares.png")
+    attention_heatmap(shares, source_image, "heatmap.png")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
+import torch
+import torch.nn.functional as F
+
+from .conditioning import parsing as parsing_utils
+from .models.attention import HPFAAttnProcessor, fused_reference_attention
+from .models.target_net import SourceReference, token_grid
+
+GROUPS: tuple[str, ...] = ("target", "body", "clothing", "face", "background")
+"""The shares that sum to 1 per layer: the target's own tokens, then the source's parsing groups."""
+
+_SOURCE_GROUPS = GROUPS[1:]
+_ALL_SOURCE_CHANNEL = len(_SOURCE_GROUPS)  # indicator channel that is 1 on every source token
+_FIRST_REGION_CHANNEL = _ALL_SOURCE_CHANNEL + 1
+
+
+class _StopGeneration(Exception):
+    """Raised from the step callback once the last requested step is recorded."""
+
+
+def group_masks(parsing: np.ndarray, label_map: Any = "atr") -> np.ndarray:
+    """Masks of the source parsing groups body, clothing, face and background.
+
+    Args:
+        parsing (`np.ndarray` of shape `(H, W)`): label ids.
+        label_map: the label map of ``parsing`` (name, `LabelMap` or dict).
+    Returns:
+        `np.ndarray` float32 of shape `(4, H, W)`; background is everything outside the person (the groups' union),
+        so the four masks partition the image when the label map's groups are disjoint (all shipped ones are).
+    """
+    label_map = parsing_utils.get_label_map(label_map)
+    parsing = np.asarray(parsing)
+    masks = [np.isin(parsing, label_map.groups[name]) for name in ("body", "clothing", "face")]
+    masks.append(~np.isin(parsing, label_map.person_ids))
+    return np.stack(masks).astype(np.float32)
+
+
+def _as_pil(image: Any) -> PIL.Image.Image:
+    if isinstance(image, PIL.Image.Image):
+        return image.convert("RGB")
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+    return PIL.Image.fromarray(array).convert("RGB")
+
+
+def _heatmap_layer_names(heatmap_layers: str | Sequence[str] | None, references: dict) -> set[str]:
+    sizes = {name.removesuffix(".processor"): reference.tokens.shape[1] for name, reference in references.items()}
+    if heatmap_layers is None:
+        return set()
+    if heatmap_layers == "largest":
+        return {name for name, size in sizes.items() if size == max(sizes.values())}
+    if heatmap_layers == "all":
+        return set(sizes)
+    unknown = sorted(set(heatmap_layers) - set(sizes))
+    if unknown:
+        raise ValueError(f"Unknown `heatmap_layers` {unknown}; the layers are {sorted(sizes)}.")
+    return set(heatmap_layers)
+
+
+def _project_heads(attn: torch.nn.Module, hidden_states: torch.Tensor, linear: torch.nn.Module) -> torch.Tensor:
+    """`(batch, tokens, channels)` -> `(batch, heads, tokens, head_dim)`, as the HPFA processor projects."""
+    projected = linear(hidden_states)
+    return projected.view(hidden_states.shape[0], -1, attn.heads, projected.shape[-1] // attn.heads).transpose(1, 2)
+
+
+def _received_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    source_key: torch.Tensor,
+    log_weight: torch.Tensor,
+    rows: torch.Tensor,
+    chunk_size: int,
+) -> torch.Tensor:
+    """Attention each source token receives, averaged over queries, heads and ``rows``: `(num_source_tokens,)`.
+
+    Column sums of the HPFA-weighted attention matrix, computed ``chunk_size`` queries at a time (float32), so at
+    most `(rows, heads, chunk_size, keys)` probabilities exist at once. (Column sums cannot come from the value-channel
+    trick cheaply: it would need one value channel per source token.)
+    """
+    num_target = key.shape[2]
+    query, keys = query[rows].float(), torch.cat([key, source_key], dim=2)[rows].float()
+    bias = F.pad(log_weight[rows].float(), (num_target, 0))[:, None, None, :]
+    scale = query.shape[-1] ** -0.5
+    received = torch.zeros(source_key.shape[2], dtype=torch.float64, device=query.device)
+    for start in range(0, query.shape[2], chunk_size):
+        logits = query[:, :, start : start + chunk_size] @ keys.transpose(-1, -2) * scale + bias
+        received += logits.softmax(dim=-1)[..., num_target:].sum(dim=(0, 1, 2), dtype=torch.float64)
+    return received / (query.shape[0] * query.shape[1] * query.shape[2])
+
+
+@torch.no_grad()
+def attention_shares(
+    pipe: Any,
+    source_image: PIL.Image.Image | np.ndarray,
+    target_pose: Any,
+    source_parsing: Any = None,
+    parsing_label_map: Any = "atr",
+    num_inference_steps: int = 35,
+    timestep_index: int | Sequence[int] | None = None,
+    guidance_scale: float = 2.0,
+    generator: torch.Generator | None = None,
+    heatmap_layers: str | Sequence[str] | None = "largest",
+    heatmap_chunk_size: int = 1024,
+    **pipeline_kwargs,
+) -> dict[str, Any]:
+    r"""Share of TargetNet self-attention on the target's tokens and on each source parsing group and region.
+
+    Runs ``pipe`` on one source/pose pair and records, at the requested denoising steps, every TargetNet ``attn1``
+    layer's attention mass (see the module docstring). The generation stops after the last requested step.
+
+    Args:
+        pipe ([`TruePosePipeline`]): the pipeline (any size, any device; left as it was found).
+        source_image (`PIL.Image.Image` or `np.ndarray`): one RGB source person.
+        target_pose: one target pose, as the pipeline takes it (keypoints `(18, 2|3)`, skeleton image, ...).
+        source_parsing (label-id map `(H, W)`, *optional*): parsing of the source; the pipeline's parser otherwise.
+        parsing_label_map: label table of ``source_parsing`` (``"atr"``, ``"lip"``, ... or a `LabelMap`/dict).
+        num_inference_steps (`int`): steps of the generation the statistic is taken from.
+        timestep_index (`int`, sequence of `int` or `None`): denoising step(s) to record, 0 = the first (noisiest);
+            negative values count from the end; `None` averages over all steps.
+        guidance_scale (`float`): as in the pipeline; only the conditional rows are measured.
+        generator (`torch.Generator`, *optional*): for a reproducible generation.
+        heatmap_layers (`"largest"`, `"all"`, `None` or layer names): layers for which the attention each source
+            token receives is recorded (for [`attention_heatmap`]); ``"largest"`` = the layers with most tokens.
+        heatmap_chunk_size (`int`): queries per block when recording the heatmap (memory: `(rows, heads, chunk,
+            keys)` float32 probabilities at a time).
+        pipeline_kwargs: more pipeline arguments (``height``, ``width``, ``latents``, ...).
+
+    Returns:
+        `dict` with
+
+        - ``"layers"``: layer name (e.g. ``"up_blocks.1.attentions.0.transformer_blocks.0.attn1"``) -> shares: one
+          float per entry of [`GROUPS`] (they sum to 1), ``"source"`` (= 1 - target) and ``"regions"``
+          (region name -> share of all attention);
+        - ``"mean"``: the same, averaged over layers (each layer counts once);
+        - ``"received"``: layer name -> `np.ndarray` `(h_l, w_l)`, attention each source token receives per query
+          (averaged over queries, heads, rows and steps; it sums to the layer's ``"source"`` share);
+        - ``"groups"``, ``"regions"`` (names present), ``"steps"`` (indices recorded), ``"timesteps"``,
+          ``"source_size"`` `(H, W)` and ``"latent_size"`` `(h, w)`.
+    """
+    for argument in ("callback_on_step_end", "output_type", "num_images_per_prompt", "return_dict"):
+        if argument in pipeline_kwargs:
+            raise ValueError(f"`{argument}` is set by `attention_shares` and cannot be passed.")
+    if isinstance(source_image, (list, tuple)) or (isinstance(source_image, np.ndarray) and source_image.ndim == 4):
+        raise ValueError("`attention_shares` takes one source image (and one target pose).")
+    source = _as_pil(source_image)
+    num_steps = int(num_inference_steps)
+    if timestep_index is None:
+        steps = list(range(num_steps))
+    else:
+        indices = [timestep_index] if isinstance(timestep_index, int) else list(timestep_index)
+        if not indices or any(not -num_steps <= i < num_steps for i in indices):
+            raise ValueError(f"`timestep_index` {timestep_index!r} is outside the {num_steps} steps.")
+        steps = sorted({i % num_steps for i in indices})
+
+    # the parsing the pipeline will use (parsed once here when the pipeline has a parser), and the analysis masks
+    parsing_maps, label_map = pipe.parse_sources([source], source_parsing, parsing_label_map)
+    parsing = parsing_maps[0]
+    region_names, region_masks = parsing_utils.region_masks(parsing, label_map)
+    masks = np.concatenate(
+        [group_masks(parsing, label_map), np.ones((1, *parsing.shape), np.float32), region_masks.astype(np.float32)]
+    )
+
+    target_unet = pipe.target_unet
+    processors = {
+        name.removesuffix(".processor"): processor
+        for name, processor in target_unet.attn_processors.items()
+        if isinstance(processor, HPFAAttnProcessor)
+    }
+    state: dict[str, Any] = {"step": -1, "timesteps": []}
+    totals: dict[str, torch.Tensor] = {}
+    received: dict[str, torch.Tensor] = {}
+    original_prepare = target_unet.prepare_reference
+
+    def prepare_reference(source_reference: SourceReference, latent_size: tuple[int, int]):
+        layer_references = original_prepare(source_reference, latent_size)
+        batch = len(source_reference.source_dropped)
+        analysis_masks = torch.from_numpy(masks).to(source_reference.person_mask.device)
+        analysis = replace(source_reference, region_masks=analysis_masks[None].expand(batch, -1, -1, -1))
+        state["references"] = original_prepare(analysis, latent_size)
+        state["rows"] = ~source_reference.source_dropped
+        state["latent_size"] = latent_size
+        return layer_references
+
+    def count_step(module, args, kwargs):
+        state["step"] += 1
+        if state["step"] == 0:  # token counts per layer are known once SourceNet ran
+            heatmap_names.update(_heatmap_layer_names(heatmap_layers, state["references"]))
+        if state["step"] in steps:
+            timestep = args[1] if len(args) > 1 else kwargs["timestep"]
+            state["timesteps"].append(int(torch.as_tensor(timestep).reshape(-1)[0]))
+
+    def record(name: str):
+        def hook(attn, args, kwargs):
+            if state["step"] not in steps:
+                return
+            hidden_states = args[0] if args else kwargs["hidden_states"]
+            reference, rows = state["references"][name + ".processor"], state["rows"]
+            tokens = reference.tokens.to(hidden_states.dtype)
+            query, key, value = (_project_heads(attn, hidden_states, f) for f in (attn.to_q, attn.to_k, attn.to_v))
+            source_key, source_value = _project_heads(attn, tokens, attn.to_k), _project_heads(attn, tokens, attn.to_v)
+            _, mass = fused_reference_attention(
+                query, key, value, source_key, source_value, reference.log_weight, reference.region_indicators
+            )
+            share = mass[rows].double().mean(dim=(0, 1, 2))
+            totals[name] = totals.get(name, 0) + share
+            if name in heatmap_names:
+                layer_received = _received_attention(
+                    query, key, source_key, reference.log_weight, rows, heatmap_chunk_size
+                )
+                received[name] = received.get(name, 0) + layer_received
+
+        return hook
+
+    def stop_after_last_step(_pipe, step, _timestep, callback_kwargs):
+        if step >= steps[-1]:
+            raise _StopGeneration
+        return callback_kwargs
+
+    heatmap_names: set[str] = set()
+    handles = [target_unet.register_forward_pre_hook(count_step, with_kwargs=True)]
+    for name in processors:
+        handles.append(target_unet.get_submodule(name).register_forward_pre_hook(record(name), with_kwargs=True))
+    target_unet.prepare_reference = prepare_reference
+    try:
+        pipe(
+            source,
+            target_pose,
+            source_parsing=parsing,
+            parsing_label_map=label_map,
+            num_inference_steps=num_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            output_type="latent",
+            callback_on_step_end=stop_after_last_step,
+            **pipeline_kwargs,
+        )
+    except _StopGeneration:
+        pipe.maybe_free_model_hooks()
+    finally:
+        del target_unet.prepare_reference
+        for handle in handles:
+            handle.remove()
+
+    count = len(steps)
+    layers: dict[str, dict[str, Any]] = {}
+    for name, total in totals.items():
+        share = (total / count).tolist()
+        source_share = share[_ALL_SOURCE_CHANNEL]
+        entry = {"target": 1.0 - source_share}
+        entry.update({group: share[i] for i, group in enumerate(_SOURCE_GROUPS)})
+        entry["source"] = source_share
+        entry["regions"] = {region: share[_FIRST_REGION_CHANNEL + i] for i, region in enumerate(region_names)}
+        layers[name] = entry
+    mean: dict[str, Any] = {
+        key: float(np.mean([layer[key] for layer in layers.values()])) for key in (*GROUPS, "source")
+    }
+    mean["regions"] = {
+        region: float(np.mean([layer["regions"][region] for layer in layers.values()])) for region in region_names
+    }
+    latent_size = state["latent_size"]
+    return {
+        "layers": layers,
+        "mean": mean,
+        "received": {
+            name: (total / count).reshape(token_grid(latent_size, total.numel())).cpu().numpy()
+            for name, total in received.items()
+        },
+        "groups": GROUPS,
+        "regions": tuple(region_names),
+        "steps": steps,
+        "timesteps": state["timesteps"],
+        "source_size": tuple(parsing.shape),
+        "latent_size": tuple(latent_size),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Pictures (PIL only, no plotting library needed)
+# ----------------------------------------------------------------------------------------------------------------------
+
+GROUP_COLOURS: dict[str, tuple[int, int, int]] = {
+    "target": (150, 150, 150),
+    "body": (228, 120, 60),
+    "clothing": (60, 120, 200),
+    "face": (230, 190, 60),
+    "background": (110, 180, 110),
+}
+
+# a perceptually ordered dark-to-bright ramp (inferno-like) for heatmaps
+_RAMP = np.array(
+    [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21], [250, 193, 39],
+     [252, 255, 164]],
+    dtype=np.float64,
+)  # fmt: skip
+
+
+def _font(size: int) -> PIL.ImageFont.ImageFont:
+    try:
+        return PIL.ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        return PIL.ImageFont.load_default()
+
+
+def short_layer_name(name: str) -> str:
+    """``"up_blocks.1.attentions.0.transformer_blocks.0.attn1"`` -> ``"up1.a0.t0"``; ``"mid_block..."`` -> ``"mid.a0.t0"``."""
+    parts = name.split(".")
+    block = parts[0].replace("_blocks", "").replace("_block", "")
+    numbers = [p for p in parts[1:] if p.isdigit()]
+    if block == "mid":
+        return "mid." + ".".join(f"{p}{n}" for p, n in zip(("a", "t"), numbers))
+    return f"{block}{numbers[0]}." + ".".join(f"{p}{n}" for p, n in zip(("a", "t"), numbers[1:]))
+
+
+def plot_attention_shares(
+    shares: dict[str, Any], path: str | os.PathLike | None = None, title: str | None = None
+) -> PIL.Image.Image:
+    """Bar chart of [`attention_shares`]: one stacked bar per layer and for the mean, then the mean region shares.
+
+    Args:
+        shares: the result of [`attention_shares`].
+        path: where to save the PNG (optional).
+        title: a heading; by default the recorded steps.
+    Returns:
+        The chart as a `PIL.Image.Image`.
+    """
+    font, small = _font(13), _font(11)
+    rows = [(short_layer_name(name), layer) for name, layer in shares["layers"].items()] + [("mean", shares["mean"])]
+    regions = sorted(shares["mean"]["regions"].items(), key=lambda item: -item[1])
+    label_width, bar_width, row_height, margin = 110, 560, 22, 12
+    top = 58
+    regions_top = top + len(rows) * row_height + 40
+    height = regions_top + 22 + len(regions) * row_height + margin
+    image = PIL.Image.new("RGB", (label_width + bar_width + 2 * margin + 60, height), "white")
+    draw = PIL.ImageDraw.Draw(image)
+    steps = shares.get("steps", [])
+    heading = title or f"TargetNet self-attention shares (steps {steps[0]}..{steps[-1]} of the recorded run)"
+    draw.text((margin, 8), heading, fill="black", font=font)
+    x = margin
+    for group in GROUPS:  # legend
+        draw.rectangle([x, 32, x + 12, 44], fill=GROUP_COLOURS[group])
+        draw.text((x + 16, 31), group, fill="black", font=small)
+        x += 24 + int(draw.textlength(group, font=small))
+    for i, (label, layer) in enumerate(rows):
+        y = top + i * row_height
+        draw.text((margin, y + 3), label, fill="black", font=small)
+        x0 = margin + label_width
+        for group in GROUPS:
+            width = layer[group] * bar_width
+            draw.rectangle([x0, y, x0 + width, y + row_height - 4], fill=GROUP_COLOURS[group])
+            text = f"{100 * layer[group]:.0f}%"
+            if width > draw.textlength(text, font=small) + 4:
+                draw.text((x0 + 2, y + 3), text, fill="white" if group != "face" else "black", font=small)
+            x0 += width
+    draw.text((margin, regions_top), "mean share of all attention per source region", fill="black", font=font)
+    largest = max([value for _, value in regions] + [1e-12])
+    for i, (region, value) in enumerate(regions):
+        y = regions_top + 22 + i * row_height
+        draw.text((margin, y + 3), region, fill="black", font=small)
+        x0 = margin + label_width
+        width = value / largest * (bar_width - 60)
+        draw.rectangle([x0, y, x0 + width, y + row_height - 4], fill=(90, 90, 160))
+        draw.text((x0 + width + 4, y + 3), f"{100 * value:.1f}%", fill="black", font=small)
+    if path is not None:
+        image.save(path, format="PNG")
+    return image
+
+
+def _colourise(values: np.ndarray) -> np.ndarray:
+    """`(H, W)` in [0, 1] -> `(H, W, 3)` uint8 through the heatmap ramp."""
+    positions = np.clip(values, 0, 1) * (len(_RAMP) - 1)
+    low = np.floor(positions).astype(int).clip(0, len(_RAMP) - 2)
+    fraction = (positions - low)[..., None]
+    return (_RAMP[low] * (1 - fraction) + _RAMP[low + 1] * fraction).round().astype(np.uint8)
+
+
+def attention_map(shares: dict[str, Any], layers: Sequence[str] | None = None) -> np.ndarray:
+    """Attention received per source pixel `(H, W)`, averaged over ``layers`` (default: all recorded).
+
+    Each layer's per-token map is divided by the pixels per token, upsampled bilinearly to the source size and the
+    layers averaged; the map sums to (about) the layers' mean ``"source"`` share.
+    """
+    names = list(shares["received"]) if layers is None else list(layers)
+    if not names:
+        raise ValueError("No per-token attention was recorded; call `attention_shares(..., heatmap_layers=...)`.")
+    height, width = shares["source_size"]
+    total = np.zeros((height, width), dtype=np.float64)
+    for name in names:
+        grid = torch.from_numpy(np.asarray(shares["received"][name], dtype=np.float64))
+        per_pixel = grid * grid.numel() / (height * width)
+        total += F.interpolate(per_pixel[None, None], size=(height, width), mode="bilinear")[0, 0].numpy()
+    return total / len(names)
+
+
+def attention_heatmap(
+    shares: dict[str, Any],
+    source_image: PIL.Image.Image | np.ndarray,
+    path: str | os.PathLike | None = None,
+    layers: Sequence[str] | None = None,
+    alpha: float = 0.6,
+    min_height: int = 256,
+) -> PIL.Image.Image:
+    """The source image beside an overlay of the attention each source pixel receives from the target's queries.
+
+    Args:
+        shares: the result of [`attention_shares`] (with ``heatmap_layers`` recorded).
+        source_image: the source image the shares were computed for.
+        path: where to save the PNG (optional).
+        layers: layers to average (default: all recorded in ``shares["received"]``).
+        alpha: opacity of the heatmap over the image.
+        min_height: small images are upscaled to at least this height for viewing.
+    Returns:
+        `PIL.Image.Image` `[source | overlay | colour bar]`, the map normalised to its maximum.
+    """
+    source = _as_pil(source_image)
+    values = attention_map(shares, layers)
+    if source.size != (values.shape[1], values.shape[0]):
+        source = source.resize((values.shape[1], values.shape[0]), PIL.Image.BICUBIC)
+    normalised = values / max(values.max(), 1e-12)
+    overlay = (1 - alpha) * np.asarray(source, dtype=np.float64) + alpha * _colourise(normalised)
+    overlay = PIL.Image.fromarray(overlay.round().astype(np.uint8))
+    scale = max(1, -(-min_height // source.height))
+    size = (source.width * scale, source.height * scale)
+    source, overlay = source.resize(size, PIL.Image.NEAREST), overlay.resize(size, PIL.Image.NEAREST)
+    bar = PIL.Image.fromarray(_colourise(np.linspace(1, 0, size[1])[:, None].repeat(12, axis=1)))
+    gap = 8
+    image = PIL.Image.new("RGB", (2 * size[0] + 3 * gap + 12 + 40, size[1]), "white")
+    image.paste(source, (0, 0))
+    image.paste(overlay, (size[0] + gap, 0))
+    image.paste(bar, (2 * size[0] + 2 * gap, 0))
+    draw = PIL.ImageDraw.Draw(image)
+    small = _font(11)
+    draw.text((2 * size[0] + 2 * gap + 16, 0), "max", fill="black", font=small)
+    draw.text((2 * size[0] + 2 * gap + 16, size[1] - 14), "0", fill="black", font=small)
+    if path is not None:
+        image.save(path, format="PNG")
+    return image
