@@ -72,3 +72,16 @@ def test_bad_arguments_are_refused(init_model, tmp_path):
         main(train_args(init_model, tmp_path, 2, "--dataset", "deepfashion"))
     with pytest.raises(ValueError, match="does not exist"):
         main(train_args(init_model, tmp_path, 2, "--resume_from_checkpoint", str(tmp_path / "nope")))
+
+
+def test_lora_training_saves_merged_weights(init_model, tmp_path):
+    from truepose import TruePosePipeline
+
+    assert main(train_args(init_model, tmp_path, 2, "--lora_rank", "4")) == 0
+    trained, initial = weights(tmp_path), weights(init_model)
+    assert trained.keys() == initial.keys()  # no adapter keys left
+    changed = {key for key in trained if not torch.equal(trained[key], initial[key])}
+    assert any(key.endswith("attn1.to_q.weight") for key in changed)
+    assert any(".processor.caa_to_out" in key for key in changed)
+    assert not any("resnets" in key or "conv_in" in key for key in changed if "unet" in key)
+    TruePosePipeline.from_pretrained(tmp_path)

@@ -139,6 +139,22 @@ def training_loss(
     return loss.detach()
 
 
+def add_lora(unet: torch.nn.Module, rank: int) -> None:
+    """Freeze ``unet`` and give its attention projections trainable LoRA adapters; TruePose's own processor weights
+    (CAA) stay fully trainable."""
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    unet.add_adapter(
+        LoraConfig(
+            r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_q", "to_k", "to_v", "to_out.0"]
+        )
+    )
+    for name, parameter in unet.named_parameters():
+        if ".processor." in name:
+            parameter.requires_grad_(True)
+
+
 def build_dataset(args: argparse.Namespace) -> Dataset:
     from . import data
 
@@ -259,6 +275,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--condition_dropout", type=float, default=0.3)
     parser.add_argument("--prediction_type", choices=["epsilon", "v_prediction"], default=None)
     parser.add_argument("--freeze_source_unet", action="store_true")
+    parser.add_argument("--lora_rank", type=int, default=0, help="train LoRA adapters (peft) on the UNets' attention")
     parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
@@ -296,10 +313,13 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
     pipe.image_encoder.requires_grad_(False)
     pipe.source_unet.requires_grad_(not args.freeze_source_unet)
     trained = [pipe.target_unet, pipe.pose_encoder] + ([] if args.freeze_source_unet else [pipe.source_unet])
+    lora_unets = [unet for unet in (pipe.target_unet, pipe.source_unet) if unet in trained] if args.lora_rank else []
+    for unet in lora_unets:
+        add_lora(unet, args.lora_rank)
     if args.gradient_checkpointing:
         pipe.target_unet.enable_gradient_checkpointing()
         pipe.source_unet.enable_gradient_checkpointing()
-    parameters = [p for model in trained for p in model.parameters()]
+    parameters = [p for model in trained for p in model.parameters() if p.requires_grad]
     ema = EMAModel(parameters, decay=args.ema_decay) if args.use_ema else None
 
     if args.use_8bit_adam:
@@ -408,6 +428,9 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
         pipe.target_unet = accelerator.unwrap_model(target_unet)
         pipe.pose_encoder = accelerator.unwrap_model(pose_encoder)
         pipe.source_unet = accelerator.unwrap_model(source_unet)
+        for unet in lora_unets:  # the saved pipeline holds plain, merged weights
+            unet.fuse_lora()
+            unet.unload_lora()
         pipe.save_pretrained(args.output_dir, safe_serialization=True)
         write_model_card(args.output_dir, args, pipe, global_step)
         if args.push_to_hub:
