@@ -244,3 +244,29 @@ def test_settings_can_turn_hpfa_and_caa_off(source, keypoints):
         assert torch.equal(layer.log_weight, torch.zeros_like(layer.log_weight))
     with pytest.raises(ValueError, match="hpfa_sigma"):
         pipe.target_unet.set_truepose_settings(hpfa_sigma=0.0)
+
+
+def test_from_stable_diffusion_copies_the_unet_into_both_nets(tmp_path, source, keypoints):
+    from truepose.testing import tiny_components, tiny_unet
+
+    parts = tiny_components(seed=0)
+    unet = tiny_unet()
+    unet.save_pretrained(tmp_path / "sd" / "unet")
+    parts["vae"].save_pretrained(tmp_path / "sd" / "vae")
+    parts["scheduler"].save_pretrained(tmp_path / "sd" / "scheduler")
+    parts["image_encoder"].save_pretrained(tmp_path / "clip" / "image_encoder")
+    parts["feature_extractor"].save_pretrained(tmp_path / "clip" / "image_encoder")
+
+    pipe = TruePosePipeline.from_stable_diffusion(
+        tmp_path / "sd", tmp_path / "clip", image_encoder_subfolder="image_encoder", hpfa_sigma=0.2
+    )
+    assert pipe.target_unet.config.hpfa_sigma == 0.2 and pipe.target_unet.config.region_embed_dim == 32
+    plain = unet.state_dict()
+    for net in (pipe.source_unet, pipe.target_unet):
+        state = net.state_dict()
+        assert all(torch.equal(state[key], value) for key, value in plain.items())
+    # untrained: TargetNet without a source is exactly the SD UNet
+    sample, embeds = torch.randn(1, 4, 32, 32), torch.randn(1, 1, 32)
+    torch.testing.assert_close(pipe.target_unet(sample, 5, embeds).sample, unet(sample, 5, embeds).sample)
+    pipe.set_progress_bar_config(disable=True)
+    assert run(pipe, source, keypoints).shape == (1, 64, 64, 3)
