@@ -31,53 +31,16 @@ from diffusers.utils import logging
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..conditioning.parsing import LABEL_MAPS
+from ..conditioning.pose import KEYPOINT_NAMES, NUM_KEYPOINTS
+
 logger = logging.get_logger(__name__)
 
-NUM_KEYPOINTS = 18
-
 #: OpenPose COCO-18 keypoint order used everywhere in TruePose.
-COCO18_KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose",
-    "neck",
-    "right_shoulder",
-    "right_elbow",
-    "right_wrist",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "right_hip",
-    "right_knee",
-    "right_ankle",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-    "right_eye",
-    "left_eye",
-    "right_ear",
-    "left_ear",
-)
+COCO18_KEYPOINT_NAMES = KEYPOINT_NAMES
 
 #: ATR human-parsing label ids (the label set of the synthetic data and the default of the datasets).
-ATR_LABELS: dict[int, str] = {
-    0: "Background",
-    1: "Hat",
-    2: "Hair",
-    3: "Sunglasses",
-    4: "Upper-clothes",
-    5: "Skirt",
-    6: "Pants",
-    7: "Dress",
-    8: "Belt",
-    9: "Left-shoe",
-    10: "Right-shoe",
-    11: "Face",
-    12: "Left-leg",
-    13: "Right-leg",
-    14: "Left-arm",
-    15: "Right-arm",
-    16: "Bag",
-    17: "Scarf",
-}
+ATR_LABELS: dict[int, str] = LABEL_MAPS["atr"].labels
 
 #: Keys of a dataset item, in contract order.
 PAIR_ITEM_KEYS: tuple[str, ...] = (
