@@ -37,7 +37,7 @@ def generate(args: argparse.Namespace) -> int:
     from .pipeline import TruePosePipeline
 
     dtype = torch.float16 if args.fp16 else torch.float32
-    pipe = TruePosePipeline.from_pretrained(args.model, torch_dtype=dtype).to(args.device)
+    pipe = TruePosePipeline.from_pretrained(args.model, dtype=dtype).to(args.device)
     detector = None
     if args.pose_is_photo:
         from .conditioning.pose import PoseDetector

@@ -16,13 +16,13 @@ HELD_OUT_SEED = 1000  # training used data seed 2 (and 1 for the VAE)
 
 
 def load_shipped_model() -> TruePosePipeline:
-    """The small synthetic-data TruePose shipped inside the package (CPU, float32)."""
+    """The small synthetic-data TruePose shipped inside the package (stored in fp16, loaded as float32 for CPU)."""
     if not (SHIPPED_MODEL / "model_index.json").is_file():
         raise FileNotFoundError(
             f"The shipped demo model is missing from {SHIPPED_MODEL}. Reinstall truepose, or train it with "
             "`python examples/train_demo_model.py` and copy runs/demo-model/final/ there."
         )
-    pipe = TruePosePipeline.from_pretrained(SHIPPED_MODEL)
+    pipe = TruePosePipeline.from_pretrained(SHIPPED_MODEL, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
