@@ -65,7 +65,12 @@ from truepose.models import (  # noqa: E402
     capture_reference_tokens,
     install_reference_capture,
 )
-from truepose.models.attention import fused_reference_attention, hpfa_log_weights  # noqa: E402
+from truepose.models.attention import (  # noqa: E402
+    HPFAAttnProcessor,
+    LayerReference,
+    fused_reference_attention,
+    hpfa_log_weights,
+)
 from truepose.testing import TINY_KEYPOINTS, tiny_person  # noqa: E402
 
 TARGETS = {
@@ -683,6 +688,112 @@ def attention_check_and_timing(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Where HPFA's extra time goes: one self-attention layer, processor level
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class _NoBiasForm:
+    """`fused_reference_attention` with the HPFA bias dropped (plain reference attention inside the HPFA processor)."""
+
+    def __call__(self, query, key, value, source_key, source_value, source_log_weight, region_indicators=None):
+        keys, values = torch.cat([key, source_key], dim=2), torch.cat([value, source_value], dim=2)
+        return F.scaled_dot_product_attention(query, keys, values), None
+
+
+class CachedSourceHPFAAttnProcessor(HPFAAttnProcessor):
+    """HPFA with SourceNet's keys/values projected once per generation instead of at every step (a proposal)."""
+
+    def __init__(self, source_key: torch.Tensor, source_value: torch.Tensor):
+        super().__init__()
+        self.source_key, self.source_value = source_key, source_value
+
+    def attend(self, attn: Attention, hidden_states: torch.Tensor) -> tuple[torch.Tensor, None]:
+        query, key, value = (self._project_heads(attn, hidden_states, f) for f in (attn.to_q, attn.to_k, attn.to_v))
+        out, _ = fused_reference_attention(
+            query, key, value, self.source_key, self.source_value, self.reference.log_weight
+        )
+        return out.transpose(1, 2).reshape(hidden_states.shape[0], -1, attn.heads * value.shape[-1]), None
+
+
+class SplitUnconditionalHPFAAttnProcessor(HPFAAttnProcessor):
+    """HPFA where rows that must not see the source (CFG unconditional) attend to their own tokens only (a proposal).
+
+    The library gives those rows a ``-inf`` bias on all source keys, so they still pay for ``[target ; source]``.
+    """
+
+    def attend(self, attn: Attention, hidden_states: torch.Tensor) -> tuple[torch.Tensor, None]:
+        query, key, value = (self._project_heads(attn, hidden_states, f) for f in (attn.to_q, attn.to_k, attn.to_v))
+        reference = self.reference
+        sees = torch.isfinite(reference.log_weight).any(dim=1)
+        out = torch.empty_like(query[..., : value.shape[-1]])
+        if (~sees).any():
+            out[~sees] = F.scaled_dot_product_attention(query[~sees], key[~sees], value[~sees])
+        if sees.any():
+            tokens = reference.tokens[sees]
+            out[sees] = fused_reference_attention(
+                query[sees],
+                key[sees],
+                value[sees],
+                self._project_heads(attn, tokens, attn.to_k),
+                self._project_heads(attn, tokens, attn.to_v),
+                reference.log_weight[sees],
+            )[0]
+        return out.transpose(1, 2).reshape(hidden_states.shape[0], -1, attn.heads * value.shape[-1]), None
+
+
+def layer_breakdown(size: Size, device: torch.device, dtype: torch.dtype, repeats: int) -> dict[str, float]:
+    """Milliseconds of one ``attn1`` layer at the largest resolution (batch 2, CFG rows), by processor variant."""
+    torch.manual_seed(0)
+    channels, heads = size.unet_channels[0], 8
+    num_tokens = (size.height // 8) * (size.width // 8)
+    attn = Attention(channels, heads=heads, dim_head=channels // heads).eval().to(device, dtype)
+    hidden_states = torch.randn(2, num_tokens, channels).to(device, dtype)
+    tokens = torch.randn(2, num_tokens, channels).to(device, dtype)
+    person = (torch.rand(2, num_tokens) > 0.4).float()
+    log_weight = hpfa_log_weights(person, 0.3, 0.6).to(device)
+    log_weight[0] = float("-inf")  # unconditional row
+    reference = LayerReference(
+        tokens=tokens,
+        log_weight=log_weight,
+        region_indicators=torch.rand(2, num_tokens, 5).to(device, dtype),
+        region_embeds=torch.randn(2, 5, EMBED_DIM).to(device, dtype),
+        region_valid=torch.ones(2, 5, dtype=torch.bool, device=device),
+    )
+    hpfa = HPFAAttnProcessor()
+    with torch.inference_mode():
+        cached = CachedSourceHPFAAttnProcessor(
+            hpfa._project_heads(attn, tokens, attn.to_k), hpfa._project_heads(attn, tokens, attn.to_v)
+        )
+    split = SplitUnconditionalHPFAAttnProcessor()
+    baseline = ReferenceAttnProcessor()
+    baseline.tokens = tokens
+    for processor in (hpfa, cached, split):
+        processor.reference = reference
+
+    def call(processor, form: str | None = None) -> Callable[[], object]:
+        def run():
+            with torch.inference_mode(), attention_form(form or "library"):
+                return processor(attn, hidden_states)
+
+        return run
+
+    ATTENTION_FORMS["nobias"] = _NoBiasForm()
+    calls = {
+        "reference (AttnProcessor2_0 over [x;src])": call(baseline),
+        "hpfa (library)": call(hpfa),
+        "hpfa without the bias": call(hpfa, "nobias"),
+        "hpfa mask-free form": call(hpfa, "maskfree"),
+        "hpfa, source k/v projected once": call(cached),
+        "hpfa, uncond rows self-only": call(split),
+    }
+    sync = make_sync(device)
+    for fn in calls.values():
+        fn()
+    times = time_round_robin(calls, repeats, sync)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Whole generation
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -827,11 +938,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(target_unet)")
     parser.add_argument("--offload", action="store_true", help="CUDA: also a generation with model CPU offload")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's). On a shared machine use 1: two OpenMP threads competing with other "
+        "processes for 2 cores run up to 20x slower",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     parser.add_argument("--no-generation", action="store_true", help="skip the whole-generation part")
     args = parser.parse_args(argv)
 
     size = QUICK if args.quick else FULL
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype or ("float16" if device.type == "cuda" else "float32"))
     steps = args.steps or size.steps
@@ -856,6 +976,15 @@ def main(argv: list[str] | None = None) -> dict:
     print_table(
         ["form", "ms", "SDPA kernel"],
         [[name, f"{ms:.1f}", attention["sdpa_kernel"][name]] for name, ms in attention["ms"].items()],
+    )
+
+    layers = layer_breakdown(size, device, dtype, max(args.repeats, 5))
+    print(
+        f"\n## One attn1 layer at the largest resolution, processor level (ms; {attention['shape'].split(', 5')[0]})"
+    )
+    print_table(
+        ["variant", "ms", "/reference"],
+        [[k, f"{v:.1f}", f"{v / next(iter(layers.values())):.3f}"] for k, v in layers.items()],
     )
 
     # -- one denoising step per variant: warm-up (and kernel census), then interleaved timed repeats
@@ -922,6 +1051,7 @@ def main(argv: list[str] | None = None) -> dict:
         peak = PeakMemory(device)
         memory_reason = peak.reason
         with peak.low_mmap_threshold():
+            next(iter(calls.values()))()  # first call under the new malloc settings grows the heap: not measured
             for name, fn in calls.items():
                 memory[name] = peak.measure(fn)
     else:
@@ -1020,6 +1150,7 @@ def main(argv: list[str] | None = None) -> dict:
             "unpadded_caa_over_hpfa": step_ms["caa_unpadded"] / hpfa,
             "peak_mem_mib": {k: None if v is None else v / 2**20 for k, v in memory.items()},
             "attention": attention,
+            "layer_ms": layers,
             "sdpa_calls_per_step": kernels,
             "targets": TARGETS,
             "dtype": str(dtype).removeprefix("torch."),
