@@ -1,14 +1,16 @@
 """Train the small TruePose shipped inside the package (``truepose demo`` uses it), on CPU, from scratch.
 
     python examples/train_demo_model.py --output_dir runs/demo-model --vae_steps 500 --train_steps 2000
-    cp -r runs/demo-model/final/. src/truepose/assets/truepose-synthetic/
+    cp -r runs/demo-model/shipped/. src/truepose/assets/truepose-synthetic/
 
 Three stages, all on the procedural synthetic set (no download):
 1. a small VAE (4x down, 4 latent channels) trained as an autoencoder;
 2. an untrained TruePose built around it: two small SD-style UNets (same weights), a small frozen random CLIP
    vision encoder (a fixed random projection of the image: the stand-in for CLIP ViT-L/14 at this size), a pose
    encoder; new layers zero-initialised as in `from_stable_diffusion`;
-3. `truepose train` (the library's own trainer) on synthetic pairs.
+3. the VAE decoder fine-tuned alone on the frozen encoder's latents (the latent space does not change);
+4. `truepose train` (the library's own trainer) on synthetic pairs; the shipped folder is the trained pipeline with
+   the fine-tuned decoder, stored in fp16 (loaded as float32).
 """
 
 import argparse
@@ -71,6 +73,35 @@ def train_vae(vae: AutoencoderKL, steps: int, size: tuple[int, int], batch_size:
     return vae
 
 
+def finetune_vae_decoder(vae: AutoencoderKL, steps: int, size: tuple[int, int], batch_size: int, seed: int):
+    """Train the decoder alone on the frozen encoder's latents: sharper images, same latent space (so it can run
+    before, after or beside the UNet training)."""
+    torch.manual_seed(seed)
+    dataset = SyntheticPoseDataset(steps * batch_size // 2 + 1, image_size=size, seed=seed + 3)
+    vae.requires_grad_(False)
+    decoder = [vae.post_quant_conv, vae.decoder]
+    for module in decoder:
+        module.requires_grad_(True)
+    optimizer = torch.optim.AdamW([p for m in decoder for p in m.parameters()], lr=5e-4)
+    start = time.time()
+    for step in range(steps):
+        items = [dataset[(step * batch_size // 2 + i) % len(dataset)] for i in range(batch_size // 2)]
+        images = [item[key] for item in items for key in ("source_image", "target_image")]
+        pixels = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) / 127.5 - 1 for im in images]))
+        pixels = pixels.permute(0, 3, 1, 2)
+        with torch.no_grad():
+            latents = vae.encode(pixels).latent_dist.mode()
+        reconstruction = vae.decode(latents).sample
+        loss = F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0 or step == steps - 1:
+            print(f"decoder step {step} loss {loss.item():.4f} ({time.time() - start:.0f}s)", flush=True)
+    vae.requires_grad_(False)
+    return vae.eval()
+
+
 def build_pipeline(vae: AutoencoderKL, seed: int) -> TruePosePipeline:
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -120,6 +151,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, nargs=2, default=[96, 64], metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--vae_steps", type=int, default=500)
     parser.add_argument("--train_steps", type=int, default=2000)
+    parser.add_argument("--decoder_steps", type=int, default=800)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=3e-4)
     parser.add_argument("--num_pairs", type=int, default=20000)
@@ -131,6 +163,10 @@ def main() -> None:
     if not os.path.isfile(os.path.join(init_dir, "model_index.json")):
         vae = train_vae(build_vae(), args.vae_steps, size, batch_size=16, seed=args.seed)
         build_pipeline(vae, args.seed).save_pretrained(init_dir)
+    decoder_dir = os.path.join(args.output_dir, "vae-decoder-finetuned")
+    if not os.path.isfile(os.path.join(decoder_dir, "config.json")):
+        vae = AutoencoderKL.from_pretrained(os.path.join(init_dir, "vae"))
+        finetune_vae_decoder(vae, args.decoder_steps, size, batch_size=16, seed=args.seed).save_pretrained(decoder_dir)
     train_main(
         [
             "--pretrained_model", init_dir, "--output_dir", os.path.join(args.output_dir, "final"),
@@ -142,6 +178,9 @@ def main() -> None:
             "--seed", str(args.seed), "--report_to", "tensorboard",
         ]
     )  # fmt: skip
+    final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"))
+    final.vae = AutoencoderKL.from_pretrained(decoder_dir)
+    final.to(torch.float16).save_pretrained(os.path.join(args.output_dir, "shipped"))
 
 
 if __name__ == "__main__":
