@@ -1164,11 +1164,9 @@ def main(argv: list[str] | None = None) -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         }
     )
-    met = {k: (result[k] is not None and result[k] <= v) for k, v in TARGETS.items()}
-    print(
-        "\n## Targets (ratio/fraction <= target): "
-        + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in met.items())
-    )
+    met = {k: None if result[k] is None else bool(result[k] <= v) for k, v in TARGETS.items()}
+    verdict = {True: "ok", False: "MISSED", None: "not measured"}
+    print("\n## Targets (ratio/fraction <= target): " + ", ".join(f"{k} {verdict[v]}" for k, v in met.items()))
     result["targets_met"] = met
     print(json.dumps(result, default=float))
     return result
