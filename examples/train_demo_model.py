@@ -38,7 +38,8 @@ def build_vae() -> AutoencoderKL:
         up_block_types=("UpDecoderBlock2D",) * 3,
         layers_per_block=1,
         latent_channels=4,
-        norm_num_groups=32,
+        norm_num_groups=8,  # >= 4 channels per group: one channel per group erases each image's colours
+        mid_block_add_attention=False,
         sample_size=128,
     )
 
@@ -151,7 +152,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, nargs=2, default=[96, 64], metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--vae_steps", type=int, default=500)
     parser.add_argument("--train_steps", type=int, default=2000)
-    parser.add_argument("--decoder_steps", type=int, default=800)
+    parser.add_argument("--decoder_steps", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=3e-4)
     parser.add_argument("--num_pairs", type=int, default=20000)
