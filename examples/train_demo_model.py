@@ -4,13 +4,12 @@
     cp -r runs/demo-model/shipped/. src/truepose/assets/truepose-synthetic/
 
 Three stages, all on the procedural synthetic set (no download):
-1. a small VAE (4x down, 4 latent channels) trained as an autoencoder;
+1. a small TAESD-style autoencoder (`AutoencoderTiny`, 4x down, 4 latent channels) trained on synthetic images;
 2. an untrained TruePose built around it: two small SD-style UNets (same weights), a small frozen random CLIP
    vision encoder (a fixed random projection of the image: the stand-in for CLIP ViT-L/14 at this size), a pose
    encoder; new layers zero-initialised as in `from_stable_diffusion`;
-3. the VAE decoder fine-tuned alone on the frozen encoder's latents (the latent space does not change);
-4. `truepose train` (the library's own trainer) on synthetic pairs; the shipped folder is the trained pipeline with
-   the fine-tuned decoder, stored in fp16 (loaded as float32).
+3. `truepose train` (the library's own trainer) on synthetic pairs; the shipped folder is the trained pipeline
+   stored in fp16 (loaded as float32).
 """
 
 import argparse
@@ -21,7 +20,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from truepose import PoseEncoder, TargetNet, TruePosePipeline
@@ -31,21 +30,27 @@ from truepose.train import main as train_main
 EMBED_DIM = 64
 
 
-def build_vae() -> AutoencoderKL:
-    return AutoencoderKL(
-        block_out_channels=(32, 64, 64),
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        layers_per_block=1,
+def build_vae() -> AutoencoderTiny:
+    """A TAESD-style autoencoder (no normalisation layers: it learns colours in a few hundred steps), 4x down."""
+    return AutoencoderTiny(
+        encoder_block_out_channels=(48, 48, 48),
+        decoder_block_out_channels=(48, 48, 48),
+        num_encoder_blocks=(1, 2, 2),
+        num_decoder_blocks=(2, 2, 1),
         latent_channels=4,
-        norm_num_groups=8,  # >= 4 channels per group: one channel per group erases each image's colours
-        mid_block_add_attention=False,
-        sample_size=128,
     )
 
 
-def train_vae(vae: AutoencoderKL, steps: int, size: tuple[int, int], batch_size: int, seed: int) -> AutoencoderKL:
-    """Autoencoder training: L1 + MSE reconstruction and a small KL term."""
+def _synthetic_pixels(dataset: SyntheticPoseDataset, step: int, batch_size: int) -> torch.Tensor:
+    """`(batch_size, 3, H, W)` in [-1, 1]: sources and targets of consecutive pairs."""
+    items = [dataset[(step * batch_size // 2 + i) % len(dataset)] for i in range(batch_size // 2)]
+    images = [item[key] for item in items for key in ("source_image", "target_image")]
+    pixels = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) / 127.5 - 1 for im in images]))
+    return pixels.permute(0, 3, 1, 2)
+
+
+def train_vae(vae: AutoencoderTiny, steps: int, size: tuple[int, int], batch_size: int, seed: int) -> AutoencoderTiny:
+    """Autoencoder training with L1 + MSE reconstruction; latents then scaled to unit variance (SD's scaling_factor)."""
     torch.manual_seed(seed)
     dataset = SyntheticPoseDataset(steps * batch_size // 2 + 1, image_size=size, seed=seed + 1)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
@@ -53,13 +58,9 @@ def train_vae(vae: AutoencoderKL, steps: int, size: tuple[int, int], batch_size:
     vae.train()
     start = time.time()
     for step in range(steps):
-        items = [dataset[(step * batch_size // 2 + i) % len(dataset)] for i in range(batch_size // 2)]
-        images = [item[key] for item in items for key in ("source_image", "target_image")]
-        pixels = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) / 127.5 - 1 for im in images]))
-        pixels = pixels.permute(0, 3, 1, 2)
-        posterior = vae.encode(pixels).latent_dist
-        reconstruction = vae.decode(posterior.sample()).sample
-        loss = F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels) + 1e-6 * posterior.kl().mean()
+        pixels = _synthetic_pixels(dataset, step, batch_size)
+        reconstruction = vae.decode(vae.encode(pixels).latents).sample
+        loss = F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -67,43 +68,13 @@ def train_vae(vae: AutoencoderKL, steps: int, size: tuple[int, int], batch_size:
         if step % 100 == 0 or step == steps - 1:
             print(f"vae step {step} loss {loss.item():.4f} ({time.time() - start:.0f}s)", flush=True)
     vae.eval()
-    # scale latents to unit variance, as SD's scaling_factor does
     with torch.no_grad():
-        std = vae.encode(pixels).latent_dist.mode().std().item()
+        std = vae.encode(pixels).latents.std().item()
     vae.register_to_config(scaling_factor=1.0 / std)
     return vae
 
 
-def finetune_vae_decoder(vae: AutoencoderKL, steps: int, size: tuple[int, int], batch_size: int, seed: int):
-    """Train the decoder alone on the frozen encoder's latents: sharper images, same latent space (so it can run
-    before, after or beside the UNet training)."""
-    torch.manual_seed(seed)
-    dataset = SyntheticPoseDataset(steps * batch_size // 2 + 1, image_size=size, seed=seed + 3)
-    vae.requires_grad_(False)
-    decoder = [vae.post_quant_conv, vae.decoder]
-    for module in decoder:
-        module.requires_grad_(True)
-    optimizer = torch.optim.AdamW([p for m in decoder for p in m.parameters()], lr=5e-4)
-    start = time.time()
-    for step in range(steps):
-        items = [dataset[(step * batch_size // 2 + i) % len(dataset)] for i in range(batch_size // 2)]
-        images = [item[key] for item in items for key in ("source_image", "target_image")]
-        pixels = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) / 127.5 - 1 for im in images]))
-        pixels = pixels.permute(0, 3, 1, 2)
-        with torch.no_grad():
-            latents = vae.encode(pixels).latent_dist.mode()
-        reconstruction = vae.decode(latents).sample
-        loss = F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 100 == 0 or step == steps - 1:
-            print(f"decoder step {step} loss {loss.item():.4f} ({time.time() - start:.0f}s)", flush=True)
-    vae.requires_grad_(False)
-    return vae.eval()
-
-
-def build_pipeline(vae: AutoencoderKL, seed: int) -> TruePosePipeline:
+def build_pipeline(vae: AutoencoderTiny, seed: int) -> TruePosePipeline:
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=32,
@@ -152,7 +123,6 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, nargs=2, default=[96, 64], metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--vae_steps", type=int, default=500)
     parser.add_argument("--train_steps", type=int, default=2000)
-    parser.add_argument("--decoder_steps", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=3e-4)
     parser.add_argument("--num_pairs", type=int, default=20000)
@@ -164,10 +134,6 @@ def main() -> None:
     if not os.path.isfile(os.path.join(init_dir, "model_index.json")):
         vae = train_vae(build_vae(), args.vae_steps, size, batch_size=16, seed=args.seed)
         build_pipeline(vae, args.seed).save_pretrained(init_dir)
-    decoder_dir = os.path.join(args.output_dir, "vae-decoder-finetuned")
-    if not os.path.isfile(os.path.join(decoder_dir, "config.json")):
-        vae = AutoencoderKL.from_pretrained(os.path.join(init_dir, "vae"))
-        finetune_vae_decoder(vae, args.decoder_steps, size, batch_size=16, seed=args.seed).save_pretrained(decoder_dir)
     train_main(
         [
             "--pretrained_model", init_dir, "--output_dir", os.path.join(args.output_dir, "final"),
@@ -180,7 +146,6 @@ def main() -> None:
         ]
     )  # fmt: skip
     final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"))
-    final.vae = AutoencoderKL.from_pretrained(decoder_dir)
     final.to(torch.float16).save_pretrained(os.path.join(args.output_dir, "shipped"))
 
 

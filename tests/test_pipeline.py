@@ -270,3 +270,22 @@ def test_from_stable_diffusion_copies_the_unet_into_both_nets(tmp_path, source, 
     torch.testing.assert_close(pipe.target_unet(sample, 5, embeds).sample, unet(sample, 5, embeds).sample)
     pipe.set_progress_bar_config(disable=True)
     assert run(pipe, source, keypoints).shape == (1, 64, 64, 3)
+
+
+def test_autoencoder_tiny_works_as_the_vae(source, keypoints):
+    from diffusers import AutoencoderTiny
+
+    from truepose.testing import tiny_components
+
+    parts = tiny_components(seed=0)
+    parts["vae"] = AutoencoderTiny(
+        encoder_block_out_channels=(16, 16),
+        decoder_block_out_channels=(16, 16),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
+        latent_channels=4,
+    )
+    pipe = TruePosePipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.vae_scale_factor == 2
+    assert run(pipe, source, keypoints).shape == (1, 64, 64, 3)

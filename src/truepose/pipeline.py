@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
@@ -102,7 +102,7 @@ class TruePosePipeline(DiffusionPipeline):
     attention (HPFA) over SourceNet's tokens, CLIP-guided attention alignment (CAA) and pose features.
 
     Args:
-        vae ([`AutoencoderKL`]): encodes the source and decodes the result.
+        vae ([`AutoencoderKL`] or [`AutoencoderTiny`]): encodes the source and decodes the result.
         source_unet ([`UNet2DConditionModel`]): SourceNet, run once at timestep 0 on the clean source latents.
         target_unet ([`TargetNet`]): the denoiser with HPFA/CAA self-attention.
         pose_encoder ([`PoseEncoder`]): rendered skeleton -> features added after TargetNet's ``conv_in``.
@@ -119,7 +119,7 @@ class TruePosePipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | AutoencoderTiny,
         source_unet: UNet2DConditionModel,
         target_unet: TargetNet,
         pose_encoder: PoseEncoder,
@@ -313,12 +313,16 @@ class TruePosePipeline(DiffusionPipeline):
     ) -> torch.Tensor:
         """Scaled VAE latents `(batch, 4, height / f, width / f)` of images resized to (height, width).
 
-        The posterior's mode, or a sample drawn with ``generator`` when one is given (training targets).
+        The posterior's mode, or a sample drawn with ``generator`` when one is given (training targets); an
+        [`AutoencoderTiny`] gives its latents as they are.
         """
         images = [source.resize((width, height), PIL.Image.BICUBIC) for source in sources]
         pixel_values = self.image_processor.preprocess(images, height, width).to(device=device, dtype=self.vae.dtype)
-        latent_dist = self.vae.encode(pixel_values).latent_dist
-        latents = latent_dist.mode() if generator is None else latent_dist.sample(generator)
+        encoded = self.vae.encode(pixel_values)
+        if hasattr(encoded, "latent_dist"):  # AutoencoderKL; AutoencoderTiny (TAESD) returns latents directly
+            latents = encoded.latent_dist.mode() if generator is None else encoded.latent_dist.sample(generator)
+        else:
+            latents = encoded.latents
         return latents * self.vae.config.scaling_factor
 
     def encode_source(
