@@ -71,6 +71,7 @@ from truepose.models.attention import (  # noqa: E402
     fused_reference_attention,
     hpfa_log_weights,
 )
+from truepose.pipeline import SD15_SCHEDULER_CONFIG  # noqa: E402
 from truepose.testing import TINY_KEYPOINTS, tiny_person  # noqa: E402
 
 TARGETS = {
@@ -816,14 +817,7 @@ def build_pipeline(
         crop_size={"height": size.clip["image_size"], "width": size.clip["image_size"]},
     )
     pose_encoder = PoseEncoder(block_out_channels=(16, 32, 64, 128), out_channels=size.unet_channels[0])
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = DDIMScheduler(**SD15_SCHEDULER_CONFIG)
     for module in (vae, image_encoder, pose_encoder):
         module.eval().to(device, dtype)
     pipe = TruePosePipeline(

@@ -25,6 +25,7 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 
 from truepose import PoseEncoder, TargetNet, TruePosePipeline
 from truepose.data import SyntheticPoseDataset
+from truepose.pipeline import SD15_SCHEDULER_CONFIG
 from truepose.train import main as train_main
 
 EMBED_DIM = 64
@@ -106,14 +107,7 @@ def build_pipeline(vae: AutoencoderTiny, seed: int) -> TruePosePipeline:
         pose_encoder=PoseEncoder(block_out_channels=(16, 32, 64), out_channels=48),
         image_encoder=image_encoder,
         feature_extractor=CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}),
-        scheduler=DDIMScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            clip_sample=False,
-            set_alpha_to_one=False,
-            steps_offset=1,
-        ),
+        scheduler=DDIMScheduler(**SD15_SCHEDULER_CONFIG),
     )
 
 

@@ -40,6 +40,16 @@ EXAMPLE_DOC_STRING = """
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
+# Stable Diffusion 1.5's noise schedule, for models built without an SD checkpoint at hand.
+SD15_SCHEDULER_CONFIG = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+
 
 @dataclass
 class TruePosePipelineOutput(BaseOutput):

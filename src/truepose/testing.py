@@ -10,7 +10,7 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 
 from .conditioning.parsing import LABEL_MAPS
 from .models import PoseEncoder, TargetNet
-from .pipeline import TruePosePipeline
+from .pipeline import SD15_SCHEDULER_CONFIG, TruePosePipeline
 
 TINY_EMBED_DIM = 32
 
@@ -115,14 +115,7 @@ def tiny_components(seed: int = 0, with_parser: bool = False, randomize_new_laye
     ).eval()
     feature_extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     pose_encoder = PoseEncoder(block_out_channels=(8, 16), out_channels=unet.config.block_out_channels[0])
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = DDIMScheduler(**SD15_SCHEDULER_CONFIG)
     if randomize_new_layers:
         for module in [pose_encoder.conv_out] + [
             p.caa_to_out for p in target_unet.hpfa_processors.values() if hasattr(p, "caa_to_out")
