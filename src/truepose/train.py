@@ -241,6 +241,7 @@ HPFA sigma {config.hpfa_sigma}, delta {config.hpfa_delta}; CAA top-k {config.caa
 
 ```python
 from truepose import TruePosePipeline
+
 pipe = TruePosePipeline.from_pretrained("{args.hub_model_id or output_dir}")
 ```
 """

@@ -16,6 +16,7 @@ from truepose.conditioning import (
     region_crops,
     region_masks,
 )
+from truepose.testing import tiny_parser
 
 ATR_NAMES = [
     "Background", "Hat", "Hair", "Sunglasses", "Upper-clothes", "Skirt", "Pants", "Dress", "Belt", "Left-shoe",
@@ -221,26 +222,7 @@ def test_region_crops_errors():
 
 
 def test_parse_images_with_a_tiny_segformer():
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
-
-    config = SegformerConfig(
-        num_channels=3,
-        num_encoder_blocks=2,
-        depths=[1, 1],
-        sr_ratios=[2, 1],
-        hidden_sizes=[8, 16],
-        patch_sizes=[7, 3],
-        strides=[4, 2],
-        num_attention_heads=[1, 1],
-        mlp_ratios=[2, 2],
-        decoder_hidden_size=16,
-        num_labels=18,
-        id2label=dict(enumerate(ATR_NAMES)),
-        label2id={n: i for i, n in enumerate(ATR_NAMES)},
-    )
-    torch.manual_seed(0)
-    model = SegformerForSemanticSegmentation(config).eval()
-    processor = SegformerImageProcessor(size={"height": 64, "width": 64})
+    model, processor = tiny_parser()
     assert label_map_from_id2label(model.config.id2label) is LABEL_MAPS["atr"]
     images = [PIL.Image.new("RGB", (30, 40), (200, 10, 10)), PIL.Image.new("L", (50, 20), 90)]
     maps = parse_images(model, processor, images)
