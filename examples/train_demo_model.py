@@ -1,6 +1,6 @@
 """Train the small TruePose shipped inside the package (``truepose demo`` uses it), on CPU, from scratch.
 
-    python examples/train_demo_model.py --output_dir runs/demo-model --vae_steps 500 --train_steps 2000
+    OMP_NUM_THREADS=2 python examples/train_demo_model.py --output_dir runs/demo-model
     cp -r runs/demo-model/shipped/. src/truepose/assets/truepose-synthetic/
 
 Three stages, all on the procedural synthetic set (no download):
@@ -8,8 +8,10 @@ Three stages, all on the procedural synthetic set (no download):
 2. an untrained TruePose built around it: two small SD-style UNets (same weights), a small frozen random CLIP
    vision encoder (a fixed random projection of the image: the stand-in for CLIP ViT-L/14 at this size), a pose
    encoder; new layers zero-initialised as in `from_stable_diffusion`;
-3. `truepose train` (the library's own trainer) on synthetic pairs; the shipped folder is the trained pipeline
-   stored in fp16 (loaded as float32).
+3. `truepose train` (the library's own trainer) on synthetic pairs with v-prediction (an epsilon loss gives almost
+   no gradient at high noise, where the source and pose must decide the image: trained with it, a first version
+   learnt to denoise but barely used the source); the shipped folder is the trained pipeline stored in fp16
+   (loaded as float32), with a model card.
 """
 
 import argparse
@@ -54,8 +56,8 @@ def train_vae(vae: AutoencoderTiny, steps: int, size: tuple[int, int], batch_siz
     """Autoencoder training with L1 + MSE reconstruction; latents then scaled to unit variance (SD's scaling_factor)."""
     torch.manual_seed(seed)
     dataset = SyntheticPoseDataset(steps * batch_size // 2 + 1, image_size=size, seed=seed + 1)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.05)
     vae.train()
     start = time.time()
     for step in range(steps):
@@ -115,10 +117,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="runs/demo-model")
     parser.add_argument("--resolution", type=int, nargs=2, default=[96, 64], metavar=("HEIGHT", "WIDTH"))
-    parser.add_argument("--vae_steps", type=int, default=500)
-    parser.add_argument("--train_steps", type=int, default=2000)
+    parser.add_argument("--vae_steps", type=int, default=1200)
+    parser.add_argument("--train_steps", type=int, default=2600)
     parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--learning_rate", type=float, default=3e-4)
+    parser.add_argument("--learning_rate", type=float, default=6e-4)
     parser.add_argument("--num_pairs", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -126,7 +128,7 @@ def main() -> None:
 
     init_dir = os.path.join(args.output_dir, "init")
     if not os.path.isfile(os.path.join(init_dir, "model_index.json")):
-        vae = train_vae(build_vae(), args.vae_steps, size, batch_size=16, seed=args.seed)
+        vae = train_vae(build_vae(), args.vae_steps, size, batch_size=8, seed=args.seed)
         build_pipeline(vae, args.seed).save_pretrained(init_dir)
     train_main(
         [
@@ -134,13 +136,43 @@ def main() -> None:
             "--dataset", "synthetic", "--num_pairs", str(args.num_pairs), "--data_seed", str(args.seed + 2),
             "--resolution", str(size[0]), str(size[1]), "--train_batch_size", str(args.batch_size),
             "--max_train_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
-            "--lr_warmup_steps", "100", "--checkpointing_steps", "250", "--checkpoints_total_limit", "2",
+            "--prediction_type", "v_prediction", "--lr_scheduler", "cosine", "--lr_warmup_steps", "100",
+            "--checkpointing_steps", "250", "--checkpoints_total_limit", "2",
             "--resume_from_checkpoint", "latest", "--validation_steps", "500", "--num_validation_pairs", "4",
             "--seed", str(args.seed), "--report_to", "tensorboard",
         ]
     )  # fmt: skip
     final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"))
     final.to(torch.float16).save_pretrained(os.path.join(args.output_dir, "shipped"))
+    write_shipped_card(os.path.join(args.output_dir, "shipped"), args)
+
+
+def write_shipped_card(folder: str, args: argparse.Namespace) -> None:
+    """The shipped folder's README: what it is and the command that made it."""
+    card = f"""---
+license: apache-2.0
+library_name: diffusers
+tags: [truepose, pose-transfer, person-image-synthesis]
+---
+
+# TruePose demo model (synthetic people, {args.resolution[0]}x{args.resolution[1]})
+
+A small TruePose trained on CPU by `examples/train_demo_model.py` on the procedural synthetic set only: an
+`AutoencoderTiny` VAE ({args.vae_steps} steps), two SD-style UNets (48-96-96) and a pose encoder
+({args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction), a
+frozen random CLIP vision encoder. Weights in fp16; not a model of real people.
+
+    OMP_NUM_THREADS=2 python examples/train_demo_model.py --output_dir runs/demo-model \\
+        --vae_steps {args.vae_steps} --train_steps {args.train_steps}
+
+```python
+from truepose.demo import load_shipped_model
+
+pipe = load_shipped_model()
+```
+"""
+    with open(os.path.join(folder, "README.md"), "w") as f:
+        f.write(card)
 
 
 if __name__ == "__main__":
