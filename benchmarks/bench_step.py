@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import json
 import math
@@ -702,7 +703,8 @@ class _NoBiasForm:
 
 
 class CachedSourceHPFAAttnProcessor(HPFAAttnProcessor):
-    """HPFA with SourceNet's keys/values projected once per generation instead of at every step (a proposal)."""
+    """HPFA with SourceNet's keys/values projected once per generation instead of at every step (a proposal; all
+    rows through the source, so compare it with the unsplit library row)."""
 
     def __init__(self, source_key: torch.Tensor, source_value: torch.Tensor):
         super().__init__()
@@ -713,32 +715,6 @@ class CachedSourceHPFAAttnProcessor(HPFAAttnProcessor):
         out, _ = fused_reference_attention(
             query, key, value, self.source_key, self.source_value, self.reference.log_weight
         )
-        return out.transpose(1, 2).reshape(hidden_states.shape[0], -1, attn.heads * value.shape[-1]), None
-
-
-class SplitUnconditionalHPFAAttnProcessor(HPFAAttnProcessor):
-    """HPFA where rows that must not see the source (CFG unconditional) attend to their own tokens only (a proposal).
-
-    The library gives those rows a ``-inf`` bias on all source keys, so they still pay for ``[target ; source]``.
-    """
-
-    def attend(self, attn: Attention, hidden_states: torch.Tensor) -> tuple[torch.Tensor, None]:
-        query, key, value = (self._project_heads(attn, hidden_states, f) for f in (attn.to_q, attn.to_k, attn.to_v))
-        reference = self.reference
-        sees = torch.isfinite(reference.log_weight).any(dim=1)
-        out = torch.empty_like(query[..., : value.shape[-1]])
-        if (~sees).any():
-            out[~sees] = F.scaled_dot_product_attention(query[~sees], key[~sees], value[~sees])
-        if sees.any():
-            tokens = reference.tokens[sees]
-            out[sees] = fused_reference_attention(
-                query[sees],
-                key[sees],
-                value[sees],
-                self._project_heads(attn, tokens, attn.to_k),
-                self._project_heads(attn, tokens, attn.to_v),
-                reference.log_weight[sees],
-            )[0]
         return out.transpose(1, 2).reshape(hidden_states.shape[0], -1, attn.heads * value.shape[-1]), None
 
 
@@ -759,17 +735,18 @@ def layer_breakdown(size: Size, device: torch.device, dtype: torch.dtype, repeat
         region_indicators=torch.rand(2, num_tokens, 5).to(device, dtype),
         region_embeds=torch.randn(2, 5, EMBED_DIM).to(device, dtype),
         region_valid=torch.ones(2, 5, dtype=torch.bool, device=device),
+        num_source_free_rows=1,  # the library skips the source keys for the CFG unconditional row
     )
     hpfa = HPFAAttnProcessor()
     with torch.inference_mode():
         cached = CachedSourceHPFAAttnProcessor(
             hpfa._project_heads(attn, tokens, attn.to_k), hpfa._project_heads(attn, tokens, attn.to_v)
         )
-    split = SplitUnconditionalHPFAAttnProcessor()
+    unsplit = HPFAAttnProcessor()  # the unconditional row attends to [target ; source] with a -inf bias
     baseline = ReferenceAttnProcessor()
     baseline.tokens = tokens
-    for processor in (hpfa, cached, split):
-        processor.reference = reference
+    hpfa.reference = reference
+    unsplit.reference = cached.reference = dataclasses.replace(reference, num_source_free_rows=0)
 
     def call(processor, form: str | None = None) -> Callable[[], object]:
         def run():
@@ -785,7 +762,7 @@ def layer_breakdown(size: Size, device: torch.device, dtype: torch.dtype, repeat
         "hpfa without the bias": call(hpfa, "nobias"),
         "hpfa mask-free form": call(hpfa, "maskfree"),
         "hpfa, source k/v projected once": call(cached),
-        "hpfa, uncond rows self-only": call(split),
+        "hpfa, uncond row through the source (-inf bias)": call(unsplit),
     }
     sync = make_sync(device)
     for fn in calls.values():

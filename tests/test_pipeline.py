@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -88,6 +89,19 @@ def test_unconditional_rows_do_not_see_the_source(pipe, source, keypoints):
         torch.testing.assert_close(out, plain)
         seen = unet(sample, 10, embeds, layer_references=unet.prepare_reference(reference, (32, 32))).sample
         assert (seen - plain).abs().max() > 1e-4
+
+
+def test_leading_dropped_rows_are_marked_source_free(pipe, source):
+    """Under CFG the unconditional half skips the source keys; scattered dropped rows keep the ``-inf`` bias."""
+    parsing_maps, label_map = pipe.parse_sources([source[0]] * 3, [source[1]] * 3, "atr")
+    reference, _ = pipe.encode_source([source[0]] * 3, parsing_maps, label_map, 64, 64, torch.device("cpu"))
+    unet = pipe.target_unet
+    for dropped, expected in (([True, True, False], 2), ([False, True, True], 0), ([True, True, True], 3)):
+        rows = dataclasses.replace(reference, source_dropped=torch.tensor(dropped))
+        layers = unet.prepare_reference(rows, (32, 32)).values()
+        assert {layer.num_source_free_rows for layer in layers} == {expected}
+    layers = unet.prepare_reference(reference.with_unconditional(), (32, 32)).values()
+    assert {layer.num_source_free_rows for layer in layers} == {3}
 
 
 def test_batch_equals_separate_calls(pipe, keypoints):

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -181,3 +182,22 @@ def test_caa_adds_nothing_to_rows_that_do_not_see_the_source():
     torch.nn.init.normal_(caa.caa_to_out.bias)
     caa.reference = reference
     torch.testing.assert_close(caa(attn, hidden), AttnProcessor2_0()(attn, hidden))
+
+
+@pytest.mark.parametrize("num_source_free_rows", [1, B])
+def test_source_free_rows_skip_the_source_with_the_same_result(num_source_free_rows):
+    """Leading rows run plain self-attention: equal to attending to the source with a ``-inf`` bias (HPFA and CAA)."""
+    attn, hidden = _attention(), torch.randn(B, LQ, 16)
+    biased = _reference()
+    biased.log_weight[:num_source_free_rows] = float("-inf")
+    biased.region_valid[:num_source_free_rows] = False
+    split = dataclasses.replace(biased, num_source_free_rows=num_source_free_rows)
+    caa = CAAAttnProcessor(16, 8, num_heads=2, top_k=2)
+    torch.nn.init.normal_(caa.caa_to_out.weight)
+    for processor in (HPFAAttnProcessor(), caa):
+        processor.reference = biased
+        expected = processor(attn, hidden)
+        processor.reference = split
+        torch.testing.assert_close(processor(attn, hidden), expected, atol=1e-6, rtol=1e-5)
+    stock = AttnProcessor2_0()(attn, hidden)
+    torch.testing.assert_close(caa(attn, hidden)[:num_source_free_rows], stock[:num_source_free_rows])

@@ -113,6 +113,8 @@ class LayerReference:
         region_indicators (`(batch, num_source_tokens, num_regions)`): fraction of each token inside each region.
         region_embeds (`(batch, num_regions, embed_dim)`): CLIP embedding of each region crop.
         region_valid (`(batch, num_regions)`, bool): region present and visible to this row.
+        num_source_free_rows (`int`): the first rows never see the source (the unconditional half under
+            classifier-free guidance); they run plain self-attention instead of paying for the source keys.
     """
 
     tokens: torch.Tensor
@@ -120,6 +122,7 @@ class LayerReference:
     region_indicators: torch.Tensor
     region_embeds: torch.Tensor
     region_valid: torch.Tensor
+    num_source_free_rows: int = 0
 
     @property
     def region_size(self) -> torch.Tensor:
@@ -175,16 +178,40 @@ class HPFAAttnProcessor(nn.Module):
         if reference is None:
             out = F.scaled_dot_product_attention(query, key, value)
         else:
-            out, region_mass = fused_reference_attention(
-                query,
-                key,
-                value,
-                self._project_heads(attn, reference.tokens, attn.to_k),
-                self._project_heads(attn, reference.tokens, attn.to_v),
-                reference.log_weight,
-                reference.region_indicators if self.uses_regions else None,
-            )
+            out, region_mass = self.attend_reference(attn, query, key, value, reference)
         return out.transpose(1, 2).reshape(batch_size, -1, attn.heads * value.shape[-1]), region_mass
+
+    def attend_reference(
+        self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, reference: LayerReference
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[`fused_reference_attention`] for the rows that see the source, plain self-attention for the first
+        ``reference.num_source_free_rows`` rows (the same result as their ``-inf`` bias, without the source keys).
+
+        Shapes as in [`fused_reference_attention`]; region masses (zero on source-free rows) only with CAA.
+        """
+        free = reference.num_source_free_rows
+        outs, masses = [], []
+        if free > 0:
+            outs.append(F.scaled_dot_product_attention(query[:free], key[:free], value[:free]))
+            masses.append(query.new_zeros((free, *query.shape[1:3], reference.region_indicators.shape[-1])))
+        if free < query.shape[0]:
+            tokens = reference.tokens[free:]
+            out, region_mass = fused_reference_attention(
+                query[free:],
+                key[free:],
+                value[free:],
+                self._project_heads(attn, tokens, attn.to_k),
+                self._project_heads(attn, tokens, attn.to_v),
+                reference.log_weight[free:],
+                reference.region_indicators[free:] if self.uses_regions else None,
+            )
+            outs.append(out)
+            masses.append(region_mass)
+        return torch.cat(outs), torch.cat(masses) if self.uses_regions else None
+        out = torch.cat([F.scaled_dot_product_attention(query[:free], key[:free], value[:free]), out])
+        if region_mass is not None:
+            region_mass = torch.cat([region_mass.new_zeros((free, *region_mass.shape[1:])), region_mass])
+        return out, region_mass
 
     def __call__(
         self,

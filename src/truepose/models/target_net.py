@@ -212,6 +212,7 @@ class TargetNet(UNet2DConditionModel):
         sigma, delta = self.config.hpfa_sigma, self.config.hpfa_delta
         dropped = source_reference.source_dropped
         region_valid = (source_reference.region_masks.flatten(2).amax(dim=2) > 0) & ~dropped[:, None]
+        num_source_free_rows = int(dropped.long().cumprod(dim=0).sum())  # leading dropped rows (CFG's first half)
         grids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         layer_references = {}
         for name in self.hpfa_processors:
@@ -234,6 +235,7 @@ class TargetNet(UNet2DConditionModel):
                 region_indicators=region_indicators,
                 region_embeds=source_reference.region_embeds,
                 region_valid=region_valid,
+                num_source_free_rows=num_source_free_rows,
             )
         return layer_references
 
