@@ -190,28 +190,28 @@ class HPFAAttnProcessor(nn.Module):
         Shapes as in [`fused_reference_attention`]; region masses (zero on source-free rows) only with CAA.
         """
         free = reference.num_source_free_rows
-        outs, masses = [], []
+        blocks = []  # (output, region masses) of the source-free rows, then of the rows that see the source
         if free > 0:
-            outs.append(F.scaled_dot_product_attention(query[:free], key[:free], value[:free]))
-            masses.append(query.new_zeros((free, *query.shape[1:3], reference.region_indicators.shape[-1])))
+            num_regions = reference.region_indicators.shape[-1]
+            free_mass = query.new_zeros((free, *query.shape[1:3], num_regions)) if self.uses_regions else None
+            blocks.append((F.scaled_dot_product_attention(query[:free], key[:free], value[:free]), free_mass))
         if free < query.shape[0]:
             tokens = reference.tokens[free:]
-            out, region_mass = fused_reference_attention(
-                query[free:],
-                key[free:],
-                value[free:],
-                self._project_heads(attn, tokens, attn.to_k),
-                self._project_heads(attn, tokens, attn.to_v),
-                reference.log_weight[free:],
-                reference.region_indicators[free:] if self.uses_regions else None,
+            blocks.append(
+                fused_reference_attention(
+                    query[free:],
+                    key[free:],
+                    value[free:],
+                    self._project_heads(attn, tokens, attn.to_k),
+                    self._project_heads(attn, tokens, attn.to_v),
+                    reference.log_weight[free:],
+                    reference.region_indicators[free:] if self.uses_regions else None,
+                )
             )
-            outs.append(out)
-            masses.append(region_mass)
-        return torch.cat(outs), torch.cat(masses) if self.uses_regions else None
-        out = torch.cat([F.scaled_dot_product_attention(query[:free], key[:free], value[:free]), out])
-        if region_mass is not None:
-            region_mass = torch.cat([region_mass.new_zeros((free, *region_mass.shape[1:])), region_mass])
-        return out, region_mass
+        if len(blocks) == 1:
+            return blocks[0]
+        (free_out, free_mass), (seen_out, seen_mass) = blocks
+        return torch.cat([free_out, seen_out]), None if free_mass is None else torch.cat([free_mass, seen_mass])
 
     def __call__(
         self,
