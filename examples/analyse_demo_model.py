@@ -38,6 +38,7 @@ def main() -> None:
         means = []
         for index in range(args.num_pairs):
             item = dataset[index]
+            pictured = index == 0 and hpfa == defaults
             shares = attention_shares(
                 pipe,
                 item["source_image"],
@@ -45,10 +46,10 @@ def main() -> None:
                 item["source_parsing"],
                 num_inference_steps=args.steps,
                 generator=torch.Generator().manual_seed(index),
-                heatmap_layers="largest" if index == 0 else None,
+                heatmap_layers="largest" if pictured else None,
             )
             means.append([shares["mean"][key] for key in columns])
-            if index == 0 and hpfa == defaults:
+            if pictured:
                 title = f"Shipped demo model, held-out pair 0, {args.steps} steps averaged"
                 plot_attention_shares(shares, f"{args.images_dir}/attention_shares.png", title=title)
                 attention_heatmap(shares, item["source_image"], f"{args.images_dir}/attention_heatmap.png")
