@@ -73,6 +73,19 @@ def test_source_net_clip_and_pose_encoder_run_once_per_call(pipe, source, keypoi
     assert calls == {"source_unet": 1, "image_encoder": 2, "pose_encoder": 1, "target_unet": STEPS}
 
 
+def test_source_keys_values_cached_per_call_equal_uncached(pipe, source, keypoints, monkeypatch):
+    """The pipeline projects each layer's source keys/values once per call; projecting at every step (as training
+    does) gives the same images to fp32 tolerance."""
+    projected = []
+    project_source = pipe.target_unet.project_source
+    monkeypatch.setattr(pipe.target_unet, "project_source", lambda refs: projected.append(1) or project_source(refs))
+    cached = run(pipe, source, keypoints, guidance_scale=2.0)
+    assert projected == [1]
+    monkeypatch.setattr(pipe.target_unet, "project_source", lambda refs: refs)
+    uncached = run(pipe, source, keypoints, guidance_scale=2.0)
+    np.testing.assert_allclose(cached, uncached, atol=1e-5, rtol=0)
+    assert np.abs(cached - run(pipe, source, keypoints, seed=1)).max() > 1e-2  # the tolerance can fail
+
 def test_unconditional_rows_do_not_see_the_source(pipe, source, keypoints):
     """The CFG unconditional branch equals TargetNet without any source, whatever the source."""
     from truepose.models import SourceReference

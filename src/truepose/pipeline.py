@@ -1,10 +1,14 @@
 """TruePosePipeline: pose-guided person image synthesis with HPFA and CAA (arXiv 2502.03426)."""
 
+import contextlib
+import importlib
 import inspect
 import json
 import os
 import re
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +21,18 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+from transformers.utils import logging as transformers_logging
 
 from .conditioning import parsing as parsing_utils
 from .conditioning.pose import prepare_pose_image
-from .models import PoseEncoder, SourceReference, TargetNet, capture_reference_tokens, install_reference_capture
+from .models import (
+    LayerReference,
+    PoseEncoder,
+    SourceReference,
+    TargetNet,
+    capture_reference_tokens,
+    install_reference_capture,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -164,7 +176,8 @@ class TruePosePipeline(DiffusionPipeline):
         elif not re.fullmatch(r"[\w.-]+/[\w.-]+", path) or path.startswith("."):
             raise OSError(f"No TruePose checkpoint folder at {path!r}: the folder does not exist.")
         try:
-            return super().from_pretrained(path, **kwargs)
+            with _quiet_loading():
+                return super().from_pretrained(path, **kwargs)
         except (OSError, ValueError) as error:
             if os.path.isdir(path):
                 raise
@@ -173,6 +186,12 @@ class TruePosePipeline(DiffusionPipeline):
                 f"Without network access, download it elsewhere (`hf download {path} --local-dir truepose-model`), "
                 "copy the folder here and pass its path: `TruePosePipeline.from_pretrained('truepose-model')`."
             ) from None
+
+    def to(self, *args, **kwargs) -> "TruePosePipeline":
+        """[`DiffusionPipeline.to`] without its per-component "float16 cannot run on cpu" warning: TruePose runs in
+        float16 on CPU (slowly), so the warning is not true here."""
+        kwargs.setdefault("silence_dtype_warnings", True)
+        return super().to(*args, **kwargs)
 
     @classmethod
     def from_stable_diffusion(
@@ -406,6 +425,58 @@ class TruePosePipeline(DiffusionPipeline):
                     vae.to(torch.float16)
         return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
 
+    def prepare_extra_step_kwargs(
+        self, generator: torch.Generator | list[torch.Generator] | None, eta: float
+    ) -> dict[str, Any]:
+        """``eta`` and ``generator`` for schedulers whose ``step`` takes them (DDIM takes ``eta``)."""
+        step_parameters = set(inspect.signature(self.scheduler.step).parameters)
+        extra_step_kwargs = {"eta": eta} if "eta" in step_parameters else {}
+        if "generator" in step_parameters:
+            extra_step_kwargs["generator"] = generator
+        return extra_step_kwargs
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        image_embeds: torch.Tensor,
+        pose_features: torch.Tensor,
+        layer_references: dict[str, LayerReference],
+        extra_step_kwargs: dict[str, Any],
+        callback_on_step_end: Callable[[Any, int, int, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 - diffusers' signature
+    ) -> torch.Tensor:
+        """The denoising loop: initial noise `(batch, 4, h, w)` -> denoised latents of the same shape.
+
+        ``image_embeds``, ``pose_features`` and ``layer_references`` have ``[unconditional ; conditional]`` rows
+        (`2 * batch`) under classifier-free guidance, ``batch`` rows otherwise.
+        """
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+                noise_pred = self.target_unet(
+                    latent_model_input,
+                    t,
+                    encoder_hidden_states=image_embeds,
+                    pose_features=pose_features,
+                    layer_references=layer_references,
+                    return_dict=False,
+                )[0]
+                if self.do_classifier_free_guidance:
+                    noise_pred_uncond, noise_pred_cond = noise_pred.chunk(2)
+                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_cond - noise_pred_uncond)
+                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+
+                if callback_on_step_end is not None:
+                    step_tensors = {"latents": latents}
+                    callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    latents = callback_outputs.pop("latents", latents)
+                progress_bar.update()
+        return latents
+
     @torch.no_grad()
     def __call__(
         self,
@@ -499,6 +570,7 @@ class TruePosePipeline(DiffusionPipeline):
         layer_references = self.target_unet.prepare_reference(
             source_reference, (height // self.vae_scale_factor, width // self.vae_scale_factor)
         )
+        layer_references = self.target_unet.project_source(layer_references)  # source keys/values once per call
 
         # 4. Encode the target pose (once per call)
         detect = pose_detector if target_pose_is_photo else None
@@ -527,38 +599,19 @@ class TruePosePipeline(DiffusionPipeline):
         latents = self.prepare_latents(
             batch_size * num_images_per_prompt, height, width, image_embeds.dtype, device, generator, latents
         )
-        extra_step_kwargs = {}
-        step_parameters = set(inspect.signature(self.scheduler.step).parameters)
-        if "eta" in step_parameters:
-            extra_step_kwargs["eta"] = eta
-        if "generator" in step_parameters:
-            extra_step_kwargs["generator"] = generator
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
 
         # 7. Denoising loop
-        self._num_timesteps = len(timesteps)
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
-            for i, t in enumerate(timesteps):
-                latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
-                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
-                noise_pred = self.target_unet(
-                    latent_model_input,
-                    t,
-                    encoder_hidden_states=image_embeds,
-                    pose_features=pose_features,
-                    layer_references=layer_references,
-                    return_dict=False,
-                )[0]
-                if self.do_classifier_free_guidance:
-                    noise_pred_uncond, noise_pred_cond = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_cond - noise_pred_uncond)
-                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
-
-                if callback_on_step_end is not None:
-                    step_tensors = {"latents": latents}
-                    callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
-                    latents = callback_outputs.pop("latents", latents)
-                progress_bar.update()
+        latents = self.denoise(
+            latents,
+            timesteps,
+            image_embeds,
+            pose_features,
+            layer_references,
+            extra_step_kwargs,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
 
         # 8. Decode
         if output_type == "latent":
@@ -571,28 +624,106 @@ class TruePosePipeline(DiffusionPipeline):
         return TruePosePipelineOutput(images=images)
 
 
+# diffusers warns on every load of an AutoencoderTiny config, about a field AutoencoderTiny itself writes into it
+_AUTOENCODER_TINY_NOTE = re.compile(r"The config attributes \{'block_out_channels': \[[\d, ]*\]\} were passed to AutoencoderTiny,")
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Silence what every pipeline load would print without cause: diffusers' note that an `AutoencoderTiny` config
+    holds ``block_out_channels`` (which `AutoencoderTiny.__init__` registers itself) and transformers' weight-loading
+    bar, which would nest inside the pipeline's component bar."""
+    config_logger = logging.get_logger("diffusers.configuration_utils")
+    keep = lambda record: not _AUTOENCODER_TINY_NOTE.match(record.getMessage())  # noqa: E731
+    bars_were_enabled = transformers_logging.is_progress_bar_enabled()
+    config_logger.addFilter(keep)
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        config_logger.removeFilter(keep)
+        if bars_were_enabled:
+            transformers_logging.enable_progress_bar()
+
+
+_REQUIRED_COMPONENTS = (
+    "vae", "source_unet", "target_unet", "pose_encoder", "image_encoder", "feature_extractor", "scheduler"
+)  # fmt: skip
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+
+
 def _check_checkpoint_folder(path: str) -> None:
-    """Raise a clear error naming the first file a local checkpoint folder lacks."""
+    """Raise a clear error naming the first file a local checkpoint folder lacks, or the config field it gets wrong.
+
+    Weights may be safetensors or ``.bin`` files, sharded or not, with or without a variant (``*.fp16.safetensors``):
+    which of them is loaded, and how, is left to [`DiffusionPipeline.from_pretrained`].
+    """
     index_file = os.path.join(path, "model_index.json")
     if not os.path.isfile(index_file):
         raise OSError(f"{path!r} is not a TruePose checkpoint: it has no model_index.json.")
-    with open(index_file) as f:
-        index = json.load(f)
-    for name in (
-        "vae",
-        "source_unet",
-        "target_unet",
-        "pose_encoder",
-        "image_encoder",
-        "feature_extractor",
-        "scheduler",
-    ):
+    index = _read_json(index_file)
+    for name in _REQUIRED_COMPONENTS:
         entry = index.get(name)
-        if not entry or entry[0] is None:
+        if not isinstance(entry, list) or len(entry) != 2 or entry[0] is None:
             raise OSError(f"Checkpoint {path!r} is incomplete: model_index.json has no `{name}` component.")
         folder = os.path.join(path, name)
         files = os.listdir(folder) if os.path.isdir(folder) else []
-        if not any(f.endswith(".json") for f in files):
+        configs = [f for f in files if f.endswith(".json") and not f.endswith(".index.json")]
+        if not configs:
             raise OSError(f"Checkpoint {path!r} is incomplete: missing {os.path.join(name, 'config.json')}.")
-        if name not in ("feature_extractor", "scheduler") and not any(f.endswith(".safetensors") for f in files):
-            raise OSError(f"Checkpoint {path!r} is incomplete: no .safetensors weights in {name}/.")
+        if name not in ("feature_extractor", "scheduler") and not any(f.endswith(_WEIGHT_SUFFIXES) for f in files):
+            raise OSError(f"Checkpoint {path!r} is incomplete: no weights (.safetensors or .bin) in {name}/.")
+        for config_name in configs:
+            _check_config_types(os.path.join(folder, config_name), *entry)
+
+
+def _read_json(file: str) -> dict:
+    """The JSON object in ``file``; a clear error naming the file when it is not one."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            content = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{file} is not valid JSON: {error}.") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{file} must hold a JSON object, got {type(content).__name__}.")
+    return content
+
+
+def _json_types(annotation: Any, default: Any) -> tuple[type, ...] | None:
+    """The JSON value types a config field with this ``__init__`` annotation (or, unannotated, this default) takes;
+    `None` when it cannot tell (then the field is not checked)."""
+    if annotation is inspect.Parameter.empty:
+        annotation = type(default) if default is not None and default is not inspect.Parameter.empty else None
+    if annotation is None or isinstance(annotation, str):
+        return None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        allowed = [_json_types(arg, None) for arg in typing.get_args(annotation)]
+        return None if None in allowed else tuple(t for types_ in allowed for t in types_)
+    base = typing.get_origin(annotation) or annotation
+    json_types = {bool: (bool,), int: (int,), float: (int, float), str: (str,), tuple: (list,), list: (list,)}
+    return (type(None),) if annotation is type(None) else json_types.get(base)
+
+
+def _check_config_types(config_file: str, library: str, class_name: str) -> None:
+    """Check each field of a diffusers/truepose component config against the type its class's ``__init__`` takes.
+
+    Catches e.g. ``"block_out_channels": "64"`` with an error naming the file and the field instead of one from deep
+    inside the model's constructor. Fields whose type cannot be told from the signature are not checked.
+    """
+    config = _read_json(config_file)
+    if library != "diffusers" and not library.startswith("truepose."):
+        return  # transformers components validate their own configs
+    cls = getattr(importlib.import_module(library), class_name, None)
+    if cls is None or not hasattr(cls, "config_name"):
+        return
+    for field, parameter in inspect.signature(cls.__init__).parameters.items():
+        allowed = _json_types(parameter.annotation, parameter.default) if field in config else None
+        value = config.get(field)
+        if allowed is None or value is None and parameter.default is None:
+            continue
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            wanted = " or ".join(sorted({"list" if t is list else t.__name__ for t in allowed}))
+            raise ValueError(
+                f"{config_file}: field `{field}` must be {wanted} (like its default {parameter.default!r}), "
+                f"got {type(value).__name__} {value!r}."
+            )

@@ -201,3 +201,33 @@ def test_source_free_rows_skip_the_source_with_the_same_result(num_source_free_r
         torch.testing.assert_close(processor(attn, hidden), expected, atol=1e-6, rtol=1e-5)
     stock = AttnProcessor2_0()(attn, hidden)
     torch.testing.assert_close(caa(attn, hidden)[:num_source_free_rows], stock[:num_source_free_rows])
+
+
+@pytest.mark.parametrize("num_source_free_rows", [0, 1])
+def test_source_keys_values_projected_once_equal_projected_per_call(num_source_free_rows):
+    """``project_source`` caches ``to_k``/``to_v`` of the source tokens; HPFA and CAA give the same output."""
+    attn, hidden = _attention(), torch.randn(B, LQ, 16)
+    reference = dataclasses.replace(_reference(), num_source_free_rows=num_source_free_rows)
+    caa = CAAAttnProcessor(16, 8, num_heads=2, top_k=2)
+    torch.nn.init.normal_(caa.caa_to_out.weight)
+    for processor in (HPFAAttnProcessor(), caa):
+        cached = processor.project_source(attn, reference)
+        assert cached.source_key.shape == (B, 2, LS, 8) and reference.source_key is None
+        processor.reference = reference
+        expected = processor(attn, hidden)
+        processor.reference = cached
+        torch.testing.assert_close(processor(attn, hidden), expected, atol=1e-6, rtol=1e-5)
+        # the cache is really read: other cached values change the output
+        processor.reference = dataclasses.replace(cached, source_value=cached.source_value + 1)
+        assert not torch.allclose(processor(attn, hidden)[num_source_free_rows:], expected[num_source_free_rows:])
+
+
+def test_select_rows_repeats_rows_and_keeps_source_free_rows_in_front():
+    attn = _attention()
+    reference = HPFAAttnProcessor().project_source(attn, dataclasses.replace(_reference(), num_source_free_rows=1))
+    repeated = reference.select_rows(torch.tensor([0, 0, 0, 1, 1, 1]))
+    assert repeated.num_source_free_rows == 3 and repeated.source_key.shape[0] == 6
+    torch.testing.assert_close(repeated.source_value[4], reference.source_value[1])
+    torch.testing.assert_close(repeated.tokens[2], reference.tokens[0])
+    with pytest.raises(ValueError, match="source-free rows"):
+        reference.select_rows(torch.tensor([1, 0]))

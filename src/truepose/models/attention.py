@@ -12,7 +12,7 @@ zero-initialised output projection.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -115,6 +115,9 @@ class LayerReference:
         region_valid (`(batch, num_regions)`, bool): region present and visible to this row.
         num_source_free_rows (`int`): the first rows never see the source (the unconditional half under
             classifier-free guidance); they run plain self-attention instead of paying for the source keys.
+        source_key, source_value (`(batch, heads, num_source_tokens, head_dim)`, *optional*): ``to_k``/``to_v`` of
+            ``tokens``, projected once per generation by [`HPFAAttnProcessor.project_source`]; without them the
+            tokens are projected at every call (training, where the weights change between calls).
     """
 
     tokens: torch.Tensor
@@ -123,10 +126,30 @@ class LayerReference:
     region_embeds: torch.Tensor
     region_valid: torch.Tensor
     num_source_free_rows: int = 0
+    source_key: torch.Tensor | None = None
+    source_value: torch.Tensor | None = None
 
     @property
     def region_size(self) -> torch.Tensor:
         return self.region_indicators.sum(dim=1)
+
+    def select_rows(self, index: torch.Tensor) -> "LayerReference":
+        """The rows ``index`` (e.g. ``[0] * n + [1] * n`` to give each of ``n`` frames the rows of one source); the
+        source-free rows must stay in front."""
+        num_source_free_rows = int((index < self.num_source_free_rows).long().cumprod(dim=0).sum())
+        if bool((index[num_source_free_rows:] < self.num_source_free_rows).any()):
+            raise ValueError("`index` must keep the source-free rows in front of the rows that see the source.")
+        select = lambda tensor: None if tensor is None else tensor[index]  # noqa: E731
+        return LayerReference(
+            tokens=select(self.tokens),
+            log_weight=select(self.log_weight),
+            region_indicators=select(self.region_indicators),
+            region_embeds=select(self.region_embeds),
+            region_valid=select(self.region_valid),
+            num_source_free_rows=num_source_free_rows,
+            source_key=select(self.source_key),
+            source_value=select(self.source_value),
+        )
 
 
 class ReferenceCaptureAttnProcessor(AttnProcessor2_0):
@@ -196,14 +219,18 @@ class HPFAAttnProcessor(nn.Module):
             free_mass = query.new_zeros((free, *query.shape[1:3], num_regions)) if self.uses_regions else None
             blocks.append((F.scaled_dot_product_attention(query[:free], key[:free], value[:free]), free_mass))
         if free < query.shape[0]:
-            tokens = reference.tokens[free:]
+            if reference.source_key is None:
+                tokens = reference.tokens[free:]
+                source_key, source_value = (self._project_heads(attn, tokens, to) for to in (attn.to_k, attn.to_v))
+            else:
+                source_key, source_value = reference.source_key[free:], reference.source_value[free:]
             blocks.append(
                 fused_reference_attention(
                     query[free:],
                     key[free:],
                     value[free:],
-                    self._project_heads(attn, tokens, attn.to_k),
-                    self._project_heads(attn, tokens, attn.to_v),
+                    source_key,
+                    source_value,
                     reference.log_weight[free:],
                     reference.region_indicators[free:] if self.uses_regions else None,
                 )
@@ -212,6 +239,12 @@ class HPFAAttnProcessor(nn.Module):
             return blocks[0]
         (free_out, free_mass), (seen_out, seen_mass) = blocks
         return torch.cat([free_out, seen_out]), None if free_mass is None else torch.cat([free_mass, seen_mass])
+
+    def project_source(self, attn: Attention, reference: LayerReference) -> LayerReference:
+        """``reference`` with its source keys and values projected once, for a generation that reuses them at every
+        step (`(batch, heads, num_source_tokens, head_dim)`; the same numbers [`attend_reference`] computes)."""
+        source_key, source_value = (self._project_heads(attn, reference.tokens, to) for to in (attn.to_k, attn.to_v))
+        return replace(reference, source_key=source_key, source_value=source_value)
 
     def __call__(
         self,

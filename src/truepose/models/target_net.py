@@ -118,6 +118,48 @@ def capture_reference_tokens(
     return bank
 
 
+def parameters_after_reference_capture(source_unet: UNet2DConditionModel) -> list[str]:
+    """Names of SourceNet parameters that cannot influence any captured token, so never reach TargetNet.
+
+    These are the layers whose forward starts after the last self-attention input SourceNet records: that
+    attention's own projections, the rest of its transformer block, ``proj_out`` and ``conv_norm_out``/``conv_out``
+    (plus adapters inside them). Found by one small no-grad forward that records the order in which layers start;
+    every layer starting earlier feeds the last captured input through the UNet's main path.
+    """
+    install_reference_capture(source_unet)
+    captures = {
+        source_unet.get_submodule(name.removesuffix(".processor"))
+        for name, processor in source_unet.attn_processors.items()
+        if isinstance(processor, ReferenceCaptureAttnProcessor)
+    }
+    started: list[torch.nn.Module] = []
+    hooks = [
+        module.register_forward_pre_hook(lambda module, args: started.append(module))
+        for module in source_unet.modules()
+        if module in captures or any(True for _ in module.parameters(recurse=False))
+    ]
+    config, parameter = source_unet.config, next(source_unet.parameters())
+    size = 2 ** (len(config.block_out_channels) - 1)
+    try:
+        with torch.no_grad():
+            source_unet(
+                parameter.new_zeros(1, config.in_channels, size, size),
+                torch.zeros(1, dtype=torch.long, device=parameter.device),
+                parameter.new_zeros(1, 1, config.cross_attention_dim),
+            )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    last_capture = max(i for i, module in enumerate(started) if module in captures)
+    feeding = set(started[:last_capture])
+    return [
+        f"{module_name}.{name}" if module_name else name
+        for module_name, module in source_unet.named_modules()
+        if module not in feeding
+        for name, _ in module.named_parameters(recurse=False)
+    ]
+
+
 class TargetNet(UNet2DConditionModel):
     r"""A [`UNet2DConditionModel`] whose self-attention layers run HPFA (and CAA on ``caa_blocks``).
 
@@ -238,6 +280,15 @@ class TargetNet(UNet2DConditionModel):
                 num_source_free_rows=num_source_free_rows,
             )
         return layer_references
+
+    def project_source(self, layer_references: dict[str, LayerReference]) -> dict[str, LayerReference]:
+        """``layer_references`` with every layer's source keys/values projected once (``to_k``/``to_v`` of the
+        SourceNet tokens), so the denoising steps of one generation skip that projection. For inference only:
+        training changes the weights, so it keeps projecting at every step."""
+        return {
+            name: processor.project_source(self.get_submodule(name.removesuffix(".processor")), layer_references[name])
+            for name, processor in self.hpfa_processors.items()
+        }
 
     @contextmanager
     def conditioned(
