@@ -141,7 +141,7 @@ def test_as_parsing_map_errors():
         as_parsing_map(bad, 40, 30, "atr")
     assert as_parsing_map(bad.clip(0, 19) * (bad != 255), 40, 30, "lip")[0, 0] == 18  # valid LIP id
     with pytest.raises(ValueError, match="mode 'RGB'"):
-        as_parsing_map(PIL.Image.new("RGB", (30, 40)), 40, 30)
+        as_parsing_map(PIL.Image.new("RGB", (30, 40), (255, 0, 0)), 40, 30)
     with pytest.raises(ValueError, match=r"shape \(3, 40, 30\)"):
         as_parsing_map(np.zeros((3, 40, 30), np.int64), 40, 30)
     with pytest.raises(ValueError, match="non-integer"):

@@ -93,7 +93,7 @@ def test_deepfashion_errors(tmp_path):
         parse_deepfashion_keypoints("[1, 2]", "[3, 4]")
     path = tmp_path / "bad.csv"
     path.write_text("name,keypoints_y,keypoints_x\n")
-    with pytest.raises(ValueError, match="header"):
+    with pytest.raises(ValueError, match=r"bad.csv:1: .*':'-separated"):
         read_deepfashion_annotations(path)
 
 
@@ -180,9 +180,11 @@ def test_every_target_pose_form_gives_the_same_image(skeleton):
 
 
 def test_skeleton_image_is_resized_and_made_rgb(skeleton):
-    big = draw_skeleton(skeleton * 2, 2 * H, 2 * W).convert("RGBA")
-    image = prepare_pose_image(big, H, W)
+    big = draw_skeleton(skeleton * 2, 2 * H, 2 * W)
+    image = prepare_pose_image(big.convert("P"), H, W)
     assert image.mode == "RGB" and image.size == (W, H)
+    with pytest.raises(ValueError, match="`target_pose` has an alpha channel"):
+        prepare_pose_image(big.convert("RGBA"), H, W)
     gray = prepare_pose_image(PIL.Image.new("L", (W, H), 7), H, W)
     assert gray.mode == "RGB" and np.asarray(gray).max() == 7
 

@@ -3,16 +3,8 @@ import pytest
 from PIL import Image
 
 from truepose.data import check_pair_item, collate_pairs, pair_name, pair_seed
-from truepose.data.common import (
-    atomic_write,
-    load_parsing,
-    normalize_keypoints,
-    read_annotation_csv,
-    read_pairs_csv,
-    resize_parsing,
-    save_parsing,
-    scale_keypoints,
-)
+from truepose.conditioning import read_deepfashion_annotations
+from truepose.data.common import atomic_write, load_parsing, read_pairs_csv, save_parsing
 
 
 def test_pair_seed_is_stable_and_distinct():
@@ -35,20 +27,6 @@ def test_pair_name():
     assert pair_name("x_1front.jpg", "x_2side.jpg") == "x_1front___x_2side"
 
 
-def test_normalize_and_scale_keypoints():
-    kp = np.zeros((18, 2), dtype=np.float32)
-    kp[3] = (-1, -1)
-    out = normalize_keypoints(kp)
-    assert out.dtype == np.float32 and out.shape == (18, 3)
-    assert out[0].tolist() == [0, 0, 1] and out[3].tolist() == [-1, -1, 0]
-    kp3 = np.ones((18, 3), dtype=np.float32) * 10
-    kp3[5, 2] = 0
-    scaled = scale_keypoints(kp3, (256, 176), (512, 352))
-    assert scaled[0].tolist() == [20, 20, 10] and scaled[5].tolist() == [-1, -1, 0]
-    with pytest.raises(ValueError, match="shape"):
-        normalize_keypoints(np.zeros((17, 3)))
-
-
 def test_collate_pairs_keeps_lists():
     items = [
         {"source_image": Image.new("RGB", (4, 4)), "source_parsing": None, "name": "a"},
@@ -65,13 +43,15 @@ def test_parsing_roundtrip_and_resize(tmp_path):
     parsing = np.random.default_rng(0).integers(0, 18, size=(8, 6))
     save_parsing(parsing, tmp_path / "p.png")
     assert not list(tmp_path.glob(".*.tmp"))
-    loaded = load_parsing(tmp_path / "p.png")
+    loaded = load_parsing(tmp_path / "p.png", "atr")
     assert loaded.dtype == np.int64 and (loaded == parsing).all()
-    resized = resize_parsing(loaded, (16, 12))
-    assert resized.shape == (16, 12) and set(np.unique(resized)) <= set(np.unique(parsing))
+    resized = load_parsing(tmp_path / "p.png", "atr", (16, 12))  # nearest: each label pixel becomes a 2x2 block
+    np.testing.assert_array_equal(resized, parsing.repeat(2, axis=0).repeat(2, axis=1))
+    Image.fromarray(np.stack([parsing.astype(np.uint8)] * 3, axis=-1)).save(tmp_path / "gray_rgb.png")
+    np.testing.assert_array_equal(load_parsing(tmp_path / "gray_rgb.png", "atr"), parsing)
     Image.new("RGB", (2, 2), (255, 0, 0)).save(tmp_path / "colour.png")
     with pytest.raises(ValueError, match="colour"):
-        load_parsing(tmp_path / "colour.png")
+        load_parsing(tmp_path / "colour.png", "atr")
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
@@ -92,7 +72,8 @@ def test_readers_report_problems(tmp_path):
         read_pairs_csv(tmp_path / "missing.csv")
     row = ", ".join(["1"] * 18)
     (tmp_path / "ann.csv").write_text(f"name:keypoints_y:keypoints_x\na.jpg: [{row}]: [{row}]\nb.jpg: [1, 2]: [3]\n")
-    keypoints, problems = read_annotation_csv(tmp_path / "ann.csv")
+    problems = []
+    keypoints = read_deepfashion_annotations(tmp_path / "ann.csv", problems)
     assert list(keypoints) == ["a.jpg"]
     assert len(problems) == 1 and "ann.csv:3" in problems[0]
 

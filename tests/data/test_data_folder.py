@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from truepose.data import FolderPairDataset, check_pair_item, make_deepfashion_fixture
-from truepose.data.common import load_image, read_annotation_csv
+from truepose.conditioning import read_deepfashion_annotations
+from truepose.data.common import load_image
 from truepose.data.deepfashion import write_annotation_csv
 
 
@@ -22,7 +23,7 @@ def folder(tmp_path, deepfashion_root):
     root = tmp_path / "mydata"
     shutil.copytree(deepfashion_root / "test_highres", root / "images")
     shutil.copytree(deepfashion_root / "parsing", root / "parsing")
-    annotations, _ = read_annotation_csv(deepfashion_root / "fasion-resize-annotation-test.csv")
+    annotations = read_deepfashion_annotations(deepfashion_root / "fasion-resize-annotation-test.csv")
     (root / "keypoints.json").write_text(json.dumps({k: v.tolist() for k, v in annotations.items()}))
     shutil.copy(deepfashion_root / "fasion-resize-pairs-test.csv", root / "pairs.csv")
     return root, annotations
@@ -36,7 +37,8 @@ def test_json_keypoints(folder):
     check_pair_item(item, (128, 88))
     source = dataset.pairs[0][0]
     expected = annotations[source].copy()
-    expected[expected[:, 2] > 0, :2] /= 2  # files are 256x176 -> 128x88
+    visible = expected[:, 2] > 0
+    expected[visible, :2] = (expected[visible, :2] + 0.5) / 2 - 0.5  # files are 256x176 -> 128x88, pixel centres
     np.testing.assert_allclose(item["source_keypoints"], expected)
     assert item["source_parsing"].shape == (128, 88)
 
@@ -70,7 +72,7 @@ def test_keypoints_frame_and_image_dir(tmp_path, deepfashion_root):
     dataset = FolderPairDataset(
         root, image_size=(256, 176), pairs_csv="my_pairs.csv", keypoints="ann.csv", keypoints_frame=(256, 176)
     )
-    annotations, _ = read_annotation_csv(root / "ann.csv")
+    annotations = read_deepfashion_annotations(root / "ann.csv")
     name = dataset.pairs[0][0]
     np.testing.assert_array_equal(dataset[0]["source_keypoints"], annotations[name])
 

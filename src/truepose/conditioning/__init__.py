@@ -1,12 +1,17 @@
 # Copyright 2025 The TruePose developers. Licensed under the Apache License, Version 2.0.
-"""Conditioning inputs of TruePose: target pose (keypoints, skeletons, detection) and source human parsing."""
+"""Conditioning inputs of TruePose: images, target pose (keypoints, skeletons, detection) and source human parsing.
 
+This package is the one place where user inputs are normalised; docs/inputs.md lists the accepted forms.
+"""
+
+from .image import ImageInput, is_batch_of_images, to_pil_image, to_pil_images
 from .parsing import (
     DEFAULT_LABEL_MAP,
     DEFAULT_REGION_FILL,
     GROUP_NAMES,
     LABEL_MAPS,
     LabelMap,
+    as_parsing_batch,
     as_parsing_map,
     check_person_present,
     get_label_map,
@@ -19,15 +24,18 @@ from .parsing import (
 from .pose import (
     BODY25_TO_COCO18,
     KEYPOINT_NAMES,
+    MISSING,
     NUM_KEYPOINTS,
     OUT_OF_FRAME_TOLERANCE,
     PoseDetector,
     as_keypoints,
+    as_pose_batch,
     draw_skeleton,
     parse_deepfashion_keypoints,
     prepare_pose_image,
     read_deepfashion_annotations,
     read_openpose_json,
+    rescale_keypoints,
     retarget_keypoints,
 )
 
@@ -36,17 +44,22 @@ __all__ = [
     "DEFAULT_LABEL_MAP",
     "DEFAULT_REGION_FILL",
     "GROUP_NAMES",
+    "ImageInput",
     "KEYPOINT_NAMES",
     "LABEL_MAPS",
+    "MISSING",
     "NUM_KEYPOINTS",
     "OUT_OF_FRAME_TOLERANCE",
     "LabelMap",
     "PoseDetector",
     "as_keypoints",
+    "as_parsing_batch",
     "as_parsing_map",
+    "as_pose_batch",
     "check_person_present",
     "draw_skeleton",
     "get_label_map",
+    "is_batch_of_images",
     "label_map_from_id2label",
     "parse_deepfashion_keypoints",
     "parse_images",
@@ -54,7 +67,10 @@ __all__ = [
     "prepare_pose_image",
     "read_deepfashion_annotations",
     "read_openpose_json",
+    "rescale_keypoints",
     "region_crops",
     "region_masks",
     "retarget_keypoints",
+    "to_pil_image",
+    "to_pil_images",
 ]

@@ -318,6 +318,7 @@ def as_parsing_map(
     label_map: str | LabelMap | Mapping = DEFAULT_LABEL_MAP,
     *,
     argument_name: str = "source_parsing",
+    stretch: bool = False,
 ) -> np.ndarray:
     """Validates a parsing map and brings it to the image size.
 
@@ -327,14 +328,17 @@ def as_parsing_map(
         height, width: the image size the map must cover.
         label_map: the label map the ids belong to.
         argument_name: name used in error messages.
+        stretch: resize a map of another aspect ratio too (datasets that stretch their images to one size).
 
     Returns:
         `np.ndarray` int64 `(height, width)`. A map of another size with the same aspect ratio (within 1 %) is
         resized with nearest-neighbour sampling (e.g. 256x176 parsing for a 512x352 image); a different aspect
-        ratio is a `ValueError`.
+        ratio is a `ValueError` unless `stretch`.
     """
     label_map = get_label_map(label_map)
     if isinstance(parsing, PIL.Image.Image):
+        if parsing.mode == "RGB" and _is_gray(np.asarray(parsing)):
+            parsing = parsing.getchannel(0)  # label ids stored as a gray RGB picture
         if parsing.mode not in ("L", "P", "I", "I;16", "I;16L", "I;16B"):
             raise ValueError(
                 f"`{argument_name}` must be a label-id image (PIL mode 'L', 'P' or 'I'), got mode {parsing.mode!r}; "
@@ -372,13 +376,38 @@ def as_parsing_map(
 
     src_h, src_w = array.shape
     if (src_h, src_w) != (height, width):
-        if abs((src_h / src_w) / (height / width) - 1) > ASPECT_RATIO_TOLERANCE:
+        if not stretch and abs((src_h / src_w) / (height / width) - 1) > ASPECT_RATIO_TOLERANCE:
             raise ValueError(
                 f"`{argument_name}` has size (H, W) = ({src_h}, {src_w}) but the image is ({height}, {width}); the "
                 "aspect ratios differ, so the map cannot be resized to the image. Pass a parsing map of the image."
             )
         array = _resize_nearest(array, height, width)
     return array
+
+
+def _is_gray(rgb: np.ndarray) -> bool:
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def as_parsing_batch(source_parsing: Any, argument_name: str = "source_parsing") -> list:
+    """Splits `source_parsing` into one map per source image (the batching table of docs/inputs.md).
+
+    A list/tuple holds one map per source; an array/tensor `(N, H, W)` with `N > 1` (not `(H, W, 1)`) or
+    `(N, 1, H, W)` holds `N` maps; anything else (a PIL image, `(H, W)`, `(1, H, W)`, `(H, W, 1)`, `(1, 1, H, W)`)
+    is one map.
+
+    Raises:
+        ValueError: an empty list.
+    """
+    if isinstance(source_parsing, (list, tuple)):
+        if len(source_parsing) == 0:
+            raise ValueError(f"`{argument_name}` is an empty list; pass one parsing map per source image.")
+        return list(source_parsing)
+    if isinstance(source_parsing, (np.ndarray, torch.Tensor)):
+        shape = tuple(source_parsing.shape)
+        if len(shape) == 3 and shape[0] > 1 and shape[-1] > 1 or len(shape) == 4 and shape[0] > 1:
+            return list(source_parsing)
+    return [source_parsing]
 
 
 def check_person_present(mask: np.ndarray, argument_name: str = "source_parsing") -> None:

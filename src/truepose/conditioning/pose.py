@@ -20,6 +20,7 @@ Conventions (those of OpenPose, ControlNet and the DeepFashion PGPIS benchmarks)
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers.utils import logging
+
+from .image import to_pil_image
 
 logger = logging.get_logger(__name__)
 
@@ -58,8 +61,11 @@ KEYPOINT_NAMES: tuple[str, ...] = (
 # BODY_25 index of each COCO-18 joint (BODY_25 adds 8 mid-hip and 19-24 feet).
 BODY25_TO_COCO18: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
 
-# Fraction of the image side a joint may lie beyond the frame before `draw_skeleton` refuses it.
+# Fraction of the image side a joint may lie beyond the frame (on any side) before `draw_skeleton` refuses it.
 OUT_OF_FRAME_TOLERANCE = 0.02
+
+# Coordinate value marking a missing joint (DeepFashion's annotation files write -1).
+MISSING = -1.0
 
 # Bones (COCO-18 index pairs) whose summed length measures a person's size for retargeting: neck-nose, the
 # two neck-hip torso sides and the two hip-knee-ankle legs. Arms and shoulders are left out: they change most
@@ -99,7 +105,9 @@ def as_keypoints(keypoints: Any, argument_name: str = "keypoints") -> np.ndarray
 
     Returns:
         `np.ndarray` float32 of shape `(18, 3)`. Present joints keep their coordinates (confidence 1 when none
-        was given); missing joints (negative or non-finite `x`/`y`, or confidence `<= 0`) are `[-1, -1, 0]`.
+        was given); missing joints (`x` or `y` equal to -1, non-finite `x`/`y`, or confidence `<= 0`) are
+        `[-1, -1, 0]`. Other negative coordinates are kept: they lie left of / above the frame (see
+        `OUT_OF_FRAME_TOLERANCE`).
     """
     if isinstance(keypoints, torch.Tensor):
         keypoints = keypoints.detach().cpu().float().numpy()
@@ -121,8 +129,8 @@ def as_keypoints(keypoints: Any, argument_name: str = "keypoints") -> np.ndarray
     out = np.empty((NUM_KEYPOINTS, 3), dtype=np.float32)
     out[:, :2] = array[:, :2]
     out[:, 2] = array[:, 2] if array.shape[1] == 3 else 1.0
-    missing = ~np.isfinite(out).all(axis=1) | (out[:, 0] < 0) | (out[:, 1] < 0) | ~(out[:, 2] > 0)
-    out[missing] = (-1.0, -1.0, 0.0)
+    missing = ~np.isfinite(out).all(axis=1) | (out[:, 0] == MISSING) | (out[:, 1] == MISSING) | ~(out[:, 2] > 0)
+    out[missing] = (MISSING, MISSING, 0.0)
     return out
 
 
@@ -140,9 +148,10 @@ def _check_in_frame(keypoints: np.ndarray, height: int, width: int, argument_nam
             f"`{argument_name}` look normalised to [0, 1]; pass pixel coordinates of the ({height}, {width}) frame "
             "(multiply x by the width and y by the height)."
         )
-    max_x = width - 1 + OUT_OF_FRAME_TOLERANCE * width
-    max_y = height - 1 + OUT_OF_FRAME_TOLERANCE * height
-    outside = np.flatnonzero(present & ((keypoints[:, 0] > max_x) | (keypoints[:, 1] > max_y)))
+    margin_x, margin_y = OUT_OF_FRAME_TOLERANCE * width, OUT_OF_FRAME_TOLERANCE * height
+    x, y = keypoints[:, 0], keypoints[:, 1]
+    beyond = (x < -margin_x) | (x > width - 1 + margin_x) | (y < -margin_y) | (y > height - 1 + margin_y)
+    outside = np.flatnonzero(present & beyond)
     if len(outside) > 0:
         joints = ", ".join(
             f"{i} {KEYPOINT_NAMES[i]} at ({keypoints[i, 0]:g}, {keypoints[i, 1]:g})" for i in outside.tolist()
@@ -156,8 +165,10 @@ def _check_in_frame(keypoints: np.ndarray, height: int, width: int, argument_nam
 
 def _check_size(height: Any, width: Any) -> tuple[int, int]:
     for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"`{name}` must be a positive int, got {type(value).__name__} {value!r}.")
+        if value <= 0:
+            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
     return int(height), int(width)
 
 
@@ -252,69 +263,84 @@ def retarget_keypoints(target: Any, source: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _is_keypoint_array(value: Any) -> bool:
-    shape = tuple(value.shape) if isinstance(value, (np.ndarray, torch.Tensor)) else None
-    if shape is None:
-        try:
-            shape = np.asarray(value, dtype=np.float32).shape
-        except (TypeError, ValueError):
-            return False
-    return len(shape) == 2 and shape[0] == NUM_KEYPOINTS and shape[1] in (2, 3)
-
-
-def _to_pil_rgb(image: Any, argument_name: str) -> PIL.Image.Image:
-    """PIL / ndarray HxWx{1,3,4} (uint8 or float in [0, 1]) / tensor {1,3}xHxW in [0, 1] -> RGB PIL image."""
-    if isinstance(image, PIL.Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, torch.Tensor):
-        tensor = image.detach().cpu()
-        if tensor.ndim == 4 and tensor.shape[0] == 1:
-            tensor = tensor[0]
-        if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
-            raise ValueError(
-                f"`{argument_name}` as a tensor image must have shape (3, H, W) with values in [0, 1], "
-                f"got shape {tuple(image.shape)}."
-            )
-        if tensor.dtype == torch.uint8:
-            array = tensor.permute(1, 2, 0).numpy()
-        else:
-            array = (tensor.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    elif isinstance(image, np.ndarray):
-        array = image
-        if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3, 4):
-            array = array.transpose(1, 2, 0)
-        if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-            raise ValueError(
-                f"`{argument_name}` as an array image must have shape (H, W, 3), got shape {tuple(image.shape)}."
-            )
-        if array.dtype != np.uint8:
-            if np.issubdtype(array.dtype, np.floating):
-                array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
-            else:
-                raise ValueError(
-                    f"`{argument_name}` as an array image must be uint8 in [0, 255] or float in [0, 1], "
-                    f"got dtype {array.dtype}."
-                )
-    else:
-        raise TypeError(
-            f"`{argument_name}` must be a PIL image, np.ndarray or torch.Tensor, got {type(image).__name__}."
+def _is_number_table(value: Any) -> bool:
+    """A list/tuple of rows, each a list/tuple/1-D array of real numbers (e.g. 18 `(x, y)` tuples)."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(
+            isinstance(row, (list, tuple, np.ndarray, torch.Tensor))
+            and np.ndim(row) == 1
+            and all(isinstance(v, numbers.Real) or np.ndim(v) == 0 and not isinstance(v, (str, bytes)) for v in row)
+            for row in value
         )
-    array = np.ascontiguousarray(array)
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    elif array.shape[-1] == 4:
-        array = array[..., :3]
-    return PIL.Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+    )
 
 
-def _rescale_keypoints(keypoints: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
-    """Maps pixel keypoints between frames of different size (pixel-centre aligned, like an image resize)."""
-    out = keypoints.copy()
+def _is_keypoints(value: Any) -> bool:
+    """Keypoints rather than an image: a number table, or a 2-D array/tensor `(K, 2|3)` (K joints)."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.ndim == 2 and value.shape[-1] in (2, 3)
+    return _is_number_table(value)
+
+
+def _is_keypoint_batch(value: Any) -> bool:
+    return (
+        isinstance(value, (np.ndarray, torch.Tensor))
+        and value.ndim == 3
+        and value.shape[1] == NUM_KEYPOINTS
+        and (value.shape[2] in (2, 3))
+    )
+
+
+def as_pose_batch(target_pose: Any, argument_name: str = "target_pose") -> list:
+    """Splits `target_pose` into a list of single poses (the batching table of docs/inputs.md).
+
+    - an array/tensor `(N, 18, 2|3)`: N keypoint sets; an array `(N, H, W, 3)` or tensor `(N, 3, H, W)`: N images;
+    - a list/tuple of number rows (e.g. 18 `(x, y)` tuples, or an `(18, 3)` nested list): **one** pose;
+    - any other list/tuple: one pose per element (each a single pose: keypoints or one image);
+    - anything else (PIL image, `(18, 2|3)` keypoints, `(H, W, 3)` array, `(3, H, W)` tensor): one pose.
+
+    Raises:
+        ValueError: an empty list, or a list element that is itself a batch.
+    """
+    if isinstance(target_pose, (np.ndarray, torch.Tensor)):
+        return list(target_pose) if _is_keypoint_batch(target_pose) or target_pose.ndim == 4 else [target_pose]
+    if not isinstance(target_pose, (list, tuple)):
+        return [target_pose]
+    if len(target_pose) == 0:
+        raise ValueError(f"`{argument_name}` is an empty list; pass at least one pose.")
+    if _is_number_table(target_pose):
+        return [target_pose]
+    for index, pose in enumerate(target_pose):
+        if _is_keypoint_batch(pose) or isinstance(pose, (np.ndarray, torch.Tensor)) and pose.ndim == 4:
+            raise ValueError(
+                f"`{argument_name}[{index}]` holds a batch of shape {tuple(pose.shape)}; each list element must be one "
+                "pose (keypoints (18, 2|3) or one image). Pass the batch itself, not a list of batches."
+            )
+    return list(target_pose)
+
+
+def rescale_keypoints(keypoints: Any, from_size: Sequence[int], to_size: Sequence[int]) -> np.ndarray:
+    """Maps pixel keypoints from a `(height, width)` frame to another, as an image resize maps its pixels.
+
+    Pixel centres are aligned (integer `k` is the centre of pixel `k`): `x' = (x + 0.5) * to_w / from_w - 0.5`,
+    likewise `y`. This is the one rescaling rule of TruePose (datasets, pose detection, annotation files).
+
+    Args:
+        keypoints: `(18, 2)`/`(18, 3)` pixel keypoints of the `from_size` frame.
+        from_size: `(height, width)` of the keypoints' frame.
+        to_size: `(height, width)` of the new frame.
+
+    Returns:
+        `np.ndarray` float32 `(18, 3)`; missing joints stay `[-1, -1, 0]`. Coordinates are rounded to 1/1000 pixel.
+    """
+    out = as_keypoints(keypoints)
+    (from_h, from_w), (to_h, to_w) = _check_size(*from_size), _check_size(*to_size)
     present = _present(out)
-    sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
-    out[present, 0] = (out[present, 0] + 0.5) * sx - 0.5
-    out[present, 1] = (out[present, 1] + 0.5) * sy - 0.5
-    out[present, :2] = np.maximum(np.round(out[present, :2], 3), 0.0)
+    out[present, 0] = (out[present, 0] + 0.5) * (to_w / from_w) - 0.5
+    out[present, 1] = (out[present, 1] + 0.5) * (to_h / from_h) - 0.5
+    out[present, :2] = np.round(out[present, :2], 3)
     return out
 
 
@@ -358,14 +384,21 @@ def prepare_pose_image(
     if source_keypoints is not None:
         source_keypoints = as_keypoints(source_keypoints, "source_keypoints")
 
-    if _is_keypoint_array(target_pose) and not isinstance(target_pose, PIL.Image.Image):
+    if _is_keypoints(target_pose):
         if is_photo:
             raise ValueError("`is_photo=True` expects `target_pose` to be an image, got a keypoint array.")
         keypoints = as_keypoints(target_pose, "target_pose")
         _check_in_frame(keypoints, height, width, "target_pose")
+        if not _present(keypoints).any():
+            warnings.warn(
+                "`target_pose` has no visible joint (all missing: -1, NaN or confidence 0); the skeleton is an empty "
+                "black image and the pose is left to the model.",
+                UserWarning,
+                stacklevel=2,
+            )
         from_photo = False
     elif isinstance(target_pose, (PIL.Image.Image, np.ndarray, torch.Tensor)):
-        image = _to_pil_rgb(target_pose, "target_pose")
+        image = to_pil_image(target_pose, "target_pose")
         if not is_photo:
             if retarget:
                 raise ValueError(
@@ -384,7 +417,7 @@ def prepare_pose_image(
         detected = as_keypoints(detector(image), "detector output")
         if not _present(detected).any():
             raise ValueError("no person found in `target_pose` by the pose detector.")
-        keypoints = _rescale_keypoints(detected, (image.height, image.width), (height, width))
+        keypoints = rescale_keypoints(detected, (image.height, image.width), (height, width))
         from_photo = True
     else:
         raise TypeError(
@@ -423,7 +456,10 @@ def parse_deepfashion_keypoints(keypoints_y: str, keypoints_x: str) -> np.ndarra
         xs = json.loads(keypoints_x) if isinstance(keypoints_x, str) else keypoints_x
     except json.JSONDecodeError as error:
         raise ValueError(f"DeepFashion keypoints must be JSON lists of 18 ints: {error}") from None
-    ys, xs = np.asarray(ys, dtype=np.float32), np.asarray(xs, dtype=np.float32)
+    try:
+        ys, xs = np.asarray(ys, dtype=np.float32), np.asarray(xs, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError("`keypoints_y` and `keypoints_x` must hold numbers only.") from None
     if ys.shape != (NUM_KEYPOINTS,) or xs.shape != (NUM_KEYPOINTS,):
         raise ValueError(
             f"`keypoints_y` and `keypoints_x` must be lists of 18 values, got shapes {ys.shape} and {xs.shape}."
@@ -431,32 +467,50 @@ def parse_deepfashion_keypoints(keypoints_y: str, keypoints_x: str) -> np.ndarra
     return as_keypoints(np.stack([xs, ys], axis=1))
 
 
-def read_deepfashion_annotations(csv_path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_deepfashion_annotations(
+    csv_path: str | os.PathLike, problems: list[str] | None = None
+) -> dict[str, np.ndarray]:
     """Reads a DeepFashion annotation file (`fasion-resize-annotation-{train,test}.csv`).
 
-    The file has `sep=':'` and the header `name:keypoints_y:keypoints_x`.
+    The file has `sep=':'` and rows `name:keypoints_y:keypoints_x` (JSON lists of 18 ints, `-1` missing), after an
+    optional header `name:keypoints_y:keypoints_x`. This is TruePose's one reader of these files.
+
+    Args:
+        csv_path: the annotation file.
+        problems: where to collect one message (file, line, reason) per malformed row instead of raising on the
+            first one; such rows are skipped.
 
     Returns:
-        dict image name -> `(18, 3)` float32 keypoints (`[x, y, confidence]`, missing `[-1, -1, 0]`).
+        dict image name -> `(18, 3)` float32 keypoints (`[x, y, confidence]`, missing `[-1, -1, 0]`) in the file's
+        frame (256x176 for the usual files; see `rescale_keypoints`).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: a malformed row (when `problems` is None).
     """
+    path = os.fspath(csv_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Keypoint annotation file not found: {path} (expected `name:keypoints_y:keypoints_x` rows)."
+        )
     annotations: dict[str, np.ndarray] = {}
-    with open(csv_path, encoding="utf-8") as file:
-        header = [field.strip() for field in file.readline().strip().split(":")]
-        if header != ["name", "keypoints_y", "keypoints_x"]:
-            raise ValueError(
-                f"{os.fspath(csv_path)} must start with the header `name:keypoints_y:keypoints_x`, got {header}."
-            )
-        for line_number, line in enumerate(file, start=2):
+    with open(path, encoding="utf-8") as file:
+        for line_number, line in enumerate(file, start=1):
             line = line.strip()
-            if not line:
+            if not line or line_number == 1 and line.replace(" ", "").lower() == "name:keypoints_y:keypoints_x":
                 continue
-            fields = line.split(":")
-            if len(fields) != 3:
-                raise ValueError(
-                    f"{os.fspath(csv_path)}, line {line_number}: expected 3 ':'-separated fields, got {len(fields)}."
-                )
-            name, keypoints_y, keypoints_x = (field.strip() for field in fields)
-            annotations[name] = parse_deepfashion_keypoints(keypoints_y, keypoints_x)
+            try:
+                fields = line.split(":")
+                if len(fields) != 3:
+                    raise ValueError(
+                        f"expected 3 ':'-separated fields (name:keypoints_y:keypoints_x), got {len(fields)}"
+                    )
+                name, keypoints_y, keypoints_x = (field.strip() for field in fields)
+                annotations[name] = parse_deepfashion_keypoints(keypoints_y, keypoints_x)
+            except ValueError as error:
+                message = f"{path}:{line_number}: malformed keypoint row: {error}: {line[:120]!r}"
+                if problems is None:
+                    raise ValueError(message) from None
+                problems.append(message)
     return annotations
 
 
@@ -651,7 +705,7 @@ class PoseDetector:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from controlnet_aux.util import resize_image
-        rgb = np.asarray(_to_pil_rgb(image, "image"))
+        rgb = np.asarray(to_pil_image(image, "image"))
         height, width = rgb.shape[:2]
         resized = resize_image(rgb, self.detect_resolution)  # multiples of 64
         rh, rw = resized.shape[:2]
@@ -672,7 +726,7 @@ class PoseDetector:
                 keypoints[visible, :2] = xy[visible]
                 keypoints[visible, 2] = score[visible]
                 people.append(keypoints)
-        people = [_rescale_keypoints(as_keypoints(p), (rh, rw), (height, width)) for p in people]
+        people = [rescale_keypoints(as_keypoints(p), (rh, rw), (height, width)) for p in people]
         return [p for p in people if _present(p).any()]
 
     def __call__(self, image: Any) -> np.ndarray:

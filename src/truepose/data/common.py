@@ -31,8 +31,7 @@ from diffusers.utils import logging
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..conditioning.parsing import LABEL_MAPS
-from ..conditioning.pose import KEYPOINT_NAMES, NUM_KEYPOINTS
+from ..conditioning import KEYPOINT_NAMES, LABEL_MAPS, as_keypoints, as_parsing_map, get_label_map, rescale_keypoints
 
 logger = logging.get_logger(__name__)
 
@@ -104,41 +103,6 @@ def _stem(name: str) -> str:
     return str(path.with_suffix("")).replace("\\", "/").replace("/", "__")
 
 
-def missing_keypoints() -> np.ndarray:
-    """An all-missing ``(18, 3)`` keypoint array."""
-    keypoints = np.full((NUM_KEYPOINTS, 3), -1.0, dtype=np.float32)
-    keypoints[:, 2] = 0.0
-    return keypoints
-
-
-def normalize_keypoints(keypoints: Any, argument: str = "keypoints") -> np.ndarray:
-    """Convert ``(18, 2)`` or ``(18, 3)`` keypoints to float32 ``(18, 3)`` with missing points set to ``(-1, -1, 0)``.
-
-    A point is missing when its confidence is ``<= 0`` or a coordinate is negative / not finite. ``(18, 2)`` input
-    gets confidence 1 on present points.
-    """
-    array = np.asarray(keypoints, dtype=np.float32)
-    if array.ndim != 2 or array.shape[0] != NUM_KEYPOINTS or array.shape[1] not in (2, 3):
-        raise ValueError(f"`{argument}` must have shape (18, 2) or (18, 3), got {array.shape}.")
-    if array.shape[1] == 2:
-        array = np.concatenate([array, np.ones((NUM_KEYPOINTS, 1), dtype=np.float32)], axis=1)
-    else:
-        array = array.copy()
-    missing = (array[:, 2] <= 0) | (array[:, 0] < 0) | (array[:, 1] < 0) | ~np.isfinite(array).all(axis=1)
-    array[missing] = (-1.0, -1.0, 0.0)
-    return array
-
-
-def scale_keypoints(keypoints: np.ndarray, from_size: Sequence[int], to_size: Sequence[int]) -> np.ndarray:
-    """Scale ``(18, 3)`` pixel keypoints from frame ``from_size=(H, W)`` to ``to_size=(H, W)``; missing stay missing."""
-    keypoints = normalize_keypoints(keypoints)
-    (from_h, from_w), (to_h, to_w) = from_size, to_size
-    present = keypoints[:, 2] > 0
-    keypoints[present, 0] *= np.float32(to_w / from_w)
-    keypoints[present, 1] *= np.float32(to_h / from_h)
-    return keypoints
-
-
 def resize_image(image: Image.Image, image_size: Sequence[int]) -> Image.Image:
     """RGB copy of ``image`` resized (bicubic) to ``image_size=(H, W)``."""
     height, width = image_size
@@ -148,17 +112,6 @@ def resize_image(image: Image.Image, image_size: Sequence[int]) -> Image.Image:
     return image
 
 
-def resize_parsing(parsing: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
-    """Resize an ``(h, w)`` label map to ``image_size=(H, W)`` with nearest neighbour; returns int64 ``(H, W)``."""
-    height, width = image_size
-    parsing = np.asarray(parsing)
-    if parsing.shape != (height, width):
-        if parsing.min(initial=0) < 0 or parsing.max(initial=0) > 255:
-            raise ValueError(f"Parsing label ids must lie in [0, 255], got range [{parsing.min()}, {parsing.max()}].")
-        parsing = np.asarray(Image.fromarray(parsing.astype(np.uint8)).resize((width, height), Image.NEAREST))
-    return parsing.astype(np.int64)
-
-
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file as RGB (fully loaded, file closed)."""
     with Image.open(path) as image:
@@ -166,21 +119,12 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         return image.convert("RGB")
 
 
-def load_parsing(path: str | os.PathLike) -> np.ndarray:
-    """Read a label-id PNG (mode L, P or I; label ids as pixel values) as an int64 ``(H, W)`` array."""
+def load_parsing(path: str | os.PathLike, label_map: str, image_size: Sequence[int] | None = None) -> np.ndarray:
+    """Read a label-id PNG with :func:`truepose.conditioning.as_parsing_map` (stretched to ``image_size=(H, W)``)."""
     with Image.open(path) as image:
-        if image.mode in ("L", "P", "I", "I;16"):
-            array = np.asarray(image)
-        elif image.mode in ("RGB", "RGBA"):
-            rgb = np.asarray(image.convert("RGB"))
-            if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
-                raise ValueError(
-                    f"Parsing map {path} is a colour image; expected label ids as pixel values (mode L or P)."
-                )
-            array = rgb[..., 0]
-        else:
-            raise ValueError(f"Parsing map {path} has unsupported mode {image.mode!r}; expected L, P or I.")
-    return array.astype(np.int64)
+        image.load()
+        height, width = image_size or (image.height, image.width)
+        return as_parsing_map(image, height, width, label_map, argument_name=os.fspath(path), stretch=True)
 
 
 def save_parsing(parsing: np.ndarray, path: str | os.PathLike) -> None:
@@ -237,56 +181,6 @@ def read_pairs_csv(csv_path: str | os.PathLike) -> list[tuple[str, str]]:
     return pairs
 
 
-def _parse_annotation_row(line: str) -> tuple[str, np.ndarray]:
-    parts = line.split(":")
-    if len(parts) != 3:
-        raise ValueError(f"expected 3 ':'-separated fields (name:keypoints_y:keypoints_x), got {len(parts)}")
-    name = parts[0].strip()
-    try:
-        ys, xs = json.loads(parts[1]), json.loads(parts[2])
-    except json.JSONDecodeError as error:
-        raise ValueError(f"keypoint lists are not valid JSON ({error})") from None
-    if not (isinstance(ys, list) and isinstance(xs, list)) or len(ys) != NUM_KEYPOINTS or len(xs) != NUM_KEYPOINTS:
-        raise ValueError("keypoints_y and keypoints_x must be JSON lists of 18 numbers")
-    try:
-        coords = np.array([xs, ys], dtype=np.float32).T
-    except (TypeError, ValueError):
-        raise ValueError("keypoints_y and keypoints_x must contain numbers only") from None
-    keypoints = np.ones((NUM_KEYPOINTS, 3), dtype=np.float32)
-    keypoints[:, :2] = coords
-    return name, normalize_keypoints(keypoints)
-
-
-def read_annotation_csv(csv_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Tolerant reader of a DeepFashion annotation CSV (``sep=':'``, header ``name:keypoints_y:keypoints_x``).
-
-    Returns ``(keypoints, problems)``: float32 ``(18, 3)`` arrays in the CSV's pixel frame keyed by image name, and
-    one message per malformed row (with file and line number). ``truepose.conditioning.pose.read_deepfashion_annotations``
-    is the strict form (raises on the first bad row).
-    """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(
-            f"Keypoint annotation CSV not found: {csv_path} (expected `name:keypoints_y:keypoints_x` rows)."
-        )
-    keypoints: dict[str, np.ndarray] = {}
-    problems: list[str] = []
-    with open(csv_path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if number == 1 and line.replace(" ", "").lower().startswith("name:keypoints_y"):
-                continue
-            try:
-                name, array = _parse_annotation_row(line)
-            except ValueError as error:
-                problems.append(f"{csv_path}:{number}: malformed keypoint row: {error}: {line[:120]!r}")
-                continue
-            keypoints[name] = array
-    return keypoints, problems
-
-
 def read_keypoints_json(json_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
     """Read ``{image_name: [[x, y, c] * 18]}`` (or ``[[x, y]] * 18``); returns ``(keypoints, problems)``."""
     json_path = Path(json_path)
@@ -303,7 +197,7 @@ def read_keypoints_json(json_path: str | os.PathLike) -> tuple[dict[str, np.ndar
     problems: list[str] = []
     for name, value in data.items():
         try:
-            keypoints[name] = normalize_keypoints(value, argument=f"keypoints of {name!r}")
+            keypoints[name] = as_keypoints(value, f"keypoints of {name!r}")
         except (TypeError, ValueError) as error:
             problems.append(f"{json_path}: malformed keypoints for {name!r}: {error}")
     return keypoints, problems
@@ -320,7 +214,7 @@ def read_keypoints_dir(directory: str | os.PathLike) -> tuple[dict[str, np.ndarr
         key = path.relative_to(directory).with_suffix("").as_posix()
         try:
             with open(path, encoding="utf-8") as f:
-                keypoints[key] = normalize_keypoints(json.load(f), argument=f"keypoints in {path}")
+                keypoints[key] = as_keypoints(json.load(f), f"keypoints in {path}")
         except (ValueError, TypeError) as error:
             problems.append(f"{path}: malformed keypoints: {error}")
     return keypoints, problems
@@ -377,15 +271,6 @@ def check_pair_item(item: dict[str, Any], image_size: Sequence[int] | None = Non
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _known_label_ids(label_map: str) -> set[int]:
-    """Ids of a label map known to ``truepose.conditioning.parsing`` (ValueError for an unknown name)."""
-    try:
-        from truepose.conditioning.parsing import get_label_map
-    except ImportError:  # pragma: no cover - the conditioning package is part of truepose
-        return set(ATR_LABELS) if label_map == "atr" else set()
-    return set(get_label_map(label_map).labels)
-
-
 class PairFileDataset(Dataset):
     """Pairs of image files with keypoints and optional parsing maps (base of the DeepFashion and folder datasets).
 
@@ -424,8 +309,7 @@ class PairFileDataset(Dataset):
         self.parsing_dir = None if parsing_dir is None else Path(parsing_dir)
         if self.parsing_dir is not None and not self.parsing_dir.is_dir():
             raise FileNotFoundError(f"`parsing_dir` {self.parsing_dir} is not a directory of <stem>.png label maps.")
-        self.label_map = label_map.lower()
-        self.label_ids = _known_label_ids(self.label_map)
+        self.label_map = get_label_map(label_map.lower()).name
         self.annotation_problems = list(annotation_problems)
         if self.annotation_problems:
             logger.warning(
@@ -468,13 +352,13 @@ class PairFileDataset(Dataset):
         if keypoints is None:
             raise KeyError(f"No keypoints for image {name!r} ({path}); call `validate()` to list every problem.")
         frame = self.keypoints_frame or (image.height, image.width)
-        keypoints = scale_keypoints(keypoints, frame, self.image_size)
+        keypoints = rescale_keypoints(keypoints, frame, self.image_size)
         parsing = None
         parsing_path = self.parsing_path(name)
         if parsing_path is not None:
             if not parsing_path.is_file():
                 raise FileNotFoundError(f"Parsing map not found: {parsing_path} (for image {path}).")
-            parsing = resize_parsing(load_parsing(parsing_path), self.image_size)
+            parsing = load_parsing(parsing_path, self.label_map, self.image_size)
         return resize_image(image, self.image_size), keypoints, parsing
 
     def __getitem__(self, index: int) -> PairItem:
@@ -531,13 +415,9 @@ class PairFileDataset(Dataset):
                     problems.append(f"{parsing_path}: missing parsing map (for image {path}).")
                 else:
                     try:
-                        parsing = load_parsing(parsing_path)
+                        load_parsing(parsing_path, self.label_map)
+                    except ValueError as error:  # not a label-id map, or ids the label map does not define
+                        problems.append(str(error))
                     except Exception as error:
                         problems.append(f"{parsing_path}: unreadable parsing map ({type(error).__name__}: {error}).")
-                    else:
-                        unknown = sorted(set(np.unique(parsing).tolist()) - self.label_ids) if self.label_ids else []
-                        if unknown:
-                            problems.append(
-                                f"{parsing_path}: label ids {unknown} are not in the {self.label_map!r} label map."
-                            )
         return problems

@@ -25,13 +25,8 @@ from pathlib import Path
 import numpy as np
 from diffusers.utils import logging
 
-from .common import (
-    PairFileDataset,
-    read_annotation_csv,
-    read_pairs_csv,
-    save_parsing,
-    scale_keypoints,
-)
+from ..conditioning import read_deepfashion_annotations, rescale_keypoints
+from .common import PairFileDataset, read_pairs_csv, save_parsing
 
 logger = logging.get_logger(__name__)
 
@@ -40,20 +35,6 @@ __all__ = ["DEEPFASHION_KEYPOINT_FRAME", "DeepFashionDataset", "make_deepfashion
 #: ``(height, width)`` frame of the keypoints of ``fasion-resize-annotation-*.csv``.
 DEEPFASHION_KEYPOINT_FRAME: tuple[int, int] = (256, 176)
 SPLITS = ("train", "test")
-
-
-def _read_annotations(csv_path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Keypoints of an annotation CSV with the project's reader, falling back to a row-by-row diagnosis."""
-    try:
-        from truepose.conditioning.pose import read_deepfashion_annotations
-    except ImportError:  # pragma: no cover - the conditioning package is part of truepose
-        read_deepfashion_annotations = None
-    if read_deepfashion_annotations is not None:
-        try:
-            return dict(read_deepfashion_annotations(csv_path)), []
-        except (ValueError, TypeError):
-            pass  # a malformed row: read again row by row to report every problem with its line number
-    return read_annotation_csv(csv_path)
 
 
 class DeepFashionDataset(PairFileDataset):
@@ -98,7 +79,8 @@ class DeepFashionDataset(PairFileDataset):
                 f"from,to) and {root}/fasion-resize-annotation-{{train,test}}.csv (name:keypoints_y:keypoints_x); "
                 "see docs/data.md."
             )
-        keypoints, problems = _read_annotations(annotation_csv)
+        problems: list[str] = []
+        keypoints = read_deepfashion_annotations(annotation_csv, problems)
         super().__init__(
             pairs=read_pairs_csv(pairs_csv),
             image_dir=image_dir,
@@ -203,7 +185,7 @@ def make_deepfashion_fixture(
                 image.save(image_dir / name, quality=95)
                 if with_parsing:
                     save_parsing(parsing, root / "parsing" / f"{Path(name).stem}.png")
-                annotations[name] = scale_keypoints(keypoints, (height, width), DEEPFASHION_KEYPOINT_FRAME)
+                annotations[name] = rescale_keypoints(keypoints, (height, width), DEEPFASHION_KEYPOINT_FRAME)
                 names.append(name)
                 written += 1
             if len(names) == 2:

@@ -18,9 +18,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..conditioning import read_deepfashion_annotations
 from .common import (
     PairFileDataset,
-    read_annotation_csv,
     read_keypoints_dir,
     read_keypoints_json,
     read_pairs_csv,
@@ -43,7 +43,8 @@ def read_keypoints_any(path: str | os.PathLike) -> tuple[dict, list[str]]:
             "CSV name:keypoints_y:keypoints_x, or a folder of <stem>.json files)."
         )
     if path.suffix.lower() == ".csv":
-        return read_annotation_csv(path)
+        problems: list[str] = []
+        return read_deepfashion_annotations(path, problems), problems
     if path.suffix.lower() == ".json":
         return read_keypoints_json(path)
     raise ValueError(f"Keypoints file {path} must end in .json or .csv, or be a folder.")

@@ -28,7 +28,8 @@ import numpy as np
 from diffusers.utils import logging
 from PIL import Image
 
-from .common import IMAGE_EXTENSIONS, atomic_write, load_image, normalize_keypoints, read_keypoints_dir, save_parsing
+from ..conditioning import as_keypoints
+from .common import IMAGE_EXTENSIONS, atomic_write, load_image, read_keypoints_dir, save_parsing
 
 logger = logging.get_logger(__name__)
 
@@ -207,7 +208,7 @@ def preprocess(
                 logger.warning(f"No person found in {image_dir / name} ({error}); writing all-missing keypoints.")
                 keypoints = np.zeros((18, 3))
                 summary.no_person.append(str(image_dir / name))
-            keypoints = normalize_keypoints(keypoints, argument=f"detector output for {image_dir / name}")
+            keypoints = as_keypoints(keypoints, f"detector output for {image_dir / name}")
             _write_json(_keypoints_path(output_dir, name), np.round(keypoints, 2).tolist())
             summary.detected += 1
         done = min(start + batch_size, len(todo))

@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import Dataset
 
-from .common import NUM_KEYPOINTS, PairItem, check_image_size, normalize_keypoints
+from ..conditioning import NUM_KEYPOINTS, as_keypoints
+from .common import PairItem, check_image_size
 
 __all__ = [
     "Appearance",
@@ -571,7 +572,7 @@ def render_person(
         map.
     """
     height, width = check_image_size(image_size)
-    keypoints = normalize_keypoints(keypoints)
+    keypoints = as_keypoints(keypoints)
     ss = _supersampling(height, width)
     kp = keypoints.copy()
     present = kp[:, 2] > 0

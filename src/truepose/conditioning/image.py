@@ -1,0 +1,136 @@
+# Copyright 2025 The TruePose developers. Licensed under the Apache License, Version 2.0.
+"""Image inputs: PIL images, NumPy arrays and torch tensors -> RGB `PIL.Image.Image`s.
+
+The value-range and layout rules are those of diffusers' `VaeImageProcessor`, whose converters do the work:
+
+- `PIL.Image.Image`: any mode without alpha ("RGB", "L", "P", ...), converted to RGB.
+- `np.ndarray`: channels last, `(H, W)`, `(H, W, 1|3)` or a batch `(N, H, W, 1|3)`; float in [0, 1] or uint8.
+- `torch.Tensor`: channels first, `(H, W)`, `(1|3, H, W)` or a batch `(N, 1|3, H, W)`; float in [0, 1] or uint8.
+- a list or tuple of single images.
+
+Anything else is refused with an error naming the argument: float values outside [0, 1] (e.g. 0..255 floats or the
+[-1, 1] range, which `VaeImageProcessor` only accepts with a deprecation warning), non-finite values, other integer
+dtypes, alpha channels, an empty list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.image_processor import VaeImageProcessor
+
+ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
+
+IMAGE_FORMS = (
+    "a PIL image, an np.ndarray (H, W, 3) or torch.Tensor (3, H, W) (float in [0, 1] or uint8), "
+    "a batch (N, H, W, 3) / (N, 3, H, W), or a list of images"
+)
+
+
+def _array_to_float(array: np.ndarray, argument_name: str) -> np.ndarray:
+    """uint8 -> [0, 1]; floats are checked to be finite and in [0, 1]; anything else is refused."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"`{argument_name}` must be float in [0, 1] or uint8, got dtype {array.dtype}.")
+    array = array.astype(np.float32)
+    if array.size == 0:
+        raise ValueError(f"`{argument_name}` is empty (shape {tuple(array.shape)}).")
+    if not np.isfinite(array).all():
+        raise ValueError(f"`{argument_name}` holds non-finite values (NaN or inf).")
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 1:
+        hint = " (it looks like 0..255: divide by 255 or pass uint8)" if high > 1 else " ([-1, 1]: pass (x + 1) / 2)"
+        raise ValueError(f"`{argument_name}` float values must lie in [0, 1], got [{low:g}, {high:g}]{hint}.")
+    return array
+
+
+def _to_numpy_batch(image: np.ndarray | torch.Tensor, argument_name: str, batch: bool) -> np.ndarray:
+    """Channels-last float batch `(N, H, W, C)` in [0, 1] of an array or tensor (`batch`: N may exceed 1)."""
+    if isinstance(image, torch.Tensor):
+        shape = tuple(image.shape)
+        tensor = image.detach()
+        if tensor.ndim == 2:
+            tensor = tensor[None]
+        if tensor.ndim == 3:
+            tensor = tensor[None]
+        if tensor.ndim != 4 or not batch and len(tensor) > 1 or tensor.shape[1] not in (1, 3):
+            expected = "(3, H, W) or (N, 3, H, W)" if batch else "(3, H, W)"
+            raise ValueError(
+                f"`{argument_name}` as a tensor must have shape {expected} (channels first), got shape {shape}."
+            )
+        if tensor.dtype == torch.uint8:
+            array = VaeImageProcessor.pt_to_numpy(tensor).astype(np.uint8)
+        elif tensor.is_floating_point():
+            array = VaeImageProcessor.pt_to_numpy(tensor)
+        else:
+            raise ValueError(f"`{argument_name}` must be float in [0, 1] or uint8, got dtype {tensor.dtype}.")
+    else:
+        shape = tuple(image.shape)
+        array = image
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4 or not batch and len(array) > 1 or array.shape[-1] not in (1, 3):
+            expected = "(H, W, 3) or (N, H, W, 3)" if batch else "(H, W, 3)"
+            alpha = " (an alpha channel is not accepted: drop it)" if array.ndim == 4 and array.shape[-1] == 4 else ""
+            raise ValueError(
+                f"`{argument_name}` as an array must have shape {expected} (channels last){alpha}, got shape {shape}."
+            )
+    return _array_to_float(array, argument_name)
+
+
+def _pil_to_rgb(image: PIL.Image.Image, argument_name: str) -> PIL.Image.Image:
+    if "A" in image.getbands() or image.mode == "P" and "transparency" in image.info:
+        raise ValueError(
+            f"`{argument_name}` has an alpha channel (mode {image.mode!r}); pass `image.convert('RGB')` (or composite "
+            "it over a background) so that the colour under transparent pixels is your choice."
+        )
+    return VaeImageProcessor.convert_to_rgb(image) if image.mode != "RGB" else image
+
+
+def is_batch_of_images(images: Any) -> bool:
+    """Whether `images` is a list/tuple, a 4-D array `(N, H, W, C)` or a 4-D tensor `(N, C, H, W)`."""
+    return isinstance(images, (list, tuple)) or isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4
+
+
+def to_pil_images(images: Any, argument_name: str = "image") -> list[PIL.Image.Image]:
+    """Converts one image or a batch of images to RGB PIL images (see the module docstring for the forms).
+
+    Args:
+        images: one image, a 4-D batch, or a list/tuple of single images.
+        argument_name: name used in error messages.
+
+    Returns:
+        list of RGB `PIL.Image.Image`, one per image.
+
+    Raises:
+        TypeError: an unsupported type. ValueError: an empty list, a wrong shape, dtype or value range.
+    """
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError(f"`{argument_name}` is an empty list; pass at least one image.")
+        return [to_pil_image(image, f"{argument_name}[{i}]") for i, image in enumerate(images)]
+    if isinstance(images, PIL.Image.Image):
+        return [_pil_to_rgb(images, argument_name)]
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        array = _to_numpy_batch(images, argument_name, batch=True)
+        return [VaeImageProcessor.convert_to_rgb(image) for image in VaeImageProcessor.numpy_to_pil(array)]
+    raise TypeError(f"`{argument_name}` must be {IMAGE_FORMS}; got {type(images).__name__}.")
+
+
+def to_pil_image(image: Any, argument_name: str = "image") -> PIL.Image.Image:
+    """Converts one image (PIL, `(H, W, 3)` array, `(3, H, W)` tensor; no batch) to an RGB PIL image."""
+    if isinstance(image, PIL.Image.Image):
+        return _pil_to_rgb(image, argument_name)
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        (pil,) = VaeImageProcessor.numpy_to_pil(_to_numpy_batch(image, argument_name, batch=False))
+        return VaeImageProcessor.convert_to_rgb(pil)
+    raise TypeError(
+        f"`{argument_name}` must be one image: a PIL image, an np.ndarray (H, W, 3) or a torch.Tensor (3, H, W); "
+        f"got {type(image).__name__}."
+    )
