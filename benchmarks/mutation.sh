@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Mutation testing of TruePose's core logic with mutmut 3 (`pip install -e ".[test]"`); see docs/testing.md.
+#
+#   benchmarks/mutation.sh                 # every target below, one after the other
+#   benchmarks/mutation.sh parsing pose    # some targets
+#
+# Each target mutates one source file (or only the named functions of it) and runs, for each mutant, only the
+# tests of that target that call the mutated function. It works on a snapshot of the committed HEAD
+# (`git archive`) in $MUTATION_DIR/<target> (default /tmp/truepose-mutation), so the working tree is never touched
+# and the result belongs to one commit. One worker at nice 10, single-threaded torch: slow (see docs/testing.md for
+# times) and not part of .ci/run. It prints one line per target:
+#   <target> <file> killed=K survived=S no_tests=N timeout=T suspicious=U total=M score=P%
+# and leaves the surviving mutants' names in $MUTATION_DIR/<target>/survivors.txt (`mutmut show <name>` there
+# prints the diff).
+set -euo pipefail
+
+repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+python=${PYTHON:-$repo/.venv/bin/python}
+workdir=${MUTATION_DIR:-${TMPDIR:-/tmp}/truepose-mutation}
+commit=$(git -C "$repo" rev-parse HEAD)
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+# target -> file to mutate | mutant-name glob ("" = the whole file) | tests (only these run against its mutants)
+declare -A FILE SELECT TESTS
+FILE[parsing]=src/truepose/conditioning/parsing.py
+TESTS[parsing]="tests/conditioning/test_parsing.py tests/conditioning/test_correctness_parsing.py"
+FILE[pose]=src/truepose/conditioning/pose.py
+TESTS[pose]="tests/conditioning/test_pose.py tests/conditioning/test_correctness_pose.py"
+FILE[target_net]=src/truepose/models/target_net.py
+TESTS[target_net]="tests/models/test_correctness_target_net.py tests/models/test_attention.py"
+FILE[pose_encoder]=src/truepose/models/pose_encoder.py
+TESTS[pose_encoder]="tests/models/test_correctness_target_net.py"
+FILE[attention]=src/truepose/models/attention.py
+TESTS[attention]="tests/models/test_attention.py tests/models/test_correctness_target_net.py"
+FILE[pipeline]=src/truepose/pipeline.py
+TESTS[pipeline]="tests/test_correctness_pipeline.py tests/test_pipeline.py"
+FILE[train]=src/truepose/train.py
+SELECT[train]="truepose.train.x_training_loss__mutmut_*"
+TESTS[train]="tests/test_correctness_train.py"
+FILE[metrics]=src/truepose/evaluation/metrics.py
+TESTS[metrics]="tests/evaluation/test_evaluation_metrics.py"
+ALL=(parsing pose target_net pose_encoder attention train pipeline metrics)
+
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
+echo "mutmut $("$python" -m mutmut --version | awk '{print $NF}'), commit $commit, $(date -u +%Y-%m-%dT%H:%MZ)"
+for target in "${targets[@]}"; do
+    if [ -z "${FILE[$target]:-}" ]; then
+        echo "unknown target $target; known: ${ALL[*]}" >&2
+        exit 2
+    fi
+    dir=$workdir/$target
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    git -C "$repo" archive "$commit" | tar -x -C "$dir"
+    {
+        echo "[mutmut]"
+        echo "source_paths = src/"
+        echo "only_mutate = ${FILE[$target]}"
+        echo "pytest_add_cli_args_test_selection ="
+        for t in ${TESTS[$target]}; do echo "    $t"; done
+        echo "pytest_add_cli_args ="
+        echo "    -p"
+        echo "    no:cacheprovider"
+    } >"$dir/setup.cfg"
+    sed -i '/^\[tool\.mutmut\]/,/^\[/{/^\[tool\.mutmut\]/d}' "$dir/pyproject.toml"
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    (cd "$dir" && nice -n 10 "$python" -m mutmut run --max-children 1 ${SELECT[$target]:-} >run.log 2>&1) || true
+    (cd "$dir" && "$python" -m mutmut results --all true >results.txt 2>&1) || true
+    "$python" - "$dir/results.txt" "$target" "${FILE[$target]}" "$(($(date +%s) - start))" <<'EOF'
+import collections, re, sys
+
+path, target, file, seconds = sys.argv[1:]
+counts = collections.Counter()
+survivors = []
+for line in open(path):
+    match = re.match(r"\s*(\S+__mutmut_\d+): (.+)", line)
+    if match:
+        status = match.group(2).strip()
+        counts[status] += 1
+        if status != "killed":
+            survivors.append(f"{match.group(1)}: {status}")
+total = sum(counts.values())
+killed = counts["killed"] + counts["timeout"]
+score = 100 * killed / total if total else float("nan")
+with open(path.replace("results.txt", "survivors.txt"), "w") as out:
+    out.write("\n".join(survivors) + "\n")
+print(
+    f"{target} {file} killed={counts['killed']} survived={counts['survived']} no_tests={counts['no tests']} "
+    f"timeout={counts['timeout']} suspicious={counts['suspicious']} total={total} score={score:.1f}% "
+    f"({int(seconds) // 60} min)"
+)
+EOF
+done

@@ -1,0 +1,183 @@
+"""TargetNet's per-layer references against hand-made masks, and the person-mask rule (issue 14).
+
+The rule: a token is on the person (HPFA weight ``1 + delta``) when at least half of its area is on the person
+(fraction >= 0.5). docs/design.md and `TargetNet.prepare_reference` state the same rule.
+"""
+
+import math
+
+import pytest
+import torch
+
+from truepose.models import PoseEncoder, SourceReference, capture_reference_tokens, token_grid
+from truepose.testing import tiny_components
+
+SIGMA, DELTA = 0.3, 0.6
+LOG_ON, LOG_OFF = math.log(1 + DELTA), math.log(SIGMA)
+
+
+@pytest.fixture(scope="module")
+def nets():
+    components = tiny_components(hpfa_sigma=SIGMA, hpfa_delta=DELTA)
+    return components["source_unet"], components["target_unet"]
+
+
+def make_reference(source_unet, person_mask, region_masks, dropped) -> SourceReference:
+    batch = person_mask.shape[0]
+    with torch.no_grad():
+        bank = capture_reference_tokens(
+            source_unet, torch.randn(batch, 4, 32, 32), torch.randn(batch, 1, source_unet.config.cross_attention_dim)
+        )
+    return SourceReference(
+        bank=bank,
+        person_mask=person_mask,
+        region_masks=region_masks,
+        region_embeds=torch.randn(batch, region_masks.shape[1], 32),
+        source_dropped=torch.tensor(dropped),
+    )
+
+
+def partly_covered_mask() -> torch.Tensor:
+    """64x64 person mask whose first 2x2-pixel tokens (32x32 grid) hold 0, 1, 2, 3, 4 person pixels."""
+    mask = torch.zeros(64, 64)
+    for token, pixels in enumerate([0, 1, 2, 3, 4]):
+        for p in range(pixels):
+            mask[p // 2, 2 * token + p % 2] = 1
+    # 16x16 grid (4x4-pixel tokens), row 4: tokens with 7, 8 and 9 of 16 pixels.
+    for token, pixels in zip((0, 1, 2), (7, 8, 9)):
+        for p in range(pixels):
+            mask[16 + p // 4, 4 * token + p % 4] = 1
+    return mask
+
+
+def test_person_rule_on_partly_covered_tokens(nets):
+    source_unet, target_unet = nets
+    mask = partly_covered_mask()
+    reference = make_reference(source_unet, mask[None, None], torch.zeros(1, 1, 64, 64), [False])
+    layers = target_unet.prepare_reference(reference, (32, 32))
+    sizes = {layer.tokens.shape[1] for layer in layers.values()}
+    assert sizes == {32 * 32, 16 * 16}  # both grids are exercised
+    for layer in layers.values():
+        assert layer.log_weight.shape == (1, layer.tokens.shape[1]) and layer.log_weight.dtype == torch.float32
+        if layer.tokens.shape[1] == 32 * 32:
+            # 0/4 and 1/4 background; 2/4 (exactly half), 3/4 and 4/4 person.
+            expected = [LOG_OFF, LOG_OFF, LOG_ON, LOG_ON, LOG_ON]
+            torch.testing.assert_close(layer.log_weight[0, :5], torch.tensor(expected))
+            assert (layer.log_weight[0, 5:32] == LOG_OFF).all()
+        else:
+            row = layer.log_weight[0].view(16, 16)[4]
+            torch.testing.assert_close(row[:3], torch.tensor([LOG_OFF, LOG_ON, LOG_ON]))  # 7/16, 8/16, 9/16
+            assert (row[3:] == LOG_OFF).all()
+        torch.testing.assert_close(layer.log_weight.exp().unique(), torch.tensor([SIGMA, 1 + DELTA]))
+
+
+def test_region_indicators_valid_regions_and_dropped_rows(nets):
+    source_unet, target_unet = nets
+    person = torch.zeros(3, 1, 64, 64)
+    person[:, :, :32] = 1
+    regions = torch.zeros(3, 2, 64, 64)
+    regions[:, 0, 0, 0] = 1  # one pixel: 1/4 of token 0 at 32x32, 1/16 at 16x16
+    regions[:, 1, :, 62:] = 1  # the last two columns: the last column of tokens, 1/1 and 2/4
+    regions[1, 1] = 0  # row 1 lacks region 1 (padding)
+    reference = make_reference(source_unet, person, regions, [True, False, True])
+    layers = target_unet.prepare_reference(reference, (32, 32))
+    for layer in layers.values():
+        n = layer.tokens.shape[1]
+        side = int(math.isqrt(n))
+        indicators = layer.region_indicators
+        assert indicators.shape == (3, n, 2)
+        assert indicators[0, 0, 0] == pytest.approx(1 / (64 // side) ** 2)
+        assert indicators[0, 1:, 0].abs().sum() == 0
+        last_column = indicators[0].view(side, side, 2)[:, -1, 1]
+        assert torch.allclose(last_column, torch.full((side,), 2 / (64 // side)))
+        assert indicators[0].view(side, side, 2)[:, :-1, 1].abs().sum() == 0
+        # Region 0 present everywhere, region 1 absent in row 1; dropped rows (0 and 2) see no region.
+        assert layer.region_valid.tolist() == [[False, False], [True, False], [False, False]]
+        assert layer.num_source_free_rows == 1  # only the leading dropped row
+        assert torch.isinf(layer.log_weight[[0, 2]]).all() and (layer.log_weight[[0, 2]] < 0).all()
+        assert torch.isfinite(layer.log_weight[1]).all()
+        assert (
+            layer.region_embeds is reference.region_embeds
+            and layer.tokens is reference.bank[layer_name(layers, layer)]
+        )
+
+
+def layer_name(layers, layer):
+    return next(name for name, value in layers.items() if value is layer)
+
+
+def test_layers_outside_hpfa_blocks_get_plain_reference_weights():
+    components = tiny_components(hpfa_sigma=SIGMA, hpfa_delta=DELTA, hpfa_blocks=("up_blocks",))
+    source_unet, target_unet = components["source_unet"], components["target_unet"]
+    person = torch.zeros(2, 1, 64, 64)
+    person[:, :, 20:40, 20:40] = 1
+    reference = make_reference(source_unet, person, torch.ones(2, 1, 64, 64), [True, True])
+    layers = target_unet.prepare_reference(reference, (32, 32))
+    assert {name.split(".")[0] for name in layers} == {"down_blocks", "mid_block", "up_blocks"}
+    for layer in layers.values():
+        assert layer.num_source_free_rows == 2
+        assert torch.isneginf(layer.log_weight).all()
+    reference.source_dropped = torch.tensor([False, False])
+    for name, layer in target_unet.prepare_reference(reference, (32, 32)).items():
+        assert layer.num_source_free_rows == 0
+        if name.startswith("up_blocks"):
+            assert layer.log_weight.unique().tolist() == pytest.approx([LOG_OFF, LOG_ON])
+        else:
+            assert (layer.log_weight == 0).all()
+
+
+def test_source_reference_rows():
+    reference = SourceReference(
+        bank={"a": torch.arange(6.0).view(3, 2, 1)},
+        person_mask=torch.arange(3.0).view(3, 1, 1, 1),
+        region_masks=torch.arange(3.0).view(3, 1, 1, 1) + 10,
+        region_embeds=torch.arange(3.0).view(3, 1, 1) + 20,
+        source_dropped=torch.tensor([False, True, False]),
+    )
+    picked = reference.index_select(torch.tensor([2, 0, 0]))
+    assert picked.bank["a"][:, :, 0].tolist() == [[4, 5], [0, 1], [0, 1]]
+    assert picked.person_mask.flatten().tolist() == [2, 0, 0]
+    assert picked.region_masks.flatten().tolist() == [12, 10, 10]
+    assert picked.region_embeds.flatten().tolist() == [22, 20, 20]
+    assert picked.source_dropped.tolist() == [False, False, False]
+    doubled = reference.with_unconditional()  # [unconditional ; conditional]
+    assert doubled.person_mask.flatten().tolist() == [0, 1, 2, 0, 1, 2]
+    assert doubled.bank["a"].shape == (6, 2, 1) and doubled.region_embeds.flatten().tolist() == [20, 21, 22] * 2
+    assert doubled.source_dropped.tolist() == [True, True, True, False, True, False]
+
+
+def test_token_grid_halves_rounding_up():
+    assert token_grid((32, 32), 1024) == (32, 32)
+    assert token_grid((32, 32), 256) == (16, 16)
+    assert token_grid((5, 7), 35) == (5, 7)
+    assert token_grid((5, 7), 12) == (3, 4)  # ceil(5 / 2), ceil(7 / 2)
+    assert token_grid((5, 7), 4) == (2, 2)
+    assert token_grid((5, 7), 1) == (1, 1)
+    with pytest.raises(ValueError, match=r"No UNet resolution of latent size \(5, 7\) has 6 tokens"):
+        token_grid((5, 7), 6)
+
+
+def test_settings_are_checked_and_stored(nets):
+    _, target_unet = nets
+    with pytest.raises(ValueError, match="Need hpfa_sigma > 0, hpfa_delta > -1 and caa_top_k >= 0"):
+        target_unet.set_truepose_settings(hpfa_sigma=0.0)
+    with pytest.raises(ValueError, match="hpfa_delta > -1"):
+        target_unet.set_truepose_settings(hpfa_delta=-1.0)
+    with pytest.raises(ValueError, match="caa_top_k >= 0"):
+        target_unet.set_truepose_settings(caa_top_k=-1)
+    target_unet.set_truepose_settings(caa_top_k=1)
+    assert target_unet.config.caa_top_k == 1 and target_unet.config.hpfa_sigma == SIGMA
+    assert all(p.top_k == 1 for p in target_unet.hpfa_processors.values() if hasattr(p, "top_k"))
+    target_unet.set_truepose_settings(hpfa_sigma=0.5, hpfa_delta=0.0, caa_top_k=2)
+    assert (target_unet.config.hpfa_sigma, target_unet.config.hpfa_delta, target_unet.config.caa_top_k) == (0.5, 0, 2)
+    target_unet.set_truepose_settings(hpfa_sigma=SIGMA, hpfa_delta=DELTA)
+
+
+def test_pose_encoder_shapes_and_zero_start():
+    encoder = PoseEncoder(block_out_channels=(4, 8, 8), out_channels=6)
+    assert encoder.downscale_factor == 4
+    out = encoder(torch.rand(2, 3, 16, 24))
+    assert out.shape == (2, 6, 4, 6) and (out == 0).all()  # a fresh encoder adds nothing
+    torch.nn.init.normal_(encoder.conv_out.weight)
+    assert encoder(torch.rand(2, 3, 16, 24)).abs().sum() > 0
+    assert [m.stride for m in encoder.blocks if isinstance(m, torch.nn.Conv2d)] == [(1, 1), (2, 2), (2, 2)]
