@@ -8,6 +8,7 @@ import os
 import re
 import types
 import typing
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,13 +17,15 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from diffusers.utils import BaseOutput, logging
+from diffusers.utils import BaseOutput, logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from transformers.utils import logging as transformers_logging
 
+from .conditioning import ImageInput, as_parsing_batch, as_pose_batch, to_pil_images
 from .conditioning import parsing as parsing_utils
 from .conditioning.pose import prepare_pose_image
 from .models import (
@@ -31,7 +34,6 @@ from .models import (
     SourceReference,
     TargetNet,
     capture_reference_tokens,
-    install_reference_capture,
 )
 
 logger = logging.get_logger(__name__)
@@ -40,17 +42,27 @@ EXAMPLE_DOC_STRING = """
     Examples:
         ```py
         >>> import torch
-        >>> from PIL import Image
         >>> from truepose import TruePosePipeline
+        >>> from truepose.data import SyntheticPoseDataset
+        >>> from truepose.demo import SHIPPED_MODEL
 
-        >>> pipe = TruePosePipeline.from_pretrained("org/truepose-deepfashion", torch_dtype=torch.float16).to("cuda")
-        >>> source = Image.open("person.jpg").convert("RGB")
-        >>> target_pose = Image.open("skeleton.png")  # or an (18, 3) keypoint array
-        >>> image = pipe(source, target_pose, num_inference_steps=35, guidance_scale=2.0).images[0]
+        >>> # the small model shipped in the package; a Hub id or checkpoint folder loads the same way
+        >>> pipe = TruePosePipeline.from_pretrained(SHIPPED_MODEL, dtype=torch.float32)
+        >>> pair = SyntheticPoseDataset(1, image_size=(96, 64), seed=1000)[0]  # a person the model never saw
+        >>> image = pipe(
+        ...     pair["source_image"],  # PIL image of the person
+        ...     pair["target_keypoints"],  # (18, 3) COCO-18 keypoints, or a skeleton image
+        ...     source_parsing=pair["source_parsing"],  # not needed when the pipeline has a `parser`
+        ...     parsing_label_map=pair["label_map"],
+        ...     num_inference_steps=25,
+        ...     generator=torch.Generator().manual_seed(0),
+        ... ).images[0]
+        >>> image.size
+        (64, 96)
+
         ```
 """
 
-ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
 # Stable Diffusion 1.5's noise schedule, for models built without an SD checkpoint at hand.
 SD15_SCHEDULER_CONFIG = {
@@ -73,48 +85,6 @@ class TruePosePipelineOutput(BaseOutput):
     """
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
-
-
-def _to_pil(image: ImageInput, argument: str) -> PIL.Image.Image:
-    """One RGB image from PIL, `(H, W, 3)` uint8/float-in-[0,1] arrays or `(3, H, W)` tensors in [0, 1]."""
-    if isinstance(image, PIL.Image.Image):
-        if image.mode != "RGB":
-            raise ValueError(
-                f"`{argument}` must be an RGB image, got mode {image.mode!r}; use `image.convert('RGB')`."
-            )
-        return image
-    if isinstance(image, torch.Tensor):
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f"`{argument}` tensors must have shape (3, H, W), got {tuple(image.shape)}.")
-        image = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"`{argument}` arrays must have shape (H, W, 3), got {image.shape}.")
-        if image.dtype != np.uint8:
-            image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-        return PIL.Image.fromarray(image)
-    raise TypeError(f"`{argument}` must be a PIL image, numpy array or torch tensor, got {type(image).__name__}.")
-
-
-def _as_image_list(images: ImageInput | list[ImageInput], argument: str) -> list[PIL.Image.Image]:
-    if isinstance(images, (list, tuple)):
-        return [_to_pil(image, argument) for image in images]
-    if isinstance(images, torch.Tensor) and images.ndim == 4:
-        return [_to_pil(image, argument) for image in images]
-    return [_to_pil(images, argument)]
-
-
-def _as_pose_list(target_pose: Any) -> list:
-    """A batch of poses: a list/tuple of poses or a `(batch, 18, 2|3)` keypoint array; anything else is one pose."""
-    if isinstance(target_pose, (list, tuple)) and target_pose and not isinstance(target_pose[0], (int, float, list)):
-        return list(target_pose)
-    if (
-        isinstance(target_pose, (np.ndarray, torch.Tensor))
-        and target_pose.ndim == 3
-        and target_pose.shape[-1] in (2, 3)
-    ):
-        return list(target_pose)
-    return [target_pose]
 
 
 class TruePosePipeline(DiffusionPipeline):
@@ -165,7 +135,7 @@ class TruePosePipeline(DiffusionPipeline):
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
-        install_reference_capture(self.source_unet)
+        self.pose_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_normalize=False)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "TruePosePipeline":
@@ -187,6 +157,21 @@ class TruePosePipeline(DiffusionPipeline):
                 "copy the folder here and pass its path: `TruePosePipeline.from_pretrained('truepose-model')`."
             ) from None
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """[`DiffusionPipeline.save_pretrained`] that first checks ``save_directory``: an empty path (which would
+        write into the current directory) or an existing file is refused before anything is written."""
+        if not isinstance(save_directory, (str, os.PathLike)):
+            raise TypeError(f"`save_directory` must be a folder path, got {type(save_directory).__name__}.")
+        path = os.fspath(save_directory)
+        if not path.strip():
+            raise ValueError(
+                "`save_directory` is empty; name the folder to write the checkpoint into (use '.' for the current "
+                "directory)."
+            )
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"`save_directory` {path!r} is a file, not a folder.")
+        return super().save_pretrained(path, *args, **kwargs)
+
     def to(self, *args, **kwargs) -> "TruePosePipeline":
         """[`DiffusionPipeline.to`] without its per-component "float16 cannot run on cpu" warning: TruePose runs in
         float16 on CPU (slowly), so the warning is not true here."""
@@ -199,7 +184,7 @@ class TruePosePipeline(DiffusionPipeline):
         stable_diffusion: str | os.PathLike,
         image_encoder: str | os.PathLike,
         image_encoder_subfolder: str | None = None,
-        torch_dtype: torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
         pose_encoder_channels: tuple[int, ...] | None = None,
         **target_net_settings,
     ) -> "TruePosePipeline":
@@ -208,23 +193,21 @@ class TruePosePipeline(DiffusionPipeline):
         Both UNets copy SD's UNet; CAA projections and the pose encoder's last layer are zero, so the result behaves
         like SD's UNet with reference attention. ``target_net_settings`` go to [`TargetNet`] (``hpfa_sigma``, ...).
         """
-        vae = AutoencoderKL.from_pretrained(stable_diffusion, subfolder="vae", torch_dtype=torch_dtype)
-        unet = UNet2DConditionModel.from_pretrained(stable_diffusion, subfolder="unet", torch_dtype=torch_dtype)
+        vae = AutoencoderKL.from_pretrained(stable_diffusion, subfolder="vae", dtype=dtype)
+        unet = UNet2DConditionModel.from_pretrained(stable_diffusion, subfolder="unet", dtype=dtype)
         scheduler = DDIMScheduler.from_pretrained(stable_diffusion, subfolder="scheduler")
         encoder = CLIPVisionModelWithProjection.from_pretrained(
-            image_encoder, subfolder=image_encoder_subfolder or "", dtype=torch_dtype
+            image_encoder, subfolder=image_encoder_subfolder or "", dtype=dtype
         )
         feature_extractor = CLIPImageProcessor.from_pretrained(image_encoder, subfolder=image_encoder_subfolder or "")
         downsamplings = len(vae.config.block_out_channels) - 1
         channels = pose_encoder_channels or tuple(16 * 2**i for i in range(downsamplings + 1))
         pose_encoder = PoseEncoder(block_out_channels=channels, out_channels=unet.config.block_out_channels[0])
         target_net_settings.setdefault("region_embed_dim", encoder.config.projection_dim)
-        target_unet = TargetNet.from_unet(unet, **target_net_settings)
-        source_unet = UNet2DConditionModel.from_config(unet.config).to(dtype=unet.dtype)
-        source_unet.load_state_dict(unet.state_dict())
-        return cls(
-            vae, source_unet, target_unet, pose_encoder.to(dtype=unet.dtype), encoder, feature_extractor, scheduler
-        )
+        target_unet = TargetNet.from_unet(unet, **target_net_settings)  # a copy: SD's UNet itself becomes SourceNet
+        if pose_encoder.dtype != unet.dtype:
+            pose_encoder = pose_encoder.to(dtype=unet.dtype)
+        return cls(vae, unet, target_unet, pose_encoder, encoder, feature_extractor, scheduler)
 
     @property
     def guidance_scale(self) -> float:
@@ -239,22 +222,51 @@ class TruePosePipeline(DiffusionPipeline):
     def num_timesteps(self) -> int:
         return self._num_timesteps
 
+    @property
+    def interrupt(self) -> bool:
+        """Set ``pipe._interrupt = True`` (e.g. from a step callback) to skip the remaining denoising steps."""
+        return self._interrupt
+
     def check_inputs(
         self,
         sources: list[PIL.Image.Image],
         poses: list,
-        source_parsing: Any,
+        source_parsing: list | None,
         height: int,
         width: int,
         num_inference_steps: int,
         guidance_scale: float,
         num_images_per_prompt: int,
         callback_on_step_end_tensor_inputs: list[str],
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        target_pose_is_photo: bool = False,
+        pose_detector: Callable | None = None,
+        callback_on_step_end: Callable | None = None,
     ) -> None:
+        """Checks every argument before any work; `sources`, `poses`, `source_parsing` are already split in lists."""
+        for name, value in (("height", height), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"`{name}` must be an int, got {type(value).__name__} {value!r}.")
         if height % self.vae_scale_factor or width % self.vae_scale_factor or height <= 0 or width <= 0:
             raise ValueError(
                 f"`height` and `width` must be positive multiples of {self.vae_scale_factor}, got {height}x{width}."
             )
+        for name, value in (
+            ("num_inference_steps", num_inference_steps),
+            ("num_images_per_prompt", num_images_per_prompt),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"`{name}` must be an int, got {type(value).__name__} {value!r}.")
+            if value < 1:
+                raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+        for name, value in (("guidance_scale", guidance_scale), ("eta", eta)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"`{name}` must be a number, got {type(value).__name__} {value!r}.")
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
         if len({source.size for source in sources}) > 1:
             raise ValueError(f"All `source_image`s must have the same size, got {[s.size for s in sources]}.")
         if len(sources) != len(poses) and 1 not in (len(sources), len(poses)):
@@ -263,24 +275,46 @@ class TruePosePipeline(DiffusionPipeline):
                 f"{len(poses)}."
             )
         if source_parsing is not None:
-            num_maps = len(source_parsing) if isinstance(source_parsing, (list, tuple)) else 1
-            if num_maps != len(sources):
-                raise ValueError(f"`source_parsing` has {num_maps} maps for {len(sources)} source images.")
+            if len(source_parsing) != len(sources):
+                raise ValueError(f"`source_parsing` has {len(source_parsing)} maps for {len(sources)} source images.")
         elif self.parser is None:
             raise ValueError(
                 "`source_parsing` is required: this pipeline has no `parser`. Pass a parsing map per source image, "
                 "or load a human parser into the pipeline (see docs/inputs.md)."
             )
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}.")
-        if not guidance_scale >= 0:
-            raise ValueError(f"`guidance_scale` must be >= 0 (1 disables guidance), got {guidance_scale!r}.")
-        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
-            raise ValueError(f"`num_images_per_prompt` must be a positive int, got {num_images_per_prompt!r}.")
+        if target_pose_is_photo and pose_detector is None:
+            raise ValueError(
+                "`target_pose_is_photo=True` needs a `pose_detector`, e.g. "
+                "`truepose.conditioning.PoseDetector.from_pretrained('lllyasviel/Annotators')`."
+            )
+        if pose_detector is not None and not callable(pose_detector):
+            raise TypeError(
+                f"`pose_detector` must be callable (image -> keypoints), got {type(pose_detector).__name__}."
+            )
+        generators = generator if isinstance(generator, list) else [generator]
+        if not all(g is None or isinstance(g, torch.Generator) for g in generators) or generator == []:
+            raise TypeError(f"`generator` must be a torch.Generator or a list of them, got {generator!r}.")
+        if latents is not None:
+            if not isinstance(latents, torch.Tensor):
+                raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}.")
+            if not torch.isfinite(latents).all():
+                raise ValueError("`latents` holds non-finite values (NaN or inf).")
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"`output_type` must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}.")
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise TypeError(f"`callback_on_step_end` must be callable, got {type(callback_on_step_end).__name__}.")
         unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
         if unknown:
             raise ValueError(
                 f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs}: {unknown}."
+            )
+        source_width, source_height = sources[0].size
+        if abs((source_height / source_width) / (height / width) - 1) > parsing_utils.ASPECT_RATIO_TOLERANCE:
+            warnings.warn(
+                f"`source_image` of size (height, width) = ({source_height}, {source_width}) has another aspect ratio "
+                f"than the output ({height}, {width}); it is stretched. Crop or pad it to the output's aspect ratio.",
+                UserWarning,
+                stacklevel=3,
             )
 
     def encode_image(self, images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:
@@ -297,9 +331,13 @@ class TruePosePipeline(DiffusionPipeline):
             maps = parsing_utils.parse_images(self.parser, self.parser_processor, sources)
             return maps, parsing_utils.label_map_from_id2label(self.parser.config.id2label)
         label_map = parsing_utils.get_label_map(label_map)
-        maps = source_parsing if isinstance(source_parsing, (list, tuple)) else [source_parsing]
+        maps = as_parsing_batch(source_parsing, "source_parsing")
         width, height = sources[0].size
-        return [parsing_utils.as_parsing_map(m, height, width, label_map) for m in maps], label_map
+        names = ["source_parsing"] if len(maps) == 1 else [f"source_parsing[{i}]" for i in range(len(maps))]
+        maps = [
+            parsing_utils.as_parsing_map(m, height, width, label_map, argument_name=n) for m, n in zip(maps, names)
+        ]
+        return maps, label_map
 
     def encode_parsing(
         self,
@@ -383,11 +421,43 @@ class TruePosePipeline(DiffusionPipeline):
         )
         return reference, image_embeds
 
+    def prepare_pose(
+        self,
+        target_pose: list,
+        height: int,
+        width: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        sources: list[PIL.Image.Image] | None = None,
+        target_pose_is_photo: bool = False,
+        pose_detector: Callable | None = None,
+        retarget_pose: bool | None = None,
+    ) -> torch.Tensor:
+        """Target poses -> skeleton pixels `(batch, 3, height, width)` in [0, 1], the pose encoder's input.
+
+        Like ControlNet's ``prepare_image``. Each pose (keypoints, skeleton image, or with ``target_pose_is_photo``
+        a person photo read by ``pose_detector``) is drawn at `(height, width)`; ``sources`` (one per pose) are only
+        needed to retarget poses taken from photos onto the source person.
+        """
+        detect = pose_detector if target_pose_is_photo else None
+        pose_images = [
+            prepare_pose_image(
+                pose,
+                height,
+                width,
+                is_photo=target_pose_is_photo,
+                detector=detect,
+                source_keypoints=detect(source.resize((width, height), PIL.Image.BICUBIC)) if detect else None,
+                retarget=retarget_pose,
+            )
+            for pose, source in zip(target_pose, sources or [None] * len(target_pose))
+        ]
+        return self.pose_image_processor.preprocess(pose_images, height, width).to(device=device, dtype=dtype)
+
     def encode_pose(self, pose_images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:
         """Skeleton images -> pose features `(batch, channels, height / f, width / f)`."""
-        pixels = torch.from_numpy(np.stack([np.asarray(image, dtype=np.float32) / 255 for image in pose_images]))
-        pixels = pixels.permute(0, 3, 1, 2).to(device=device, dtype=self.pose_encoder.dtype)
-        return self.pose_encoder(pixels)
+        width, height = pose_images[0].size
+        return self.pose_encoder(self.prepare_pose(pose_images, height, width, device, self.pose_encoder.dtype))
 
     def prepare_latents(
         self,
@@ -418,11 +488,11 @@ class TruePosePipeline(DiffusionPipeline):
         vae = self.vae
         if vae.dtype == torch.float16 and vae.config.force_upcast:
             with torch.autocast(latents.device.type, enabled=False):
-                vae.to(torch.float32)
+                vae.float()  # not `.to(dtype)`: diffusers would warn about "modules kept in float32: []"
                 try:
                     return vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
                 finally:
-                    vae.to(torch.float16)
+                    vae.half()
         return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
 
     def prepare_extra_step_kwargs(
@@ -454,6 +524,8 @@ class TruePosePipeline(DiffusionPipeline):
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
                 latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
                 latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
                 noise_pred = self.target_unet(
@@ -478,6 +550,7 @@ class TruePosePipeline(DiffusionPipeline):
         return latents
 
     @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
         source_image: ImageInput | list[ImageInput],
@@ -497,7 +570,10 @@ class TruePosePipeline(DiffusionPipeline):
         retarget_pose: bool | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
-        callback_on_step_end: Callable[[Any, int, int, dict], dict] | None = None,
+        callback_on_step_end: Callable[[Any, int, int, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 - diffusers' signature
     ) -> TruePosePipelineOutput | tuple:
         r"""Generate the source person in the target pose.
@@ -525,8 +601,10 @@ class TruePosePipeline(DiffusionPipeline):
                 poses taken from photos).
             output_type (`str`, defaults to "pil"): "pil", "np", "pt" or "latent".
             return_dict (`bool`, defaults to True): return a [`TruePosePipelineOutput`] instead of a tuple.
-            callback_on_step_end (`Callable`, *optional*): called as ``callback(pipe, step, timestep, kwargs)`` after
-                every step with the tensors named in ``callback_on_step_end_tensor_inputs``.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): called as
+                ``callback(pipe, step, timestep, kwargs)`` after every step with the tensors named in
+                ``callback_on_step_end_tensor_inputs`` (a callback object's own ``tensor_inputs``); it may return
+                new ``latents``, and may set ``pipe._interrupt = True`` to stop early.
 
         Examples:
 
@@ -534,10 +612,14 @@ class TruePosePipeline(DiffusionPipeline):
             [`TruePosePipelineOutput`] or `tuple`: the generated images.
         """
         # 1. Check inputs
-        sources = _as_image_list(source_image, "source_image")
-        poses = _as_pose_list(target_pose)
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        sources = to_pil_images(source_image, "source_image")
+        poses = as_pose_batch(target_pose, "target_pose")
+        source_parsing = None if source_parsing is None else as_parsing_batch(source_parsing, "source_parsing")
         source_width, source_height = sources[0].size
-        height, width = height or source_height, width or source_width
+        height = source_height if height is None else height
+        width = source_width if width is None else width
         self.check_inputs(
             sources,
             poses,
@@ -548,8 +630,16 @@ class TruePosePipeline(DiffusionPipeline):
             guidance_scale,
             num_images_per_prompt,
             callback_on_step_end_tensor_inputs,
+            eta=eta,
+            generator=generator,
+            latents=latents,
+            output_type=output_type,
+            target_pose_is_photo=target_pose_is_photo,
+            pose_detector=pose_detector,
+            callback_on_step_end=callback_on_step_end,
         )
         self._guidance_scale = guidance_scale
+        self._interrupt = False
 
         # 2. Define call parameters
         parsing_maps, label_map = self.parse_sources(sources, source_parsing, parsing_label_map)
@@ -558,6 +648,11 @@ class TruePosePipeline(DiffusionPipeline):
         poses = poses * len(sources) if len(poses) == 1 else poses
         batch_size = len(sources)
         device = self._execution_device
+        # Poses are drawn before any model runs, so that a bad pose is refused before any work.
+        pose_pixels = self.prepare_pose(
+            poses, height, width, device, self.pose_encoder.dtype, sources, target_pose_is_photo, pose_detector,
+            retarget_pose,
+        )  # fmt: skip
 
         # 3. Encode the source: CLIP, parsing masks and regions, SourceNet tokens (once per call)
         source_reference, image_embeds = self.encode_source(sources, parsing_maps, label_map, height, width, device)
@@ -573,20 +668,7 @@ class TruePosePipeline(DiffusionPipeline):
         layer_references = self.target_unet.project_source(layer_references)  # source keys/values once per call
 
         # 4. Encode the target pose (once per call)
-        detect = pose_detector if target_pose_is_photo else None
-        pose_images = [
-            prepare_pose_image(
-                pose,
-                height,
-                width,
-                is_photo=target_pose_is_photo,
-                detector=detect,
-                source_keypoints=detect(source.resize((width, height), PIL.Image.BICUBIC)) if detect else None,
-                retarget=retarget_pose,
-            )
-            for pose, source in zip(poses, sources)
-        ]
-        pose_features = self.encode_pose(pose_images, device)[rows]
+        pose_features = self.pose_encoder(pose_pixels)[rows]
         if self.do_classifier_free_guidance:
             pose_features = torch.cat([pose_features] * 2)
         pose_features = pose_features.to(self.target_unet.dtype)

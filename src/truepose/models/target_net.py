@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from diffusers.models import UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - DiffusionPipeline looks the base class up here
 
 from .attention import (
@@ -95,6 +96,10 @@ def capture_reference_tokens(
 ) -> dict[str, torch.Tensor]:
     """Run SourceNet once on clean source latents and return its self-attention inputs.
 
+    When SourceNet has no capture processors installed (a pipeline's SourceNet keeps diffusers' own processors, so
+    ``set_default_attn_processor`` and friends work on it), they are installed for this one run and the previous
+    processors put back afterwards.
+
     Args:
         source_latents (`torch.Tensor` of shape `(batch, 4, h, w)`): scaled VAE latents of the source image.
         encoder_hidden_states (`torch.Tensor` of shape `(batch, 1, dim)`): CLIP image embedding.
@@ -103,7 +108,8 @@ def capture_reference_tokens(
     """
     model = getattr(source_unet, "module", source_unet)  # accelerate/DDP wrappers keep the UNet in `.module`
     processors = [p for p in model.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
-    if not processors:
+    previous_processors = None if processors else model.attn_processors
+    if previous_processors is not None:
         install_reference_capture(model)
         processors = [p for p in model.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
     bank: dict[str, torch.Tensor] = {}
@@ -115,6 +121,8 @@ def capture_reference_tokens(
     finally:
         for processor in processors:
             processor.bank = None
+        if previous_processors is not None:
+            model.set_attn_processor(previous_processors)
     return bank
 
 
@@ -228,6 +236,22 @@ class TargetNet(UNet2DConditionModel):
     def hpfa_processors(self) -> dict[str, HPFAAttnProcessor]:
         """Processor name -> HPFA/CAA processor, for every self-attention layer."""
         return {name: p for name, p in self.attn_processors.items() if isinstance(p, HPFAAttnProcessor)}
+
+    def set_default_attn_processor(self) -> None:
+        """TruePose's default processors: diffusers' [`AttnProcessor`] on the cross-attention layers, HPFA/CAA on the
+        self-attention layers. Installed HPFA/CAA processors stay (with their trained CAA weights); a self-attention
+        layer whose processor was replaced gets a new one (CAA zero-initialised, i.e. the identity)."""
+        fresh: dict | None = None
+        processors = {}
+        for name, processor in self.attn_processors.items():
+            if not name.endswith("attn1.processor"):
+                processors[name] = AttnProcessor()
+            elif isinstance(processor, HPFAAttnProcessor):
+                processors[name] = processor
+            else:
+                fresh = fresh or self._truepose_processors(**self.config)
+                processors[name] = fresh[name].to(device=self.device, dtype=self.dtype)
+        self.set_attn_processor(processors)
 
     @classmethod
     def from_unet(cls, unet: UNet2DConditionModel, **settings) -> "TargetNet":
