@@ -400,24 +400,40 @@ class TruePosePipeline(DiffusionPipeline):
         height: int,
         width: int,
         device: torch.device,
+        source_dropped: torch.Tensor | None = None,
+        source_unet: torch.nn.Module | None = None,
     ) -> tuple[SourceReference, torch.Tensor]:
         """Everything computed once per call from the sources: SourceNet tokens, masks, region and image embeddings.
 
+        The one source encoding of inference and training (``truepose.train`` calls it with its condition dropout
+        and its, possibly accelerate-wrapped, SourceNet). The frozen encoders (CLIP, VAE) run without gradients;
+        SourceNet runs under the caller's grad mode, so training gets SourceNet's gradients through the tokens.
+
+        Args:
+            sources: RGB source images; parsing_maps: their label-id maps `(H, W)` in ``label_map``'s labels.
+            height, width: the size the sources are encoded at (the output size).
+            source_dropped (`torch.Tensor` of shape `(batch,)`, bool, *optional*): rows that must not see the source
+                (condition dropout): their CLIP embedding is zero, also for SourceNet. None: no row dropped.
+            source_unet (*optional*): the SourceNet to run; the pipeline's by default.
         Returns:
             A [`SourceReference`] for the sources and their CLIP embeddings `(batch, 1, dim)`.
         """
-        image_embeds = self.encode_image(sources, device)
-        person_mask, region_masks, region_embeds = self.encode_parsing(sources, parsing_maps, label_map, device)
-        source_latents = self.encode_source_latents(sources, height, width, device)
+        if source_dropped is None:
+            source_dropped = torch.zeros(len(sources), dtype=torch.bool, device=device)
+        with torch.no_grad():
+            image_embeds = self.encode_image(sources, device).masked_fill(source_dropped[:, None, None], 0.0)
+            person_mask, region_masks, region_embeds = self.encode_parsing(sources, parsing_maps, label_map, device)
+            source_latents = self.encode_source_latents(sources, height, width, device)
+        dtype = self.source_unet.dtype
         bank = capture_reference_tokens(
-            self.source_unet, source_latents.to(self.source_unet.dtype), image_embeds.to(self.source_unet.dtype)
+            source_unet or self.source_unet, source_latents.to(dtype), image_embeds.to(dtype)
         )
         reference = SourceReference(
             bank=bank,
             person_mask=person_mask,
             region_masks=region_masks,
             region_embeds=region_embeds.to(self.target_unet.dtype),
-            source_dropped=torch.zeros(len(sources), dtype=torch.bool, device=device),
+            source_dropped=source_dropped,
         )
         return reference, image_embeds
 
@@ -707,7 +723,9 @@ class TruePosePipeline(DiffusionPipeline):
 
 
 # diffusers warns on every load of an AutoencoderTiny config, about a field AutoencoderTiny itself writes into it
-_AUTOENCODER_TINY_NOTE = re.compile(r"The config attributes \{'block_out_channels': \[[\d, ]*\]\} were passed to AutoencoderTiny,")
+_AUTOENCODER_TINY_NOTE = re.compile(
+    r"The config attributes \{'block_out_channels': \[[\d, ]*\]\} were passed to AutoencoderTiny,"
+)
 
 
 @contextlib.contextmanager

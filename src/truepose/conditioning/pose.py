@@ -406,6 +406,14 @@ def prepare_pose_image(
                     "image cannot be retargeted."
                 )
             if image.size != (width, height):
+                if abs((image.height / image.width) / (height / width) - 1) > 0.01:
+                    warnings.warn(
+                        f"`target_pose` skeleton image of size (height, width) = ({image.height}, {image.width}) has "
+                        f"another aspect ratio than the output ({height}, {width}); it is stretched. Draw it at the "
+                        "output's aspect ratio (or pass keypoints).",
+                        UserWarning,
+                        stacklevel=2,
+                    )
                 image = image.resize((width, height), resample=PIL.Image.BILINEAR)
             return image
         if detector is None:
