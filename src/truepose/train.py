@@ -1,8 +1,10 @@
 """Train TruePose with accelerate: ``truepose train ...`` or ``accelerate launch -m truepose.train ...``.
 
 Trains SourceNet, TargetNet (with its CAA weights) and the pose encoder; the VAE and CLIP stay frozen. Every random
-draw of a step (noise, timesteps, condition dropout) comes from a generator seeded by ``(seed, step, process)`` and
-the data order from ``(seed, epoch)``, so a resumed run continues exactly where it stopped.
+draw for a training pair (VAE posterior sample, noise, timestep, condition dropout) comes from its own generator
+seeded by ``(seed, step, micro-step, position in the global batch)`` and the data order from ``(seed, epoch)``: a
+resumed run continues exactly where it stopped, and N processes with batch b train the same weights as one process
+with batch N * b.
 """
 
 import argparse
@@ -10,26 +12,28 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from diffusers.utils import logging
+from diffusers.utils.torch_utils import randn_tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from .conditioning.parsing import as_parsing_map, get_label_map
 from .conditioning.pose import draw_skeleton
 from .data.common import collate_pairs
-from .models import SourceReference, capture_reference_tokens
+from .models.target_net import parameters_after_reference_capture
 from .pipeline import TruePosePipeline
 
 logger = logging.get_logger(__name__)
@@ -77,9 +81,38 @@ def make_batch(items: dict) -> TrainingBatch:
         sources=items["source_image"],
         targets=items["target_image"],
         pose_images=[draw_skeleton(k, height, width) for k in items["target_keypoints"]],
-        parsing_maps=[as_parsing_map(p, height, width, label_map) for p in items["source_parsing"]],
+        parsing_maps=[
+            as_parsing_map(parsing, height, width, label_map, argument_name=f"source parsing of pair {name!r}")
+            for parsing, name in zip(items["source_parsing"], items["name"])
+        ],
         label_map=label_map,
     )
+
+
+class NamedPairErrors(Dataset):
+    """``dataset`` whose loading errors name the pair (and so the files) that failed, e.g. a corrupt image."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            return self.dataset[index]
+        except Exception as error:
+            pair = self.dataset.pairs[index] if hasattr(self.dataset, "pairs") else index
+            raise RuntimeError(f"Training data: pair {index} {pair} could not be loaded: {error}") from error
+
+
+def pair_generators(seed: int, step: int, micro_step: int, first_index: int, batch_size: int) -> list[torch.Generator]:
+    """One CPU generator per pair of a micro-batch, seeded by its position ``first_index + row`` in the global batch
+    (all processes together), so the random draws do not depend on how the global batch is split over processes."""
+    return [
+        torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + micro_step) * 100_003 + first_index + row)
+        for row in range(batch_size)
+    ]
 
 
 def training_loss(
@@ -90,43 +123,34 @@ def training_loss(
     noise_scheduler: DDPMScheduler,
     batch: TrainingBatch,
     condition_dropout: float,
-    generator: torch.Generator,
+    generators: list[torch.Generator],
     backward,
 ) -> torch.Tensor:
     """One denoising loss on ``batch``; ``backward(loss)`` runs inside TargetNet's conditions (for checkpointing).
 
     ``pipe`` provides the frozen encoders (VAE, CLIP) and the preprocessing; the three trained models are passed
-    separately because accelerate may have wrapped them (DDP, FSDP).
+    separately because accelerate may have wrapped them (DDP, FSDP). ``generators`` (one CPU generator per pair)
+    draw every random number of the step.
     """
     device = pipe.vae.device
     width, height = batch.sources[0].size
     with torch.no_grad():
-        image_embeds = pipe.encode_image(batch.sources, device)
-        person_mask, region_masks, region_embeds = pipe.encode_parsing(
-            batch.sources, batch.parsing_maps, get_label_map(batch.label_map), device
-        )
-        source_latents = pipe.encode_source_latents(batch.sources, height, width, device)
-        target_latents = pipe.encode_source_latents(batch.targets, height, width, device, generator)
-        pose_pixels = torch.from_numpy(np.stack([np.asarray(p, dtype=np.float32) / 255 for p in batch.pose_images]))
+        target_latents = pipe.encode_source_latents(batch.targets, height, width, device, generators)
 
-    batch_size = len(batch.sources)
-    dropped = torch.rand(batch_size, generator=generator, device=device) < condition_dropout
-    image_embeds = image_embeds.masked_fill(dropped[:, None, None], 0.0)
-    reference = SourceReference(
-        bank=capture_reference_tokens(source_unet, source_latents, image_embeds),
-        person_mask=person_mask,
-        region_masks=region_masks,
-        region_embeds=region_embeds,
-        source_dropped=dropped,
+    dropped = (torch.cat([torch.rand(1, generator=g) for g in generators]) < condition_dropout).to(device)
+    reference, image_embeds = pipe.encode_source(
+        batch.sources, batch.parsing_maps, get_label_map(batch.label_map), height, width, device, dropped, source_unet
     )
     unwrapped_target = getattr(target_unet, "module", target_unet)
     layer_references = unwrapped_target.prepare_reference(reference, tuple(target_latents.shape[-2:]))
-    pose_features = pose_encoder(pose_pixels.permute(0, 3, 1, 2).to(device))
+    # Dropped rows keep the source keys with weight exactly 0 (a -inf bias) instead of skipping them: SourceNet then
+    # gets its (zero) gradient even when every row of a process is dropped, as DDP needs on every process.
+    layer_references = {name: replace(ref, num_source_free_rows=0) for name, ref in layer_references.items()}
+    pose_features = pose_encoder(pipe.prepare_pose(batch.pose_images, height, width, device, pipe.pose_encoder.dtype))
 
-    noise = torch.randn(target_latents.shape, generator=generator, device=device)
-    timesteps = torch.randint(
-        0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=device
-    )
+    noise = randn_tensor(target_latents.shape, generator=generators, device=device, dtype=target_latents.dtype)
+    num_train_timesteps = noise_scheduler.config.num_train_timesteps
+    timesteps = torch.cat([torch.randint(0, num_train_timesteps, (1,), generator=g) for g in generators]).to(device)
     noisy_latents = noise_scheduler.add_noise(target_latents, noise, timesteps)
     if noise_scheduler.config.prediction_type == "v_prediction":
         target = noise_scheduler.get_velocity(target_latents, noise, timesteps)
@@ -166,16 +190,29 @@ def build_dataset(args: argparse.Namespace) -> Dataset:
     return data.FolderPairDataset(args.data_root, image_size=size, parsing_dir=args.parsing_dir)
 
 
+def checkpoint_steps(output_dir: str) -> list[int]:
+    """Steps of the completed ``checkpoint-{step}`` folders in ``output_dir``, sorted.
+
+    Raises:
+        ValueError: for a ``checkpoint-*`` name that is not ``checkpoint-{step}``; resuming and pruning would
+            otherwise have to guess what it is.
+    """
+    if not os.path.isdir(output_dir):
+        return []
+    names = [name for name in os.listdir(output_dir) if name.startswith(CHECKPOINT_PREFIX)]
+    odd = [name for name in names if not name[len(CHECKPOINT_PREFIX) :].isdigit()]
+    if odd:
+        raise ValueError(
+            f"{output_dir} holds {odd}, not of the form {CHECKPOINT_PREFIX}<step>: rename or move them (the trainer "
+            "resumes from and prunes checkpoint folders by their step number)."
+        )
+    return sorted(int(name[len(CHECKPOINT_PREFIX) :]) for name in names)
+
+
 def latest_checkpoint(output_dir: str) -> str | None:
     """The completed checkpoint with the highest step in ``output_dir``, or None."""
-    if not os.path.isdir(output_dir):
-        return None
-    steps = [
-        int(name[len(CHECKPOINT_PREFIX) :])
-        for name in os.listdir(output_dir)
-        if name.startswith(CHECKPOINT_PREFIX) and name[len(CHECKPOINT_PREFIX) :].isdigit()
-    ]
-    return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{max(steps)}") if steps else None
+    steps = checkpoint_steps(output_dir)
+    return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{steps[-1]}") if steps else None
 
 
 def save_checkpoint(accelerator: Accelerator, output_dir: str, step: int, keep: int | None) -> None:
@@ -191,10 +228,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, step: int, keep: 
             json.dump({"step": step}, f)
         os.replace(partial, final)
         if keep:
-            existing = sorted(
-                (int(n[len(CHECKPOINT_PREFIX) :]) for n in os.listdir(output_dir) if n.startswith(CHECKPOINT_PREFIX)),
-            )
-            for old in existing[:-keep]:
+            for old in checkpoint_steps(output_dir)[:-keep]:
                 shutil.rmtree(os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{old}"))
     accelerator.wait_for_everyone()
 
@@ -223,19 +257,51 @@ def render_validation(pipe: TruePosePipeline, dataset: Dataset, indices: list[in
     return grid
 
 
+def base_model_id(pretrained_model: str) -> str | None:
+    """The Hub id the run started from: ``pretrained_model`` itself, or for a local folder the ``base_model`` its
+    model card names (None if it names none)."""
+    if not os.path.isdir(pretrained_model):
+        return pretrained_model
+    card_path = os.path.join(pretrained_model, "README.md")
+    if not os.path.isfile(card_path):
+        return None
+    from huggingface_hub import ModelCard
+
+    base_model = ModelCard.load(card_path).data.base_model
+    return base_model[0] if isinstance(base_model, list) else base_model
+
+
 def write_model_card(output_dir: str, args: argparse.Namespace, pipe: TruePosePipeline, step: int) -> None:
+    """``README.md`` with Hub metadata (base model, pipeline tag, tags) and the run's data, steps and settings."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     config = pipe.target_unet.config
-    card = f"""---
-license: apache-2.0
-library_name: diffusers
-tags: [truepose, pose-transfer, person-image-synthesis]
+    data = f"`{args.dataset}`" + (
+        f" ({args.num_pairs} pairs, seed {args.data_seed})"
+        if args.dataset == "synthetic"
+        else f" from `{args.data_root}`"
+    )
+    metadata = ModelCardData(
+        license="apache-2.0",
+        library_name="diffusers",
+        base_model=base_model_id(args.pretrained_model),
+        pipeline_tag="image-to-image",
+        tags=["truepose", "pose-transfer", "person-image-synthesis", "diffusers"],
+    )
+    content = f"""---
+{metadata.to_yaml()}
 ---
 
 # TruePose ({args.dataset})
 
-Trained with `truepose train` for {step} steps from `{args.pretrained_model}` on the {args.dataset} data at
-{args.resolution[0]}x{args.resolution[1]}, batch {args.train_batch_size} x {args.gradient_accumulation_steps}
-accumulation, lr {args.learning_rate}, condition dropout {args.condition_dropout}.
+Trained with `truepose train` for {step} steps from `{args.pretrained_model}` on {data} at
+{args.resolution[0]}x{args.resolution[1]}, batch {args.train_batch_size} per process x {
+        args.gradient_accumulation_steps
+    }
+accumulation, lr {args.learning_rate}, condition dropout {args.condition_dropout}, objective
+{pipe.scheduler.config.prediction_type}{", SourceNet frozen" if args.freeze_source_unet else ""}{
+        f", LoRA rank {args.lora_rank} (merged)" if args.lora_rank else ""
+    }.
 
 HPFA sigma {config.hpfa_sigma}, delta {config.hpfa_delta}; CAA top-k {config.caa_top_k} on {list(config.caa_blocks)}.
 
@@ -245,8 +311,7 @@ from truepose import TruePosePipeline
 pipe = TruePosePipeline.from_pretrained("{args.hub_model_id or output_dir}")
 ```
 """
-    with open(os.path.join(output_dir, "README.md"), "w") as f:
-        f.write(card)
+    ModelCard(content).save(os.path.join(output_dir, "README.md"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -293,19 +358,71 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--data_root is required for --dataset {args.dataset}")
     if not 0 <= args.condition_dropout < 1:
         parser.error(f"--condition_dropout must be in [0, 1), got {args.condition_dropout}")
+    for name in ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "checkpointing_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    for name in ("num_pairs", "num_validation_pairs", "checkpoints_total_limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    for name in ("lora_rank", "lr_warmup_steps", "validation_steps", "dataloader_num_workers"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name} must be >= 0, got {getattr(args, name)}")
+    if min(args.resolution) < 1:
+        parser.error(f"--resolution must be two positive integers (height width), got {args.resolution}")
+    if not args.learning_rate > 0 or not 0 < args.ema_decay < 1 or not args.max_grad_norm > 0:
+        parser.error(
+            "--learning_rate and --max_grad_norm must be > 0 and --ema_decay in (0, 1), got "
+            f"{args.learning_rate}, {args.max_grad_norm}, {args.ema_decay}"
+        )
     return args
+
+
+def check_output_dir(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output folder that cannot be written or that holds another run's checkpoints."""
+    try:
+        os.makedirs(args.output_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=args.output_dir):
+            pass
+    except OSError as error:
+        raise ValueError(f"--output_dir {args.output_dir!r} cannot be written: {error}") from None
+    steps = checkpoint_steps(args.output_dir)
+    if steps and not args.resume_from_checkpoint:
+        raise ValueError(
+            f"--output_dir {args.output_dir!r} already holds checkpoints (steps {steps}). Pass "
+            "--resume_from_checkpoint latest to continue that run, or choose a new --output_dir."
+        )
+    resume = args.resume_from_checkpoint
+    if resume and resume != "latest" and not os.path.isfile(os.path.join(resume, "truepose_step.json")):
+        raise ValueError(f"--resume_from_checkpoint {resume!r} does not exist (or is not a truepose checkpoint).")
+
+
+def check_process_count(accelerator: Accelerator) -> None:
+    """Refuse a launch that asked for several processes but started one (``accelerate launch --cpu
+    --num_processes N`` runs a single process and would silently train N times slower than asked)."""
+    if accelerator.num_processes == 1 and "MASTER_PORT" in os.environ and "WORLD_SIZE" not in os.environ:
+        raise RuntimeError(
+            "The launcher asked for several processes but started only this one (accelerate's --cpu launcher runs "
+            "one process). For N processes on CPU run `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N -m "
+            "truepose.train ...`; on GPUs `accelerate launch --multi_gpu --num_processes N -m truepose.train ...`."
+        )
 
 
 def train(args: argparse.Namespace) -> TruePosePipeline:
     """Run training; returns the final pipeline (also saved to ``args.output_dir``)."""
+    check_output_dir(args)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=args.report_to if args.report_to != "none" else None,
         project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=f"{args.output_dir}/logs"),
     )
-    pipe = TruePosePipeline.from_pretrained(args.pretrained_model)
+    check_process_count(accelerator)
+    set_seed(args.seed)  # new layers (LoRA) start the same whatever the number of processes
+    # Trained weights in float32 whatever the stored dtype (fp16 checkpoints); mixed precision is accelerate's job.
+    pipe = TruePosePipeline.from_pretrained(args.pretrained_model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
+    if any(size % pipe.vae_scale_factor for size in args.resolution):
+        raise ValueError(f"--resolution {args.resolution} must be multiples of {pipe.vae_scale_factor} for this VAE.")
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     if args.prediction_type:
         noise_scheduler.register_to_config(prediction_type=args.prediction_type)
@@ -317,6 +434,14 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
     lora_unets = [unet for unet in (pipe.target_unet, pipe.source_unet) if unet in trained] if args.lora_rank else []
     for unet in lora_unets:
         add_lora(unet, args.lora_rank)
+    # Layers SourceNet runs after its last captured input never reach TargetNet: they are not trained (DDP needs
+    # every trained parameter to get a gradient). Likewise CAA's weights when CAA is off.
+    unused = set(parameters_after_reference_capture(pipe.source_unet))
+    for name, parameter in pipe.source_unet.named_parameters():
+        parameter.requires_grad_(parameter.requires_grad and name not in unused)
+    if pipe.target_unet.config.caa_top_k == 0:
+        for name, parameter in pipe.target_unet.named_parameters():
+            parameter.requires_grad_(parameter.requires_grad and ".processor.caa_" not in name)
     if args.gradient_checkpointing:
         pipe.target_unet.enable_gradient_checkpointing()
         pipe.source_unet.enable_gradient_checkpointing()
@@ -336,7 +461,7 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
         num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
     )
-    dataset = build_dataset(args)
+    dataset = NamedPairErrors(build_dataset(args))
     sampler = EpochPermutationSampler(len(dataset), args.seed)
     dataloader = DataLoader(
         dataset,
@@ -362,8 +487,6 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
         with open(os.path.join(resume, "truepose_step.json")) as f:
             global_step = json.load(f)["step"]
         logger.info(f"Resumed from {resume} at step {global_step}.")
-    elif args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
-        raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint!r} does not exist.")
     if accelerator.is_main_process:
         accelerator.init_trackers("truepose", config={k: str(v) for k, v in vars(args).items()})
 
@@ -382,8 +505,10 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
         epoch_loader = accelerator.skip_first_batches(dataloader, step_in_epoch * args.gradient_accumulation_steps)
         for micro_step, items in enumerate(epoch_loader):
             accumulation_index = micro_step % args.gradient_accumulation_steps  # resumes start on a step boundary
-            seed = (args.seed * 1_000_003 + global_step) * 1_009 + accelerator.process_index * 101 + accumulation_index
-            generator = torch.Generator(accelerator.device).manual_seed(seed)
+            batch_size = len(items["name"])
+            generators = pair_generators(
+                args.seed, global_step, accumulation_index, accelerator.process_index * batch_size, batch_size
+            )
             with accelerator.accumulate(target_unet, pose_encoder, source_unet):
                 loss = training_loss(
                     pipe,
@@ -393,7 +518,7 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
                     noise_scheduler,
                     make_batch(items),
                     args.condition_dropout,
-                    generator,
+                    generators,
                     accelerator.backward,
                 )
                 if accelerator.sync_gradients:
