@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .animation import TruePoseAnimationOutput, TruePoseAnimationPipeline, write_animation
 from .models import CAAAttnProcessor, HPFAAttnProcessor, PoseEncoder, ReferenceCaptureAttnProcessor, TargetNet
 from .pipeline import TruePosePipeline, TruePosePipelineOutput
 
@@ -11,6 +12,9 @@ __all__ = [
     "PoseEncoder",
     "ReferenceCaptureAttnProcessor",
     "TargetNet",
+    "TruePoseAnimationOutput",
+    "TruePoseAnimationPipeline",
     "TruePosePipeline",
     "TruePosePipelineOutput",
+    "write_animation",
 ]

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import torch
 
@@ -13,6 +14,22 @@ from .pipeline import TruePosePipeline
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "truepose-synthetic"
 DEMO_RESOLUTION = (96, 64)  # (height, width) the shipped model was trained at
 HELD_OUT_SEED = 1000  # training used data seed 2 (and 1 for the VAE)
+POSE_GALLERY = Path(__file__).parent / "assets" / "poses" / "gallery.npy"  # (8, 18, 3) target poses, 96x64 frame
+
+
+def example_person(index: int) -> dict:
+    """Held-out synthetic pair ``index`` at the shipped model's resolution ([`SyntheticPoseDataset`] item:
+    ``source_image``, ``source_parsing`` (ATR ids), ``source_keypoints``, ``target_keypoints``, ...)."""
+    return SyntheticPoseDataset(index + 1, image_size=DEMO_RESOLUTION, seed=HELD_OUT_SEED)[index]
+
+
+def load_pose_gallery() -> np.ndarray:
+    """The poses shipped with the package: `(8, 18, 3)` COCO-18 keypoints in the 96x64 (height x width) frame.
+
+    They are the target poses of synthetic pairs 0-7 of data seed ``HELD_OUT_SEED + 1``, made with
+    ``np.stack([SyntheticPoseDataset(8, (96, 64), 1001).pair_spec(i)[2] for i in range(8)])``.
+    """
+    return np.load(POSE_GALLERY, allow_pickle=False)
 
 
 def load_shipped_model() -> TruePosePipeline:
