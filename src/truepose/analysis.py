@@ -16,7 +16,9 @@ rows never see the source). A source token that covers several groups counts for
 The masses come from the same trick as CAA: group/region masks are resized to each layer's token grid by
 [`~truepose.models.TargetNet.prepare_reference`] (the code path of the pipeline's HPFA masks and CAA region
 indicators) and appended to the values of one [`~truepose.models.attention.fused_reference_attention`] call as extra
-channels; no attention matrix is materialised.
+channels; no attention matrix is materialised. The queries and keys come from a recorder switched on on TargetNet's
+processors ([`~truepose.models.TargetNet.recording`]) during an ordinary pipeline call, which is interrupted
+(``pipe._interrupt``) after the last requested step.
 
 Example::
 
@@ -43,8 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from .conditioning import parsing as parsing_utils
-from .models.attention import HPFAAttnProcessor, fused_reference_attention
-from .models.target_net import SourceReference, token_grid
+from .conditioning import to_pil_image
+from .models import fused_reference_attention, token_grid
 
 GROUPS: tuple[str, ...] = ("target", "body", "clothing", "face", "background")
 """The shares that sum to 1 per layer: the target's own tokens, then the source's parsing groups."""
@@ -52,10 +54,6 @@ GROUPS: tuple[str, ...] = ("target", "body", "clothing", "face", "background")
 _SOURCE_GROUPS = GROUPS[1:]
 _ALL_SOURCE_CHANNEL = len(_SOURCE_GROUPS)  # indicator channel that is 1 on every source token
 _FIRST_REGION_CHANNEL = _ALL_SOURCE_CHANNEL + 1
-
-
-class _StopGeneration(Exception):
-    """Raised from the step callback once the last requested step is recorded."""
 
 
 def group_masks(parsing: np.ndarray, label_map: Any = "atr") -> np.ndarray:
@@ -75,17 +73,8 @@ def group_masks(parsing: np.ndarray, label_map: Any = "atr") -> np.ndarray:
     return np.stack(masks).astype(np.float32)
 
 
-def _as_pil(image: Any) -> PIL.Image.Image:
-    if isinstance(image, PIL.Image.Image):
-        return image.convert("RGB")
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
-    return PIL.Image.fromarray(array).convert("RGB")
-
-
-def _heatmap_layer_names(heatmap_layers: str | Sequence[str] | None, references: dict) -> set[str]:
-    sizes = {name.removesuffix(".processor"): reference.tokens.shape[1] for name, reference in references.items()}
+def _heatmap_layer_names(heatmap_layers: str | Sequence[str] | None, layer_indicators: dict) -> set[str]:
+    sizes = {name: indicators.shape[1] for name, indicators in layer_indicators.items()}
     if heatmap_layers is None:
         return set()
     if heatmap_layers == "largest":
@@ -98,29 +87,42 @@ def _heatmap_layer_names(heatmap_layers: str | Sequence[str] | None, references:
     return set(heatmap_layers)
 
 
-def _project_heads(attn: torch.nn.Module, hidden_states: torch.Tensor, linear: torch.nn.Module) -> torch.Tensor:
-    """`(batch, tokens, channels)` -> `(batch, heads, tokens, head_dim)`, as the HPFA processor projects."""
-    projected = linear(hidden_states)
-    return projected.view(hidden_states.shape[0], -1, attn.heads, projected.shape[-1] // attn.heads).transpose(1, 2)
+def _layer_indicators(
+    pipe: Any,
+    source: PIL.Image.Image,
+    parsing: np.ndarray,
+    label_map: parsing_utils.LabelMap,
+    masks: np.ndarray,
+    height: int | None,
+    width: int | None,
+) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
+    """The analysis ``masks`` `(channels, H, W)` as each TargetNet self-attention layer sees the source tokens.
+
+    Returns layer name -> fraction of each source token inside each mask `(1, tokens, channels)`, resized by the
+    code path of the pipeline's HPFA masks and CAA region indicators ([`TruePosePipeline.encode_source`], then
+    [`TargetNet.prepare_reference`] with the masks in place of the regions), and the latent size `(h, w)`.
+    """
+    height, width = height or source.height, width or source.width
+    device = pipe._execution_device
+    reference, _ = pipe.encode_source([source], [parsing], label_map, height, width, device)
+    latent_size = (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    analysis = replace(reference, region_masks=torch.from_numpy(masks)[None].to(device))
+    layers = pipe.target_unet.prepare_reference(analysis, latent_size)
+    return {name.removesuffix(".processor"): layer.region_indicators for name, layer in layers.items()}, latent_size
 
 
 def _received_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    source_key: torch.Tensor,
-    log_weight: torch.Tensor,
-    rows: torch.Tensor,
-    chunk_size: int,
+    query: torch.Tensor, key: torch.Tensor, source_key: torch.Tensor, log_weight: torch.Tensor, chunk_size: int
 ) -> torch.Tensor:
-    """Attention each source token receives, averaged over queries, heads and ``rows``: `(num_source_tokens,)`.
+    """Attention each source token receives, averaged over queries, heads and rows: `(num_source_tokens,)`.
 
     Column sums of the HPFA-weighted attention matrix, computed ``chunk_size`` queries at a time (float32), so at
     most `(rows, heads, chunk_size, keys)` probabilities exist at once. (Column sums cannot come from the value-channel
     trick cheaply: it would need one value channel per source token.)
     """
     num_target = key.shape[2]
-    query, keys = query[rows].float(), torch.cat([key, source_key], dim=2)[rows].float()
-    bias = F.pad(log_weight[rows].float(), (num_target, 0))[:, None, None, :]
+    query, keys = query.float(), torch.cat([key, source_key], dim=2).float()
+    bias = F.pad(log_weight.float(), (num_target, 0))[:, None, None, :]
     scale = query.shape[-1] ** -0.5
     received = torch.zeros(source_key.shape[2], dtype=torch.float64, device=query.device)
     for start in range(0, query.shape[2], chunk_size):
@@ -183,7 +185,7 @@ def attention_shares(
             raise ValueError(f"`{argument}` is set by `attention_shares` and cannot be passed.")
     if isinstance(source_image, (list, tuple)) or (isinstance(source_image, np.ndarray) and source_image.ndim == 4):
         raise ValueError("`attention_shares` takes one source image (and one target pose).")
-    source = _as_pil(source_image)
+    source = to_pil_image(source_image, "source_image")
     num_steps = int(num_inference_steps)
     if timestep_index is None:
         steps = list(range(num_steps))
@@ -200,69 +202,39 @@ def attention_shares(
     masks = np.concatenate(
         [group_masks(parsing, label_map), np.ones((1, *parsing.shape), np.float32), region_masks.astype(np.float32)]
     )
+    layer_indicators, latent_size = _layer_indicators(
+        pipe, source, parsing, label_map, masks, pipeline_kwargs.get("height"), pipeline_kwargs.get("width")
+    )
+    heatmap_names = _heatmap_layer_names(heatmap_layers, layer_indicators)
 
-    target_unet = pipe.target_unet
-    processors = {
-        name.removesuffix(".processor"): processor
-        for name, processor in target_unet.attn_processors.items()
-        if isinstance(processor, HPFAAttnProcessor)
-    }
-    state: dict[str, Any] = {"step": -1, "timesteps": []}
+    state: dict[str, Any] = {"step": 0, "timesteps": []}
     totals: dict[str, torch.Tensor] = {}
     received: dict[str, torch.Tensor] = {}
-    original_prepare = target_unet.prepare_reference
 
-    def prepare_reference(source_reference: SourceReference, latent_size: tuple[int, int]):
-        layer_references = original_prepare(source_reference, latent_size)
-        batch = len(source_reference.source_dropped)
-        analysis_masks = torch.from_numpy(masks).to(source_reference.person_mask.device)
-        analysis = replace(source_reference, region_masks=analysis_masks[None].expand(batch, -1, -1, -1))
-        state["references"] = original_prepare(analysis, latent_size)
-        state["rows"] = ~source_reference.source_dropped
-        state["latent_size"] = latent_size
-        return layer_references
-
-    def count_step(module, args, kwargs):
-        state["step"] += 1
-        if state["step"] == 0:  # token counts per layer are known once SourceNet ran
-            heatmap_names.update(_heatmap_layer_names(heatmap_layers, state["references"]))
-        if state["step"] in steps:
-            timestep = args[1] if len(args) > 1 else kwargs["timestep"]
-            state["timesteps"].append(int(torch.as_tensor(timestep).reshape(-1)[0]))
-
-    def record(name: str):
-        def hook(attn, args, kwargs):
+    def recorder(name: str):
+        def record(query, key, value, source_key, source_value, log_weight):
             if state["step"] not in steps:
                 return
-            hidden_states = args[0] if args else kwargs["hidden_states"]
-            reference, rows = state["references"][name + ".processor"], state["rows"]
-            tokens = reference.tokens.to(hidden_states.dtype)
-            query, key, value = (_project_heads(attn, hidden_states, f) for f in (attn.to_q, attn.to_k, attn.to_v))
-            source_key, source_value = _project_heads(attn, tokens, attn.to_k), _project_heads(attn, tokens, attn.to_v)
+            indicators = layer_indicators[name].to(query.device)
             _, mass = fused_reference_attention(
-                query, key, value, source_key, source_value, reference.log_weight, reference.region_indicators
+                query, key, value, source_key, source_value, log_weight, indicators.expand(len(query), -1, -1)
             )
-            share = mass[rows].double().mean(dim=(0, 1, 2))
-            totals[name] = totals.get(name, 0) + share
+            totals[name] = totals.get(name, 0) + mass.double().mean(dim=(0, 1, 2))
             if name in heatmap_names:
-                layer_received = _received_attention(
-                    query, key, source_key, reference.log_weight, rows, heatmap_chunk_size
-                )
+                layer_received = _received_attention(query, key, source_key, log_weight, heatmap_chunk_size)
                 received[name] = received.get(name, 0) + layer_received
 
-        return hook
+        return record
 
-    def stop_after_last_step(_pipe, step, _timestep, callback_kwargs):
-        if step >= steps[-1]:
-            raise _StopGeneration
+    def next_step(pipeline, step, timestep, callback_kwargs):
+        if step in steps:
+            state["timesteps"].append(int(timestep))
+        state["step"] = step + 1
+        if state["step"] > steps[-1]:
+            pipeline._interrupt = True  # the remaining steps are skipped: nothing more to record
         return callback_kwargs
 
-    heatmap_names: set[str] = set()
-    handles = [target_unet.register_forward_pre_hook(count_step, with_kwargs=True)]
-    for name in processors:
-        handles.append(target_unet.get_submodule(name).register_forward_pre_hook(record(name), with_kwargs=True))
-    target_unet.prepare_reference = prepare_reference
-    try:
+    with pipe.target_unet.recording({name + ".processor": recorder(name) for name in layer_indicators}):
         pipe(
             source,
             target_pose,
@@ -272,15 +244,9 @@ def attention_shares(
             guidance_scale=guidance_scale,
             generator=generator,
             output_type="latent",
-            callback_on_step_end=stop_after_last_step,
+            callback_on_step_end=next_step,
             **pipeline_kwargs,
         )
-    except _StopGeneration:
-        pipe.maybe_free_model_hooks()
-    finally:
-        del target_unet.prepare_reference
-        for handle in handles:
-            handle.remove()
 
     count = len(steps)
     layers: dict[str, dict[str, Any]] = {}
@@ -298,7 +264,6 @@ def attention_shares(
     mean["regions"] = {
         region: float(np.mean([layer["regions"][region] for layer in layers.values()])) for region in region_names
     }
-    latent_size = state["latent_size"]
     return {
         "layers": layers,
         "mean": mean,
@@ -452,7 +417,7 @@ def attention_heatmap(
     Returns:
         `PIL.Image.Image` `[source | overlay | colour bar]`, the map normalised to its maximum.
     """
-    source = _as_pil(source_image)
+    source = to_pil_image(source_image, "source_image")
     values = attention_map(shares, layers)
     if source.size != (values.shape[1], values.shape[0]):
         source = source.resize((values.shape[1], values.shape[0]), PIL.Image.BICUBIC)

@@ -154,7 +154,7 @@ def animate(args: argparse.Namespace) -> int:
 def app(args: argparse.Namespace) -> int:
     from .app import launch
 
-    launch(model=args.model, host=args.host, port=args.port, share=args.share)
+    launch(model=args.model, host=args.host, port=args.port, share=args.share, pose_detector=args.pose_detector)
     return 0
 
 
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=7860)
     ap.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
+    ap.add_argument("--pose-detector", default=None, help="OpenPose weights (folder or Hub id) for pose photos")
     ap.set_defaults(func=app)
 
     for name, (_, help_text) in DELEGATED.items():

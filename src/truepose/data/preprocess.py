@@ -70,6 +70,22 @@ def list_images(image_dir: str | os.PathLike, exclude: str | os.PathLike | None 
     return sorted(names)
 
 
+def check_model_path(name: Any, argument: str) -> None:
+    """Refuses a model path that is neither an existing local path nor a valid Hub repo id, naming `argument`.
+
+    `huggingface_hub.utils.validate_repo_id` decides what a Hub id can be: `/nonexistent` or `./model` cannot, so
+    they are local paths that do not exist (rather than a confusing Hub repo-id error from the loader).
+    """
+    if not isinstance(name, str | os.PathLike) or os.path.exists(name):
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(os.fspath(name))
+    except HFValidationError:
+        raise FileNotFoundError(f"`{argument}`: the local path {os.fspath(name)!r} does not exist.") from None
+
+
 def load_parser(parser: Any, device: str | None = None) -> Parser:
     """Turn ``parser`` into a callable ``images -> label maps``.
 
@@ -81,6 +97,8 @@ def load_parser(parser: Any, device: str | None = None) -> Parser:
 
     if isinstance(parser, str | os.PathLike):
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+        check_model_path(parser, "parser")
 
         model = AutoModelForSemanticSegmentation.from_pretrained(parser).eval()
         processor = AutoImageProcessor.from_pretrained(parser)
@@ -162,6 +180,8 @@ def preprocess(
         raise ValueError("Nothing to do: pass a `parser`, a `detector` or both.")
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
+    check_model_path(parser, "parser")
+    check_model_path(detector, "detector")
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     names = list_images(image_dir, exclude=output_dir)
     summary = PreprocessSummary(images=len(names))

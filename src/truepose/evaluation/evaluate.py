@@ -11,6 +11,8 @@ Output layout of `--output-dir DIR`:
 
 - `DIR/generated/<pair name>.png`: generated images, at the generation size.
 - `DIR/ground_truth/<pair name>.png`: the target images at the evaluation size (bicubic resize).
+- `DIR/ground_truth_parsing/<pair name>.png`: the targets' parsing maps at the evaluation size (nearest), from the
+  data set or the pipeline's parser, for the identity metrics per region.
 - `DIR/run_config.json`: generation settings; a resumed run must use the same ones.
 - `DIR/metrics.json` and `DIR/metrics.md`: scores beside the paper's numbers.
 """
@@ -31,13 +33,23 @@ import torch
 from diffusers.utils import logging
 from PIL import Image
 
+from ..conditioning import as_parsing_map, label_map_from_id2label, parse_images, to_pil_image
+from ..data.common import save_parsing
 from .metrics import (
+    DEFAULT_FID_BACKBONE,
     DEFAULT_SIZE,
+    FID_DIMS,
     SSIM_256_SIGMA_CFLD,
+    add_scoring_arguments,
+    check_fid_backbone,
+    check_fid_image_counts,
+    check_weight_files,
     compute_metrics,
     format_markdown,
+    list_image_files,
     parse_size,
     resize_to_uint8,
+    scoring_kwargs,
     write_results,
 )
 
@@ -45,6 +57,7 @@ logger = logging.get_logger(__name__)
 
 GENERATED_DIRNAME = "generated"
 GROUND_TRUTH_DIRNAME = "ground_truth"
+GROUND_TRUTH_PARSING_DIRNAME = "ground_truth_parsing"
 RUN_CONFIG_NAME = "run_config.json"
 METRICS_NAME = "metrics.json"
 # Settings that change the generated images: a resumed run must match them.
@@ -79,16 +92,21 @@ def save_image_atomic(image: Image.Image | np.ndarray, path: str | os.PathLike) 
             tmp.unlink()
 
 
-def _to_pil(image: Any, argument: str) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().float().numpy()
-        if image.ndim == 3 and image.shape[0] in (1, 3):
-            image = image.transpose(1, 2, 0)
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(resize_to_uint8(image, image.shape[:2]))
-    raise ValueError(f"`{argument}` must be a PIL image, an array or a tensor, got {type(image).__name__}.")
+def target_parsing_of(pipeline: Any, item: dict[str, Any], ground_truth: np.ndarray, label_map: str) -> np.ndarray:
+    """The target's parsing map at the size of `ground_truth` (`(H, W, 3)` uint8, the target at the evaluation size):
+    the data set's map (nearest resize, stretched like the image), else the pipeline's `parser` run on
+    `ground_truth`. Returns `(H, W)` int64 ids of `label_map`."""
+    parsing = item.get("target_parsing")
+    if parsing is None:
+        parser = getattr(pipeline, "parser", None)
+        if parser is None:
+            raise ValueError(
+                f"Pair {item['name']!r} has no target parsing map and the pipeline has no `parser` to compute one; "
+                "pass a parsing_dir, or skip the identity metrics per region (`compute_regions=False`, --no-regions)."
+            )
+        parsing = parse_images(parser, pipeline.parser_processor, [Image.fromarray(ground_truth)])[0]
+    height, width = ground_truth.shape[:2]
+    return as_parsing_map(parsing, height, width, label_map, argument_name="target_parsing", stretch=True)
 
 
 def _pair_names(dataset: Any) -> list[str] | None:
@@ -131,9 +149,11 @@ def generate_test_images(
     batch_size: int = 4,
     limit: int | None = None,
     seed: int = 0,
+    target_parsing_label_map: str | None = None,
 ) -> list[str]:
     """Generates the pairs of `dataset` that have no image yet in `output_dir/generated/`, and writes the missing
-    ground-truth copies (at `size`) to `output_dir/ground_truth/`.
+    ground-truth copies (at `size`) to `output_dir/ground_truth/` (and with `target_parsing_label_map`, the targets'
+    parsing maps in that label map, see `target_parsing_of`, to `output_dir/ground_truth_parsing/`).
 
     The pairs (the first `limit` ones when given) are split between the processes of `accelerate.PartialState`;
     each pair uses `torch.Generator().manual_seed(seed_of(name, seed))`. `pipeline` is called as
@@ -151,8 +171,9 @@ def generate_test_images(
         raise ValueError(f"`limit` must be >= 1 (or None for all pairs), got {limit}.")
     output_dir = Path(output_dir)
     generated_dir, ground_truth_dir = output_dir / GENERATED_DIRNAME, output_dir / GROUND_TRUTH_DIRNAME
-    generated_dir.mkdir(parents=True, exist_ok=True)
-    ground_truth_dir.mkdir(parents=True, exist_ok=True)
+    parsing_dir = output_dir / GROUND_TRUTH_PARSING_DIRNAME
+    for folder in (generated_dir, ground_truth_dir) + ((parsing_dir,) if target_parsing_label_map is not None else ()):
+        folder.mkdir(parents=True, exist_ok=True)
 
     num_pairs = len(dataset) if limit is None else min(limit, len(dataset))
     names = _pair_names(dataset)
@@ -167,6 +188,7 @@ def generate_test_images(
         for i, name in enumerate(names)
         if not (generated_dir / image_filename(name)).exists()
         or not (ground_truth_dir / image_filename(name)).exists()
+        or (target_parsing_label_map is not None and not (parsing_dir / image_filename(name)).exists())
     ]
     state = partial_state()
     # Every process must see the same `todo` before any of them writes, or the split would differ between them.
@@ -186,7 +208,13 @@ def generate_test_images(
                     raise ValueError(f"Item {index} of the data set is named {item['name']!r}, expected {name!r}.")
                 gt_path = ground_truth_dir / image_filename(name)
                 if not gt_path.exists():
-                    save_image_atomic(resize_to_uint8(_to_pil(item["target_image"], "target_image"), size), gt_path)
+                    save_image_atomic(resize_to_uint8(to_pil_image(item["target_image"], "target_image"), size), gt_path)
+                parsing_path = parsing_dir / image_filename(name)
+                if target_parsing_label_map is not None and not parsing_path.exists():
+                    with Image.open(gt_path) as ground_truth:
+                        ground_truth = np.asarray(ground_truth.convert("RGB"))
+                    parsing = target_parsing_of(pipeline, item, ground_truth, target_parsing_label_map)
+                    save_parsing(parsing, parsing_path)
                 if not (generated_dir / image_filename(name)).exists():
                     to_generate.append(item)
             # One pipeline call per run of items sharing a label map and parsing availability.
@@ -194,7 +222,7 @@ def generate_test_images(
             for (label_map, no_parsing), group in itertools.groupby(to_generate, key=key):
                 group = list(group)
                 images = pipeline(
-                    source_image=[_to_pil(item["source_image"], "source_image") for item in group],
+                    source_image=[to_pil_image(item["source_image"], "source_image") for item in group],
                     target_pose=[np.asarray(item["target_keypoints"]) for item in group],
                     source_parsing=None if no_parsing else [np.asarray(item["source_parsing"]) for item in group],
                     parsing_label_map=label_map,
@@ -207,7 +235,7 @@ def generate_test_images(
                 if len(images) != len(group):
                     raise ValueError(f"The pipeline returned {len(images)} images for a batch of {len(group)}.")
                 for item, image in zip(group, images):
-                    save_image_atomic(_to_pil(image, "generated image"), generated_dir / image_filename(item["name"]))
+                    save_image_atomic(to_pil_image(image, "generated image"), generated_dir / image_filename(item["name"]))
     state.wait_for_everyone()
     return names
 
@@ -219,15 +247,31 @@ def _progress(batches: list[Any], state: Any) -> Any:
     return tqdm(batches, desc="Generating test pairs", disable=disable)
 
 
-def load_pipeline(model: str | os.PathLike, torch_dtype: torch.dtype | None = None, device: Any = None) -> Any:
-    """`TruePosePipeline.from_pretrained(model, torch_dtype=...)` moved to `device`, progress bar off."""
+def load_pipeline(model: str | os.PathLike, dtype: torch.dtype | None = None, device: Any = None) -> Any:
+    """`TruePosePipeline.from_pretrained(model, dtype=...)` moved to `device`, progress bar off."""
     from truepose import TruePosePipeline
 
-    pipeline = TruePosePipeline.from_pretrained(model, torch_dtype=torch_dtype)
+    pipeline = TruePosePipeline.from_pretrained(model, dtype=dtype)
     if device is not None:
         pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def _regions_label_map(pipeline: Any, dataset: Any, label_map: str) -> str | None:
+    """Label map of the target parsing maps the identity metrics will use: the data set's when its items have one,
+    else the pipeline parser's; None (with a warning) when there is neither."""
+    item = dataset[0]
+    if item.get("target_parsing") is not None:
+        return str(item.get("label_map", label_map))
+    parser = getattr(pipeline, "parser", None)
+    if parser is not None:
+        return label_map_from_id2label(parser.config.id2label).name
+    logger.warning(
+        "Identity metrics per region skipped: the data set has no target parsing maps (no parsing_dir) and the "
+        "pipeline has no parser."
+    )
+    return None
 
 
 def _check_run_config(output_dir: Path, config: dict[str, Any]) -> None:
@@ -269,8 +313,13 @@ def evaluate(
     inception_weights_path: str | os.PathLike | None = None,
     lpips_backbone_path: str | os.PathLike | None = None,
     ssim_256_sigma: float = SSIM_256_SIGMA_CFLD,
+    compute_lpips: bool = True,
+    fid_backbone: str = DEFAULT_FID_BACKBONE,
+    fid_dims: int = FID_DIMS,
+    force_fid: bool = False,
+    compute_regions: bool = True,
     fid_cache_dir: str | os.PathLike | None = None,
-    torch_dtype: torch.dtype | None = None,
+    dtype: torch.dtype | None = None,
     metrics_batch_size: int = 16,
     dataset: Any = None,
 ) -> dict[str, Any] | None:
@@ -286,7 +335,13 @@ def evaluate(
             pipeline's parser computes them.
         fid_real_dir: FID real set; default `data_root/train_highres` (all training images) when it exists.
         compute_fid: False skips FID (no Inception weights needed).
+        compute_lpips: False skips LPIPS (no AlexNet weights needed).
+        fid_backbone, fid_dims, force_fid: see `compute_metrics`.
+        compute_regions: add the identity metrics per region of the target's parsing map (from the data set, else
+            the pipeline's parser; skipped with a warning when neither has one).
         dataset: a ready data set to use instead of `DeepFashionDataset(data_root, split="test", ...)`.
+
+    Every weight file and the FID image count are checked before anything is generated.
 
     Returns:
         The metrics dict of `compute_metrics` (with `run_config`) on the main process, None on the others.
@@ -299,6 +354,16 @@ def evaluate(
         parsing_dir = data_root / "parsing"
     if fid_real_dir is None and compute_fid and (data_root / "train_highres").is_dir():
         fid_real_dir = data_root / "train_highres"
+    # Every weight file the scores need is found before anything is generated.
+    if compute_fid:
+        check_fid_backbone(fid_backbone, fid_dims)
+    check_weight_files(
+        compute_lpips=compute_lpips,
+        compute_fid=compute_fid,
+        fid_backbone=fid_backbone,
+        lpips_backbone_path=lpips_backbone_path,
+        inception_weights_path=inception_weights_path,
+    )
 
     model_name = str(pipeline) if isinstance(pipeline, str | os.PathLike) else None
     config = {
@@ -321,10 +386,15 @@ def evaluate(
         dataset = DeepFashionDataset(
             data_root, split="test", image_size=generation_size, parsing_dir=parsing_dir, label_map=label_map
         )
+    num_pairs = len(dataset) if limit is None else min(limit, len(dataset))
+    if compute_fid:
+        num_real = num_pairs if fid_real_dir is None else len(list_image_files(fid_real_dir))
+        check_fid_image_counts(num_real, num_pairs, fid_dims, force=force_fid)
     if isinstance(pipeline, str | os.PathLike):
-        if torch_dtype is None:
-            torch_dtype = torch.float16 if state.device.type == "cuda" else torch.float32
-        pipeline = load_pipeline(pipeline, torch_dtype=torch_dtype, device=state.device)
+        if dtype is None:
+            dtype = torch.float16 if state.device.type == "cuda" else torch.float32
+        pipeline = load_pipeline(pipeline, dtype=dtype, device=state.device)
+    regions_label_map = _regions_label_map(pipeline, dataset, label_map) if compute_regions and num_pairs else None
 
     names = generate_test_images(
         pipeline,
@@ -337,6 +407,7 @@ def evaluate(
         batch_size=batch_size,
         limit=limit,
         seed=seed,
+        target_parsing_label_map=regions_label_map,
     )
     if not state.is_main_process:
         return None
@@ -351,8 +422,14 @@ def evaluate(
         lpips_backbone_path=lpips_backbone_path,
         ssim_256_sigma=ssim_256_sigma,
         compute_fid=compute_fid,
+        compute_lpips=compute_lpips,
+        fid_backbone=fid_backbone,
+        fid_dims=fid_dims,
+        force_fid=force_fid,
         fid_cache_dir=fid_cache_dir,
         names=[Path(image_filename(name)).stem for name in names],
+        parsing_dir=None if regions_label_map is None else output_dir / GROUND_TRUTH_PARSING_DIRNAME,
+        label_map=regions_label_map or label_map,
     )
     results["run_config"] = config
     name = f"{model_name or type(pipeline).__name__} ({num_inference_steps} steps)"
@@ -382,11 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fid-real-dir", default=None, help="FID real set (default DATA_ROOT/train_highres: all training images)."
     )
-    parser.add_argument("--no-fid", action="store_true", help="Skip FID.")
-    parser.add_argument("--inception-weights", default=None, help="Path to inception_v3_google-0cc3c7bd.pth.")
-    parser.add_argument("--lpips-backbone", default=None, help="Path to alexnet-owt-7be5be79.pth.")
-    parser.add_argument("--ssim-256-sigma", type=float, default=SSIM_256_SIGMA_CFLD, help="1.5 (CFLD) or 1.2 (PIDM).")
-    parser.add_argument("--fid-cache-dir", default=None, help="Cache of the real-set FID statistics.")
+    add_scoring_arguments(parser)
+    parser.add_argument(
+        "--no-regions", action="store_true", help="Skip the identity metrics per region of the target's parsing map."
+    )
     parser.add_argument(
         "--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="Default: float16 on GPU."
     )
@@ -411,12 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         parsing_dir=args.parsing_dir,
         label_map=args.label_map,
         fid_real_dir=args.fid_real_dir,
-        compute_fid=not args.no_fid,
-        inception_weights_path=args.inception_weights,
-        lpips_backbone_path=args.lpips_backbone,
-        ssim_256_sigma=args.ssim_256_sigma,
-        fid_cache_dir=args.fid_cache_dir,
-        torch_dtype=getattr(torch, args.dtype) if args.dtype else None,
+        compute_regions=not args.no_regions,
+        **scoring_kwargs(args),
+        dtype=getattr(torch, args.dtype) if args.dtype else None,
     )
     if results is not None:
         print(format_markdown(results, name=f"{args.model} ({args.steps} steps)"))
