@@ -12,7 +12,7 @@
 #   <target> <file> killed=K survived=S no_tests=N timeout=T suspicious=U total=M score=P%
 # and leaves the surviving mutants' names in $MUTATION_DIR/<target>/survivors.txt (`mutmut show <name>` there
 # prints the diff).
-set -euo pipefail
+set -euo pipefail -o noglob  # mutant-name globs are for mutmut, not the shell
 
 repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 python=${PYTHON:-$repo/.venv/bin/python}

@@ -1,0 +1,139 @@
+"""The training objective against the scheduler's own formulas, and condition dropout by count (issue 14)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+
+from truepose.conditioning import draw_skeleton
+from truepose.pipeline import SD15_SCHEDULER_CONFIG
+from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline
+from truepose.train import TrainingBatch, training_loss
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline(seed=0)
+
+
+def make_training_batch(size: int, num_pairs: int) -> TrainingBatch:
+    people = [tiny_person(seed, size=size) for seed in range(num_pairs)]
+    keypoints = TINY_KEYPOINTS.copy()
+    keypoints[keypoints[:, 2] > 0, :2] *= size / 64
+    return TrainingBatch(
+        sources=[image for image, _ in people],
+        targets=[tiny_person(seed + 100, size=size)[0] for seed in range(num_pairs)],
+        pose_images=[draw_skeleton(keypoints, size, size)] * num_pairs,
+        parsing_maps=[parsing for _, parsing in people],
+        label_map="atr",
+    )
+
+
+class Spy:
+    """Records what ``training_loss`` hands to the scheduler and to TargetNet, changing nothing."""
+
+    def __init__(self, pipe, noise_scheduler):
+        self.calls = {}
+        add_noise = noise_scheduler.add_noise
+
+        def spy_add_noise(original, noise, timesteps):
+            noisy = add_noise(original, noise, timesteps)
+            self.calls["add_noise"] = (original.clone(), noise.clone(), timesteps.clone(), noisy.clone())
+            return noisy
+
+        noise_scheduler.add_noise = spy_add_noise
+        target_unet = pipe.target_unet
+
+        def record_inputs(module, args, kwargs):
+            sample, timestep, encoder_hidden_states = (list(args) + [None] * 3)[:3]
+            sample = kwargs.get("sample", sample)
+            timestep = kwargs.get("timestep", timestep)
+            encoder_hidden_states = kwargs.get("encoder_hidden_states", encoder_hidden_states)
+            log_weights = {n: p.reference.log_weight.clone() for n, p in target_unet.hpfa_processors.items()}
+            self.calls["unet_in"] = (sample.clone(), torch.as_tensor(timestep).clone(), encoder_hidden_states.clone())
+            self.calls["log_weights"] = log_weights
+
+        def record_output(module, args, output):
+            self.calls["prediction"] = output.sample.detach().clone()
+
+        self.handles = [
+            target_unet.register_forward_pre_hook(record_inputs, with_kwargs=True),
+            target_unet.register_forward_hook(record_output),
+        ]
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def run_loss(pipe, batch, prediction_type, condition_dropout, seeds):
+    noise_scheduler = DDPMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "prediction_type": prediction_type})
+    spy = Spy(pipe, noise_scheduler)
+    try:
+        loss = training_loss(
+            pipe,
+            pipe.source_unet,
+            pipe.target_unet,
+            pipe.pose_encoder,
+            noise_scheduler,
+            batch,
+            condition_dropout,
+            [torch.Generator().manual_seed(s) for s in seeds],
+            lambda loss: None,
+        )
+    finally:
+        spy.remove()
+    return loss, spy.calls
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_loss_target_per_prediction_type(pipe, prediction_type):
+    batch = make_training_batch(64, 2)
+    loss, calls = run_loss(pipe, batch, prediction_type, 0.0, [3, 4])
+    original, noise, timesteps, noisy = calls["add_noise"]
+    sample, unet_timesteps, _ = calls["unet_in"]
+    torch.testing.assert_close(sample, noisy)  # TargetNet sees the scheduler's noisy latents ...
+    assert unet_timesteps.tolist() == timesteps.tolist()  # ... at their timesteps
+    assert timesteps.shape == (2,) and ((0 <= timesteps) & (timesteps < 1000)).all()
+    assert original.shape == noise.shape == (2, 4, 32, 32)
+    # The noised latents are the targets' VAE latents (scaled), not the sources'.
+    source_latents = pipe.encode_source_latents(batch.sources, 64, 64, "cpu")
+    assert not torch.allclose(original, source_latents, atol=1e-2)
+    reference_scheduler = DDPMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "prediction_type": prediction_type})
+    alphas = reference_scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    torch.testing.assert_close(noisy, alphas.sqrt() * original + (1 - alphas).sqrt() * noise)
+    if prediction_type == "epsilon":
+        target = noise
+    else:
+        target = reference_scheduler.get_velocity(original, noise, timesteps)
+        torch.testing.assert_close(target, alphas.sqrt() * noise - (1 - alphas).sqrt() * original)
+    expected = F.mse_loss(calls["prediction"].double(), target.double())
+    assert loss.ndim == 0 and loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    other = (
+        noise if prediction_type == "v_prediction" else reference_scheduler.get_velocity(original, noise, timesteps)
+    )
+    assert loss.item() != pytest.approx(F.mse_loss(calls["prediction"], other).item(), rel=1e-3)
+
+
+def dropped_rows(calls) -> torch.Tensor:
+    """Rows whose source is unseen: CLIP embedding zero and every HPFA log-weight -inf (checked to agree)."""
+    embeds_zero = (calls["unet_in"][2] == 0).flatten(1).all(dim=1)
+    for log_weight in calls["log_weights"].values():
+        assert torch.equal(torch.isneginf(log_weight).all(dim=1), embeds_zero)
+        assert torch.isfinite(log_weight[~embeds_zero]).all()
+    return embeds_zero
+
+
+def test_condition_dropout_drops_rows_at_the_requested_rate(pipe):
+    batch = make_training_batch(32, 24)
+    _, calls = run_loss(pipe, batch, "epsilon", 0.25, range(24))
+    count = int(dropped_rows(calls).sum())
+    # Binomial(24, 0.25): mean 6, sd 2.1; seeded, so the count is fixed, and 1 - p (mean 18) is far outside.
+    assert 2 <= count <= 11, count
+    _, calls = run_loss(pipe, make_training_batch(32, 3), "epsilon", 0.0, range(3))
+    assert not dropped_rows(calls).any()
+    _, calls = run_loss(pipe, make_training_batch(32, 3), "epsilon", 1.0, range(3))
+    assert dropped_rows(calls).all()
+    embeds = calls["unet_in"][2]
+    assert embeds.shape == (3, 1, 32) and np.count_nonzero(embeds.numpy()) == 0
