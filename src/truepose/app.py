@@ -1,0 +1,345 @@
+"""The TruePose web app (Gradio Blocks): ``truepose app`` or ``truepose.app.launch()``.
+
+Source: an uploaded photo or an example person (synthetic renderer); parsing: an uploaded label map, the example
+person's, or the model's parser, shown as an overlay of what HPFA weights. Target pose: the shipped gallery, an
+OpenPose JSON / keypoint file, a photo (through a configured pose detector) or another example person's pose. After a
+generation, the attention-share chart of that generation comes from [`truepose.analysis.attention_shares`].
+"""
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
+
+from .analysis import GROUP_COLOURS, attention_shares, group_masks, plot_attention_shares
+from .conditioning import LABEL_MAPS, as_keypoints, draw_skeleton, read_openpose_json, rescale_keypoints
+from .demo import DEMO_RESOLUTION, example_person, load_pose_gallery, load_shipped_model
+from .pipeline import TruePosePipeline
+
+SCHEDULERS = {
+    "DDIM": DDIMScheduler,
+    "Euler": EulerDiscreteScheduler,
+    "DPM++ 2M": DPMSolverMultistepScheduler,
+    "UniPC": UniPCMultistepScheduler,
+}
+NUM_EXAMPLE_PEOPLE = 6
+# Errors the library raises for bad input; they reach the user as a message, never as a dead page.
+USER_ERRORS = (ValueError, TypeError, OSError, PIL.UnidentifiedImageError)
+
+
+def _gradio():
+    try:
+        import gradio
+    except ImportError:
+        raise ImportError('The web app needs Gradio: pip install "truepose[app]"') from None
+    return gradio
+
+
+def parsing_overlay(image: PIL.Image.Image, parsing: np.ndarray, label_map: Any = "atr") -> PIL.Image.Image:
+    """The source with its parsing groups tinted (body, clothing, face) and the background dimmed: the person gets
+    HPFA's weight ``1 + delta``, the dimmed part ``sigma``."""
+    masks = group_masks(parsing, label_map)  # body, clothing, face, background
+    pixels = np.asarray(image.convert("RGB").resize(parsing.shape[::-1]), dtype=np.float32)
+    tint = sum(m[..., None] * np.float32(GROUP_COLOURS[g]) for m, g in zip(masks[:3], ("body", "clothing", "face")))
+    person = 1 - masks[3][..., None]
+    out = person * (0.55 * pixels + 0.45 * tint) + (1 - person) * 0.35 * pixels
+    return PIL.Image.fromarray(out.clip(0, 255).astype(np.uint8))
+
+
+def read_pose_file(path: str | os.PathLike) -> np.ndarray:
+    """Keypoints `(18, 3)` from an OpenPose JSON (first person) or a keypoint file (``.npy``, or ``.txt``/``.csv``
+    with 18 rows ``x y [confidence]``)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        people = read_openpose_json(path)
+        if not people:
+            raise ValueError(f"The OpenPose file {path.name!r} has no person.")
+        return as_keypoints(people[0], path.name)
+    if path.suffix == ".npy":
+        array = np.load(path, allow_pickle=False)
+        return as_keypoints(array[0] if array.ndim == 3 else array, path.name)
+    if path.suffix in (".txt", ".csv"):
+        return as_keypoints(np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2), path.name)
+    raise ValueError(f"Pose files must be OpenPose .json, .npy, .txt or .csv keypoints, got {path.name!r}.")
+
+
+class TruePoseApp:
+    """The app's actions on one pipeline (kept apart from the layout so they can be called and tested directly).
+
+    Args:
+        pipe ([`TruePosePipeline`]): the model; its scheduler and HPFA/CAA settings are set per generation.
+        pose_detector (*optional*): a [`~truepose.conditioning.PoseDetector`] for poses taken from photos.
+    """
+
+    def __init__(self, pipe: TruePosePipeline, pose_detector: Any = None):
+        self.pipe = pipe
+        self.pose_detector = pose_detector
+        self.scheduler_config = pipe.scheduler.config
+        self.gallery = load_pose_gallery()
+        pipe.set_progress_bar_config(disable=True)
+
+    def source_size(self, source: PIL.Image.Image | None) -> tuple[int, int]:
+        """Output `(height, width)`: the source's size rounded down to the VAE factor (the demo size without one)."""
+        if source is None:
+            return DEMO_RESOLUTION
+        factor = self.pipe.vae_scale_factor
+        return max(factor, source.height // factor * factor), max(factor, source.width // factor * factor)
+
+    def pose_in_frame(self, pose: dict | None, size: tuple[int, int]) -> np.ndarray:
+        """The pose state's keypoints in pixels of the output frame."""
+        if pose is None:
+            raise ValueError("Pick a target pose first (gallery, pose file, photo or example person).")
+        if tuple(pose["frame"]) == tuple(size):
+            return pose["keypoints"]
+        return rescale_keypoints(pose["keypoints"], pose["frame"], size)
+
+    def skeleton(self, pose: dict, source: PIL.Image.Image | None) -> PIL.Image.Image:
+        size = self.source_size(source)
+        return draw_skeleton(self.pose_in_frame(pose, size), *size)
+
+    def pose_from_photo(self, photo: PIL.Image.Image, source: PIL.Image.Image | None) -> dict:
+        if self.pose_detector is None:
+            raise ValueError(
+                "No pose detector is configured: start the app with `truepose app --pose-detector PATH_OR_HUB_ID` "
+                "(OpenPose weights), or pick a pose from the gallery or a file."
+            )
+        size = self.source_size(source)
+        photo = photo.convert("RGB").resize(size[::-1], PIL.Image.BICUBIC)
+        return {"keypoints": as_keypoints(self.pose_detector(photo), "detected pose"), "frame": size}
+
+    def generation_kwargs(
+        self,
+        source: PIL.Image.Image | None,
+        parsing: np.ndarray | None,
+        label_map: str,
+        pose: dict | None,
+        steps: float,
+        guidance_scale: float,
+        seed: float,
+        scheduler: str,
+        sigma: float,
+        delta: float,
+        top_k: float,
+        hpfa: bool,
+    ) -> dict:
+        """Apply the settings to the pipeline and return the pipeline arguments of one generation."""
+        if source is None:
+            raise ValueError("Upload a source photo or pick an example person first.")
+        height, width = self.source_size(source)
+        pipe = self.pipe
+        pipe.scheduler = SCHEDULERS[scheduler].from_config(self.scheduler_config)
+        sigma, delta = (float(sigma), float(delta)) if hpfa else (1.0, 0.0)  # 1, 0: plain reference attention
+        pipe.target_unet.set_truepose_settings(hpfa_sigma=sigma, hpfa_delta=delta, caa_top_k=int(top_k))
+        return {
+            "source_image": source.convert("RGB"),
+            "target_pose": self.pose_in_frame(pose, (height, width)),
+            "source_parsing": parsing,
+            "parsing_label_map": label_map,
+            "height": height,
+            "width": width,
+            "num_inference_steps": int(steps),
+            "guidance_scale": float(guidance_scale),
+            "seed": int(seed),
+        }
+
+    def generate(self, kwargs: dict, progress: Any = None) -> PIL.Image.Image:
+        """One image; ``progress(fraction)`` is called after every denoising step."""
+        kwargs = dict(kwargs)
+        steps, seed = kwargs["num_inference_steps"], kwargs.pop("seed")
+
+        def report(pipe, step, timestep, callback_kwargs):
+            if progress is not None:
+                progress((step + 1, steps), desc="denoising", unit="steps")
+            return callback_kwargs
+
+        return self.pipe(**kwargs, generator=torch.Generator().manual_seed(seed), callback_on_step_end=report).images[
+            0
+        ]
+
+    def attention_chart(self, kwargs: dict) -> PIL.Image.Image:
+        """The attention-share chart of the generation ``kwargs`` (the same seed and settings, re-run by
+        [`attention_shares`])."""
+        kwargs = dict(kwargs)
+        seed = kwargs.pop("seed")
+        shares = attention_shares(
+            self.pipe,
+            kwargs.pop("source_image"),
+            kwargs.pop("target_pose"),
+            kwargs.pop("source_parsing"),
+            kwargs.pop("parsing_label_map"),
+            num_inference_steps=kwargs.pop("num_inference_steps"),
+            guidance_scale=kwargs.pop("guidance_scale"),
+            generator=torch.Generator().manual_seed(seed),
+            **kwargs,
+        )
+        return plot_attention_shares(shares, title="Where TargetNet looked (this generation, all steps)")
+
+
+def build_app(pipe: TruePosePipeline, pose_detector: Any = None):
+    """The Gradio Blocks of the app, for ``pipe``."""
+    gr = _gradio()
+    app = TruePoseApp(pipe, pose_detector)
+    height, width = DEMO_RESOLUTION
+    gallery = [draw_skeleton(pose, height, width) for pose in app.gallery]
+
+    def user_errors(function):
+        @functools.wraps(function)
+        def wrapped(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except USER_ERRORS as error:
+                raise gr.Error(str(error), print_exception=False) from None
+
+        return wrapped
+
+    @user_errors
+    def pick_example_person(index):
+        person = example_person(int(index))
+        overlay = parsing_overlay(person["source_image"], person["source_parsing"], person["label_map"])
+        return person["source_image"], person["source_parsing"], person["label_map"], overlay
+
+    @user_errors
+    def upload_parsing(path, source, label_map):
+        if path is None:
+            return None, None
+        try:
+            parsing = np.asarray(PIL.Image.open(path))
+        except PIL.UnidentifiedImageError:
+            raise ValueError(
+                f"The parsing map {Path(path).name!r} is not an image: upload a PNG of label ids."
+            ) from None
+        if parsing.ndim != 2:
+            raise ValueError(f"The parsing map must be a one-channel PNG of label ids, got shape {parsing.shape}.")
+        return parsing, None if source is None else parsing_overlay(source, parsing, label_map)
+
+    @user_errors
+    def pick_gallery_pose(source, evt: gr.SelectData):
+        pose = {"keypoints": app.gallery[evt.index], "frame": DEMO_RESOLUTION}
+        return pose, app.skeleton(pose, source)
+
+    @user_errors
+    def upload_pose_file(path, source):
+        if path is None:
+            return None, None
+        pose = {"keypoints": read_pose_file(path), "frame": app.source_size(source)}
+        return pose, app.skeleton(pose, source)
+
+    @user_errors
+    def upload_pose_photo(photo, source):
+        if photo is None:
+            return None, None
+        pose = app.pose_from_photo(photo, source)
+        return pose, app.skeleton(pose, source)
+
+    @user_errors
+    def pick_example_pose(index, source):
+        pose = {"keypoints": example_person(int(index))["source_keypoints"], "frame": DEMO_RESOLUTION}
+        return pose, app.skeleton(pose, source)
+
+    @user_errors
+    def generate(source, parsing, label_map, pose, steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa,
+                 progress=gr.Progress()):  # noqa: B008 - Gradio's progress tracker  # fmt: skip
+        settings = (steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa)
+        kwargs = app.generation_kwargs(source, parsing, label_map, pose, *settings)
+        return app.generate(kwargs, progress), kwargs, gr.update(interactive=True)
+
+    @user_errors
+    def chart(kwargs):
+        if kwargs is None:
+            raise ValueError("Generate an image first.")
+        return app.attention_chart(kwargs)
+
+    with gr.Blocks(title="TruePose", analytics_enabled=False) as blocks:
+        gr.Markdown(
+            "# TruePose\nPose-guided person image synthesis with human-parsing-guided attention "
+            "([arXiv 2502.03426](https://arxiv.org/abs/2502.03426))."
+        )
+        parsing_state, pose_state, last_generation = gr.State(None), gr.State(None), gr.State(None)
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown("### Source")
+                source = gr.Image(type="pil", label="Source photo", elem_id="source", format="png", height=288)
+                person = gr.Dropdown(list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person")
+                parsing_file = gr.File(label="Parsing map (PNG of label ids)", elem_id="parsing", file_types=["image"])
+                label_map = gr.Dropdown(list(LABEL_MAPS), value="atr", label="Label map of the parsing")
+                overlay = gr.Image(label="Parsing: what HPFA weights (person tinted)", interactive=False, height=288)
+            with gr.Column():
+                gr.Markdown("### Target pose")
+                pose_gallery = gr.Gallery(
+                    gallery,
+                    label="Pose gallery (click one)",
+                    columns=4,
+                    height=300,
+                    allow_preview=False,
+                    elem_id="pose-gallery",
+                )
+                pose_file = gr.File(label="…or an OpenPose JSON / keypoint file", elem_id="pose-file")
+                pose_photo = gr.Image(type="pil", label="…or a photo (pose detector)", elem_id="pose-photo")
+                pose_person = gr.Dropdown(
+                    list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person's pose"
+                )
+                skeleton = gr.Image(label="Target skeleton", interactive=False, elem_id="skeleton", height=288)
+            with gr.Column():
+                gr.Markdown("### Result")
+                with gr.Accordion("Settings", open=True):
+                    steps = gr.Slider(1, 100, value=25, step=1, label="Steps", elem_id="steps")
+                    guidance = gr.Slider(0, 10, value=2.0, step=0.1, label="Guidance scale")
+                    seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
+                    scheduler = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="Scheduler")
+                    hpfa = gr.Checkbox(True, label="HPFA on (off: plain reference attention)")
+                    sigma = gr.Slider(0.05, 1.0, value=pipe.target_unet.config.hpfa_sigma, label="HPFA σ (background)")
+                    delta = gr.Slider(0.0, 2.0, value=pipe.target_unet.config.hpfa_delta, label="HPFA δ (person)")
+                    top_k = gr.Slider(0, 8, value=pipe.target_unet.config.caa_top_k, step=1, label="CAA top-k")
+                button = gr.Button("Generate", variant="primary", elem_id="generate")
+                result = gr.Image(label="Generated", interactive=False, format="png", elem_id="result", height=288)
+                chart_button = gr.Button("Attention shares of this generation", interactive=False, elem_id="chart")
+                chart_image = gr.Image(label="Where TargetNet looked", interactive=False, elem_id="chart-image")
+
+        person.change(pick_example_person, person, [source, parsing_state, label_map, overlay])
+        source.upload(lambda: (None, None), None, [parsing_state, overlay])
+        parsing_file.change(upload_parsing, [parsing_file, source, label_map], [parsing_state, overlay])
+        pose_gallery.select(pick_gallery_pose, source, [pose_state, skeleton])
+        pose_file.change(upload_pose_file, [pose_file, source], [pose_state, skeleton])
+        pose_photo.upload(upload_pose_photo, [pose_photo, source], [pose_state, skeleton])
+        pose_person.change(pick_example_pose, [pose_person, source], [pose_state, skeleton])
+        settings = [steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa]
+        button.click(
+            generate,
+            [source, parsing_state, label_map, pose_state, *settings],
+            [result, last_generation, chart_button],
+        )
+        chart_button.click(chart, last_generation, chart_image)
+    return blocks
+
+
+def launch(
+    model: str | os.PathLike | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = 7860,
+    share: bool = False,
+    pose_detector: str | None = None,
+    **launch_kwargs,
+):
+    """Serve the app: ``model`` is a checkpoint folder or Hub id (the shipped model by default), ``pose_detector``
+    OpenPose weights (folder or Hub id) for poses taken from photos. Extra keyword arguments go to
+    ``gradio.Blocks.launch`` (e.g. ``prevent_thread_lock=True``)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    gr = _gradio()
+    pipe = load_shipped_model() if model is None else TruePosePipeline.from_pretrained(model, dtype=torch.float32)
+    detector = None
+    if pose_detector is not None:
+        from .conditioning import PoseDetector
+
+        detector = PoseDetector.from_pretrained(pose_detector)
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+    blocks = build_app(pipe, detector)
+    blocks.queue()
+    blocks.launch(server_name=host, server_port=port, share=share, theme=theme, **launch_kwargs)
+    return blocks

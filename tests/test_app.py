@@ -1,0 +1,140 @@
+"""The web app in a real browser: headless Chromium (Debian's ``chromium`` + ``chromium-driver``) through selenium.
+
+Under ``CI`` a missing browser, driver, gradio or selenium is a failure; elsewhere these tests are skipped.
+"""
+
+import base64
+import io
+import os
+import shutil
+import socket
+import time
+import urllib.request
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from truepose.demo import example_person, load_pose_gallery, load_shipped_model
+
+STEPS = 3
+GALLERY_POSE = 2
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(reason)
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    _require(shutil.which("chromium") and shutil.which("chromedriver"), "chromium/chromedriver not installed")
+    for module in ("gradio", "selenium"):
+        try:
+            __import__(module)
+        except ImportError:
+            _require(False, f'{module} not installed (pip install "truepose[app]")')
+    from truepose.app import launch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    blocks = launch(host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}"
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def browser(app_url):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100"):
+        options.add_argument(argument)
+    options.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def _wait(condition, timeout=120, what="the page"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _find(driver, css):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, css)
+
+
+def _upload(driver, elem_id, path):
+    _wait(lambda: _find(driver, f"#{elem_id} input[type=file]"), what=f"#{elem_id}")[0].send_keys(str(path))
+
+
+def _image_of(driver, elem_id) -> PIL.Image.Image | None:
+    images = _find(driver, f"#{elem_id} img")
+    src = images[0].get_attribute("src") if images else None
+    if not src:
+        return None
+    if src.startswith("data:"):
+        data = base64.b64decode(src.split(",", 1)[1])
+    else:
+        with urllib.request.urlopen(src) as response:
+            data = response.read()
+    return PIL.Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def _open(driver, app_url):
+    driver.get(app_url)
+    _wait(lambda: _find(driver, "#generate"), what="the app")
+
+
+def test_generation_in_the_browser_equals_the_python_api(browser, app_url, tmp_path):
+    person = example_person(0)
+    person["source_image"].save(tmp_path / "person.png")
+    PIL.Image.fromarray(person["source_parsing"].astype(np.uint8)).save(tmp_path / "parsing.png")
+    _open(browser, app_url)
+
+    _upload(browser, "source", tmp_path / "person.png")
+    _wait(lambda: _find(browser, "#source img"), what="the source preview")
+    _upload(browser, "parsing", tmp_path / "parsing.png")
+    thumbnails = _wait(lambda: _find(browser, "#pose-gallery button.thumbnail-item"), what="the pose gallery")
+    thumbnails[GALLERY_POSE].click()
+    _wait(lambda: _image_of(browser, "skeleton"), what="the skeleton preview")
+    steps = _find(browser, "#steps input[type=number]")[0]
+    steps.clear()
+    steps.send_keys(str(STEPS))
+    steps.send_keys("\t")
+    time.sleep(0.5)
+    _find(browser, "#generate")[0].click()
+    generated = _wait(lambda: _image_of(browser, "result"), what="the generated image")
+
+    pipe = load_shipped_model()
+    expected = pipe(
+        person["source_image"],
+        load_pose_gallery()[GALLERY_POSE],
+        source_parsing=person["source_parsing"],
+        parsing_label_map="atr",
+        num_inference_steps=STEPS,
+        guidance_scale=2.0,
+        generator=torch.Generator().manual_seed(0),
+    ).images[0]
+    assert generated.size == expected.size
+    np.testing.assert_array_equal(np.asarray(generated), np.asarray(expected))
+
+
+def test_a_bad_upload_shows_an_error_message(browser, app_url, tmp_path):
+    (tmp_path / "parsing.png").write_text("not an image")
+    _open(browser, app_url)
+    _upload(browser, "parsing", tmp_path / "parsing.png")
+    _wait(lambda: "is not an image: upload a PNG of label ids" in browser.page_source, what="the error message")
+    assert _find(browser, "#generate")[0].is_enabled()  # the page is still alive
