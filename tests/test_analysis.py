@@ -158,8 +158,11 @@ def test_average_over_steps_is_the_mean_of_single_steps(pipe, person, recorded):
 def test_pipeline_is_left_as_found(pipe, person, recorded):
     source, parsing = person
     assert "prepare_reference" not in vars(pipe.target_unet)
-    assert not pipe.target_unet._forward_pre_hooks
     assert not any(m._forward_pre_hooks for m in pipe.target_unet.modules())
+    assert all(p.recorder is None for p in pipe.target_unet.hpfa_processors.values())
+    with pytest.raises(ValueError, match="No HPFA/CAA processors named"):
+        with pipe.target_unet.recording({"down_blocks.9.attn1.processor": print}):
+            pass
     with pytest.raises(ValueError, match="timestep_index"):
         attention_shares(pipe, source, TINY_KEYPOINTS, parsing, num_inference_steps=2, timestep_index=2)
 
@@ -173,3 +176,16 @@ def test_plots_write_png_files(recorded, person, tmp_path):
         with PIL.Image.open(path) as saved:
             assert saved.format == "PNG" and saved.size == image.size
     assert heatmap.height >= 256
+
+
+def test_generation_is_interrupted_after_the_last_recorded_step(pipe, person):
+    source, parsing = person
+    calls = []
+    handle = pipe.target_unet.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        shares = attention_shares(
+            pipe, source, TINY_KEYPOINTS, parsing, num_inference_steps=4, timestep_index=1, heatmap_layers=None
+        )
+    finally:
+        handle.remove()
+    assert len(calls) == 2 and shares["steps"] == [1] and len(shares["timesteps"]) == 1

@@ -12,6 +12,7 @@ zero-initialised output projection.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -177,7 +178,9 @@ class HPFAAttnProcessor(nn.Module):
     r"""TargetNet self-attention with human-parsing-guided fusion attention over SourceNet's tokens.
 
     Without a ``reference`` set, it is plain self-attention. The per-call ``reference`` ([`LayerReference`]) is set
-    by [`TargetNet`] for the duration of one forward pass.
+    by [`TargetNet`] for the duration of one forward pass. A ``recorder`` (set by [`TargetNet.recording`]) is called
+    as ``recorder(query, key, value, source_key, source_value, source_log_weight)`` with the rows that see the
+    source, shapes as in [`fused_reference_attention`], before they are attended to (analysis, benchmarks).
     """
 
     uses_regions = False
@@ -185,6 +188,7 @@ class HPFAAttnProcessor(nn.Module):
     def __init__(self):
         super().__init__()
         self.reference: LayerReference | None = None
+        self.recorder: Callable[..., None] | None = None
 
     def _project_heads(self, attn: Attention, hidden_states: torch.Tensor, to: nn.Module) -> torch.Tensor:
         batch_size = hidden_states.shape[0]
@@ -224,6 +228,10 @@ class HPFAAttnProcessor(nn.Module):
                 source_key, source_value = (self._project_heads(attn, tokens, to) for to in (attn.to_k, attn.to_v))
             else:
                 source_key, source_value = reference.source_key[free:], reference.source_value[free:]
+            if self.recorder is not None:
+                self.recorder(
+                    query[free:], key[free:], value[free:], source_key, source_value, reference.log_weight[free:]
+                )
             blocks.append(
                 fused_reference_attention(
                     query[free:],

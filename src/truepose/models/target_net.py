@@ -2,7 +2,7 @@
 
 import inspect
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -134,11 +134,10 @@ def parameters_after_reference_capture(source_unet: UNet2DConditionModel) -> lis
     (plus adapters inside them). Found by one small no-grad forward that records the order in which layers start;
     every layer starting earlier feeds the last captured input through the UNet's main path.
     """
-    install_reference_capture(source_unet)
     captures = {
         source_unet.get_submodule(name.removesuffix(".processor"))
-        for name, processor in source_unet.attn_processors.items()
-        if isinstance(processor, ReferenceCaptureAttnProcessor)
+        for name in source_unet.attn_processors
+        if name.endswith("attn1.processor")
     }
     started: list[torch.nn.Module] = []
     hooks = [
@@ -314,6 +313,22 @@ class TargetNet(UNet2DConditionModel):
             name: processor.project_source(self.get_submodule(name.removesuffix(".processor")), layer_references[name])
             for name, processor in self.hpfa_processors.items()
         }
+
+    @contextmanager
+    def recording(self, recorders: dict[str, Callable[..., None]]) -> Iterator[None]:
+        """Switch on recorders on HPFA/CAA processors inside the block: processor name -> callable, called by each
+        reference-attention call as described in [`HPFAAttnProcessor`]."""
+        processors = self.hpfa_processors
+        unknown = sorted(set(recorders) - set(processors))
+        if unknown:
+            raise ValueError(f"No HPFA/CAA processors named {unknown}; the processors are {sorted(processors)}.")
+        for name, recorder in recorders.items():
+            processors[name].recorder = recorder
+        try:
+            yield
+        finally:
+            for name in recorders:
+                processors[name].recorder = None
 
     @contextmanager
     def conditioned(
