@@ -70,8 +70,65 @@ def test_training_needs_parsing_maps():
 def test_bad_arguments_are_refused(init_model, tmp_path):
     with pytest.raises(SystemExit):
         main(train_args(init_model, tmp_path, 2, "--dataset", "deepfashion"))
+    for bad in (["--checkpointing_steps", "0"], ["--train_batch_size", "0"], ["--learning_rate", "-1"]):
+        with pytest.raises(SystemExit):
+            main(train_args(init_model, tmp_path, 2, *bad))
+    with pytest.raises(SystemExit):
+        main(train_args(init_model, tmp_path, 0))
     with pytest.raises(ValueError, match="does not exist"):
         main(train_args(init_model, tmp_path, 2, "--resume_from_checkpoint", str(tmp_path / "nope")))
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="cannot be written"):
+        main(train_args(init_model, tmp_path / "a_file" / "run", 2))
+    (tmp_path / "checkpoint-2").mkdir()
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        main(train_args(init_model, tmp_path, 2))
+    (tmp_path / "checkpoint-best").mkdir()
+    with pytest.raises(ValueError, match="checkpoint-best"):
+        main(train_args(init_model, tmp_path, 2, "--resume_from_checkpoint", "latest"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "checkpoint-2", "checkpoint-best"]  # no work
+
+
+def write_folder_dataset(root, num_images, corrupt):
+    """A folder dataset of tiny people, pairs (i, i+1); image ``corrupt`` holds garbage bytes."""
+    from truepose.data.common import save_parsing
+    from truepose.testing import TINY_KEYPOINTS, tiny_person
+
+    (root / "images").mkdir(parents=True)
+    (root / "parsing").mkdir()
+    for i in range(num_images):
+        image, parsing = tiny_person(seed=i)
+        image.save(root / "images" / f"p{i}.png")
+        save_parsing(parsing, root / "parsing" / f"p{i}.png")
+    (root / "images" / f"p{corrupt}.png").write_bytes(b"not a png")
+    keypoints = {f"p{i}.png": TINY_KEYPOINTS.tolist() for i in range(num_images)}
+    (root / "keypoints.json").write_text(json.dumps(keypoints))
+    (root / "pairs.csv").write_text("from,to\n" + "".join(f"p{i}.png,p{i + 1}.png\n" for i in range(num_images - 1)))
+
+
+def test_corrupt_image_stops_training_naming_the_file_and_keeps_checkpoints(init_model, tmp_path):
+    """Seed 4 orders the pairs [2, 1, 0, 3]; pair 3 reads the corrupt p4.png (the loader fetches one batch ahead)."""
+    write_folder_dataset(tmp_path / "data", num_images=5, corrupt=4)
+    args = train_args(init_model, tmp_path / "run", 4, "--train_batch_size", "1", "--checkpointing_steps", "1")
+    args += ["--dataset", "folder", "--data_root", str(tmp_path / "data"), "--parsing_dir", "parsing", "--seed", "4"]
+    with pytest.raises(RuntimeError, match="p4.png"):
+        main(args)
+    assert latest_checkpoint(str(tmp_path / "run")) == str(tmp_path / "run" / "checkpoint-2")
+
+
+def test_fine_tunes_the_shipped_fp16_model(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from truepose import TruePosePipeline
+    from truepose.demo import SHIPPED_MODEL
+
+    args = ["--pretrained_model", str(SHIPPED_MODEL), "--output_dir", str(tmp_path), "--resolution", "96", "64"]
+    assert main([*args, "--train_batch_size", "2", "--max_train_steps", "1", "--num_pairs", "2"]) == 0
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.pipeline_tag == "image-to-image" and "truepose" in card.data.tags
+    assert "HPFA: sigma 0.3" in card.text and "Steps: 1 (" in card.text
+    pipe = TruePosePipeline.from_pretrained(tmp_path)
+    assert pipe.target_unet.dtype == torch.float32
 
 
 def test_lora_training_saves_merged_weights(init_model, tmp_path):

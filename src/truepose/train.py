@@ -271,7 +271,9 @@ def base_model_id(pretrained_model: str) -> str | None:
     return base_model[0] if isinstance(base_model, list) else base_model
 
 
-def write_model_card(output_dir: str, args: argparse.Namespace, pipe: TruePosePipeline, step: int) -> None:
+def write_model_card(
+    output_dir: str, args: argparse.Namespace, pipe: TruePosePipeline, step: int, num_processes: int
+) -> None:
     """``README.md`` with Hub metadata (base model, pipeline tag, tags) and the run's data, steps and settings."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -288,22 +290,28 @@ def write_model_card(output_dir: str, args: argparse.Namespace, pipe: TruePosePi
         pipeline_tag="image-to-image",
         tags=["truepose", "pose-transfer", "person-image-synthesis", "diffusers"],
     )
+    settings = [
+        f"batch {args.train_batch_size} per process x {num_processes} process(es) x {args.gradient_accumulation_steps}"
+        " accumulation",
+        f"lr {args.learning_rate}",
+        f"condition dropout {args.condition_dropout}",
+        f"objective {pipe.scheduler.config.prediction_type}",
+    ]
+    settings += ["SourceNet frozen"] * args.freeze_source_unet + [f"LoRA rank {args.lora_rank}, merged"] * bool(
+        args.lora_rank
+    )
     content = f"""---
 {metadata.to_yaml()}
 ---
 
 # TruePose ({args.dataset})
 
-Trained with `truepose train` for {step} steps from `{args.pretrained_model}` on {data} at
-{args.resolution[0]}x{args.resolution[1]}, batch {args.train_batch_size} per process x {
-        args.gradient_accumulation_steps
-    }
-accumulation, lr {args.learning_rate}, condition dropout {args.condition_dropout}, objective
-{pipe.scheduler.config.prediction_type}{", SourceNet frozen" if args.freeze_source_unet else ""}{
-        f", LoRA rank {args.lora_rank} (merged)" if args.lora_rank else ""
-    }.
+Trained with `truepose train`.
 
-HPFA sigma {config.hpfa_sigma}, delta {config.hpfa_delta}; CAA top-k {config.caa_top_k} on {list(config.caa_blocks)}.
+- Started from: `{args.pretrained_model}`
+- Data: {data}, {args.resolution[0]}x{args.resolution[1]}
+- Steps: {step} ({", ".join(settings)})
+- HPFA: sigma {config.hpfa_sigma}, delta {config.hpfa_delta}; CAA: top-k {config.caa_top_k} on {list(config.caa_blocks)}
 
 ```python
 from truepose import TruePosePipeline
@@ -558,7 +566,7 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
             unet.fuse_lora()
             unet.unload_lora()
         pipe.save_pretrained(args.output_dir, safe_serialization=True)
-        write_model_card(args.output_dir, args, pipe, global_step)
+        write_model_card(args.output_dir, args, pipe, global_step, accelerator.num_processes)
         if args.push_to_hub:
             pipe.push_to_hub(args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)))
     accelerator.end_training()
