@@ -64,6 +64,9 @@ EXAMPLE_DOC_STRING = """
 """
 
 
+CUSTOM_PIPELINE = os.path.join(os.path.dirname(__file__), "custom_pipeline.py")
+"""For ``DiffusionPipeline.from_pretrained(path_or_hub_id, custom_pipeline=CUSTOM_PIPELINE, trust_remote_code=True)``."""
+
 # Stable Diffusion 1.5's noise schedule, for models built without an SD checkpoint at hand.
 SD15_SCHEDULER_CONFIG = {
     "beta_start": 0.00085,
@@ -142,7 +145,8 @@ class TruePosePipeline(DiffusionPipeline):
         """[`DiffusionPipeline.from_pretrained`] with clear errors for a missing or incomplete checkpoint."""
         path = os.fspath(pretrained_model_name_or_path)
         if os.path.isdir(path):
-            _check_checkpoint_folder(path)
+            if not _check_checkpoint_folder(path):
+                kwargs.setdefault("use_safetensors", False)  # .bin weights only: no failed look for safetensors first
         elif not re.fullmatch(r"[\w.-]+/[\w.-]+", path) or path.startswith("."):
             raise OSError(f"No TruePose checkpoint folder at {path!r}: the folder does not exist.")
         try:
@@ -244,6 +248,7 @@ class TruePosePipeline(DiffusionPipeline):
         output_type: str = "pil",
         target_pose_is_photo: bool = False,
         pose_detector: Callable | None = None,
+        retarget_pose: bool | None = None,
         callback_on_step_end: Callable | None = None,
     ) -> None:
         """Checks every argument before any work; `sources`, `poses`, `source_parsing` are already split in lists."""
@@ -287,6 +292,11 @@ class TruePosePipeline(DiffusionPipeline):
                 "`target_pose_is_photo=True` needs a `pose_detector`, e.g. "
                 "`truepose.conditioning.PoseDetector.from_pretrained('lllyasviel/Annotators')`."
             )
+        if retarget_pose and not target_pose_is_photo:
+            raise ValueError(
+                "`retarget_pose=True` needs `target_pose_is_photo=True` (the source person's keypoints come from the "
+                "`pose_detector`); keypoints and skeleton images are used as they are."
+            )
         if pose_detector is not None and not callable(pose_detector):
             raise TypeError(
                 f"`pose_detector` must be callable (image -> keypoints), got {type(pose_detector).__name__}."
@@ -294,9 +304,16 @@ class TruePosePipeline(DiffusionPipeline):
         generators = generator if isinstance(generator, list) else [generator]
         if not all(g is None or isinstance(g, torch.Generator) for g in generators) or generator == []:
             raise TypeError(f"`generator` must be a torch.Generator or a list of them, got {generator!r}.")
+        num_images = max(len(sources), len(poses)) * num_images_per_prompt
+        if isinstance(generator, list) and len(generator) != num_images:
+            raise ValueError(f"`generator` is a list of {len(generator)} generators for {num_images} images.")
         if latents is not None:
             if not isinstance(latents, torch.Tensor):
                 raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}.")
+            f = self.vae_scale_factor
+            shape = (num_images, self.target_unet.config.in_channels, height // f, width // f)
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
             if not torch.isfinite(latents).all():
                 raise ValueError("`latents` holds non-finite values (NaN or inf).")
         if output_type not in ("pil", "np", "pt", "latent"):
@@ -330,13 +347,15 @@ class TruePosePipeline(DiffusionPipeline):
         if source_parsing is None:
             maps = parsing_utils.parse_images(self.parser, self.parser_processor, sources)
             return maps, parsing_utils.label_map_from_id2label(self.parser.config.id2label)
-        label_map = parsing_utils.get_label_map(label_map)
+        label_map = parsing_utils.get_label_map(label_map, "parsing_label_map")
         maps = as_parsing_batch(source_parsing, "source_parsing")
         width, height = sources[0].size
         names = ["source_parsing"] if len(maps) == 1 else [f"source_parsing[{i}]" for i in range(len(maps))]
         maps = [
             parsing_utils.as_parsing_map(m, height, width, label_map, argument_name=n) for m, n in zip(maps, names)
         ]
+        for parsing, name in zip(maps, names):
+            parsing_utils.person_mask(parsing, label_map, argument_name=name)  # no person: HPFA would weight nothing
         return maps, label_map
 
     def encode_parsing(
@@ -652,6 +671,7 @@ class TruePosePipeline(DiffusionPipeline):
             output_type=output_type,
             target_pose_is_photo=target_pose_is_photo,
             pose_detector=pose_detector,
+            retarget_pose=retarget_pose,
             callback_on_step_end=callback_on_step_end,
         )
         self._guidance_scale = guidance_scale
@@ -752,16 +772,18 @@ _REQUIRED_COMPONENTS = (
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 
 
-def _check_checkpoint_folder(path: str) -> None:
+def _check_checkpoint_folder(path: str) -> bool:
     """Raise a clear error naming the first file a local checkpoint folder lacks, or the config field it gets wrong.
 
     Weights may be safetensors or ``.bin`` files, sharded or not, with or without a variant (``*.fp16.safetensors``):
-    which of them is loaded, and how, is left to [`DiffusionPipeline.from_pretrained`].
+    which of them is loaded, and how, is left to [`DiffusionPipeline.from_pretrained`]. Returns whether any
+    component has safetensors weights.
     """
     index_file = os.path.join(path, "model_index.json")
     if not os.path.isfile(index_file):
         raise OSError(f"{path!r} is not a TruePose checkpoint: it has no model_index.json.")
     index = _read_json(index_file)
+    has_safetensors = False
     for name in _REQUIRED_COMPONENTS:
         entry = index.get(name)
         if not isinstance(entry, list) or len(entry) != 2 or entry[0] is None:
@@ -775,6 +797,8 @@ def _check_checkpoint_folder(path: str) -> None:
             raise OSError(f"Checkpoint {path!r} is incomplete: no weights (.safetensors or .bin) in {name}/.")
         for config_name in configs:
             _check_config_types(os.path.join(folder, config_name), *entry)
+        has_safetensors = has_safetensors or any(".safetensors" in f for f in files)
+    return has_safetensors
 
 
 def _read_json(file: str) -> dict:

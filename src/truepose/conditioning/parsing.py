@@ -247,24 +247,26 @@ LABEL_MAPS: dict[str, LabelMap] = {m.name: m for m in (_ATR, _LIP, _CIHP, _DEEPF
 DEFAULT_LABEL_MAP = "atr"
 
 
-def get_label_map(label_map: str | LabelMap | Mapping = DEFAULT_LABEL_MAP) -> LabelMap:
+def get_label_map(
+    label_map: str | LabelMap | Mapping = DEFAULT_LABEL_MAP, argument_name: str = "label_map"
+) -> LabelMap:
     """Resolves a label map given by name (`LABEL_MAPS` key), as a `LabelMap`, or as a dict.
 
     The dict form is `{"labels": {id: name}, "groups": {"body": [...], "clothing": [...], "face": [...]},
-    "regions": {name: [...]}}` (optionally `"name"`); ids may be strings (JSON).
+    "regions": {name: [...]}}` (optionally `"name"`); ids may be strings (JSON). `argument_name` is used in errors.
     """
     if isinstance(label_map, LabelMap):
         return label_map
     if isinstance(label_map, str):
         key = label_map.lower()
         if key not in LABEL_MAPS:
-            raise ValueError(f"Unknown `label_map` {label_map!r}; known names are {sorted(LABEL_MAPS)}.")
+            raise ValueError(f"Unknown `{argument_name}` {label_map!r}; known names are {sorted(LABEL_MAPS)}.")
         return LABEL_MAPS[key]
     if isinstance(label_map, Mapping):
         missing = [k for k in ("labels", "groups", "regions") if k not in label_map]
         if missing:
             raise ValueError(
-                f"`label_map` as a dict needs the keys 'labels', 'groups' and 'regions'; missing {missing}."
+                f"`{argument_name}` as a dict needs the keys 'labels', 'groups' and 'regions'; missing {missing}."
             )
         try:
             return LabelMap(
@@ -274,8 +276,8 @@ def get_label_map(label_map: str | LabelMap | Mapping = DEFAULT_LABEL_MAP) -> La
                 regions={str(k): tuple(int(i) for i in v) for k, v in label_map["regions"].items()},
             )
         except (TypeError, AttributeError) as error:
-            raise ValueError(f"`label_map` dict is malformed: {error}") from None
-    raise TypeError(f"`label_map` must be a name, a LabelMap or a dict, got {type(label_map).__name__}.")
+            raise ValueError(f"`{argument_name}` dict is malformed: {error}") from None
+    raise TypeError(f"`{argument_name}` must be a name, a LabelMap or a dict, got {type(label_map).__name__}.")
 
 
 def _normalise_name(name: str) -> str:
