@@ -37,6 +37,26 @@ def inception_weights(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def pytorch_fid_weights(tmp_path_factory) -> str:
+    """Random weights of pytorch-fid's TF-Inception (`fid_inception_v3`) saved under the real file name.
+
+    `fid_inception_v3` is torchvision's Inception-v3 with 1008 classes, no aux head and patched blocks
+    (`FIDInceptionA/C/E_1/E_2`) whose parameters are those of the blocks they patch, so its state dict is that of
+    `inception_v3(num_classes=1008, aux_logits=False)`; pytorch-fid's strict `load_state_dict` checks it.
+    """
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(1)
+    model = inception_v3(weights=None, num_classes=1008, aux_logits=False, init_weights=False)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    path = tmp_path_factory.mktemp("pytorch_fid") / metrics.PYTORCH_FID_FILENAME
+    torch.save(model.state_dict(), path)
+    return str(path)
+
+
 def structured_image(height: int, width: int, kind: int, rng: np.random.Generator) -> np.ndarray:
     """Deterministic (H, W, 3) uint8 test images: gradients, checkerboards, blobs, plain noise."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)

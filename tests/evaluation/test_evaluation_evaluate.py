@@ -100,23 +100,34 @@ def test_evaluate_resumes_and_is_deterministic(
     mtimes = {p.name: p.stat().st_mtime_ns for p in generated.iterdir()}
     assert sorted(mtimes) == sorted(ev.image_filename(n) for n in names[:2])
 
-    # The full run generates only the missing pairs, then scores all of them (FID against DATA_ROOT/train_highres).
+    # The full run generates only the missing pairs, then scores all of them (FID against DATA_ROOT/train_highres,
+    # forced: 4 images are far fewer than a meaningful 2048-d FID needs).
     monkeypatch.setattr(metrics, "load_inception", lambda *args, **kwargs: PooledColour())
     pipe = CountingPipeline(tiny_pipe)
-    results = ev.evaluate(pipe, deepfashion_root, out, batch_size=2, **common)
+    results = ev.evaluate(pipe, deepfashion_root, out, batch_size=2, force_fid=True, **common)
     assert sorted(pipe.seeds) == sorted(ev.seed_of(n) for n in names[2:])
     assert {name: (generated / name).stat().st_mtime_ns for name in mtimes} == mtimes
     assert results["num_images"] == 4 and results["fid"] is not None
     assert results["fid_real_set"] == "training images" and results["fid_real_dir"].endswith("train_highres")
+    assert results["fid_backbone"] == "torchvision" and results["fid_reliable"] is False
     for key in ("lpips", "ssim", "ssim_256", "psnr"):
         assert np.isfinite(results[key])
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["results"]["lpips"] == results["lpips"]
     assert "TruePose (paper)" in (out / "metrics.md").read_text()
 
-    # Ground-truth copies are the target images at the evaluation size.
+    # Ground-truth copies are the target images at the evaluation size, with their parsing maps (DATA_ROOT/parsing);
+    # the identity metrics per region are scored on them.
     gt = np.asarray(Image.open(out / ev.GROUND_TRUTH_DIRNAME / ev.image_filename(names[0])))
     np.testing.assert_array_equal(gt, metrics.resize_to_uint8(dataset[0]["target_image"], SIZE))
+    with_parsing = DeepFashionDataset(
+        deepfashion_root, split="test", image_size=SIZE, parsing_dir=deepfashion_root / "parsing"
+    )
+    for i, name in enumerate(names):
+        parsing = np.asarray(Image.open(out / ev.GROUND_TRUTH_PARSING_DIRNAME / ev.image_filename(name)))
+        np.testing.assert_array_equal(parsing, with_parsing[i]["target_parsing"])
+    assert results["regions_label_map"] == "atr" and results["regions"]["face"]["num_images"] == 4
+    assert "| face | 4 |" in (out / "metrics.md").read_text()
 
     # Nothing left to do: no pipeline call at all.
     pipe = CountingPipeline(tiny_pipe)
@@ -136,6 +147,49 @@ def test_evaluate_resumes_and_is_deterministic(
         ev.evaluate(tiny_pipe, deepfashion_root, out, **{**common, "num_inference_steps": 3})
     with pytest.raises(ValueError, match="limit"):
         ev.evaluate(tiny_pipe, deepfashion_root, out, limit=0, **common)
+
+
+def test_evaluate_checks_weights_and_fid_size_before_generating(
+    deepfashion_root, tiny_pipe, alexnet_weights, inception_weights, tmp_path, monkeypatch
+):
+    for env in (metrics.ALEXNET_ENV, metrics.INCEPTION_ENV, metrics.PYTORCH_FID_ENV):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    pipe = CountingPipeline(tiny_pipe)
+    common = dict(size=SIZE, num_inference_steps=1, fid_cache_dir=tmp_path / "cache")
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError) as error:
+        ev.evaluate(pipe, deepfashion_root, out, fid_backbone="pytorch-fid", **common)
+    assert metrics.ALEXNET_FILENAME in str(error.value) and metrics.PYTORCH_FID_FILENAME in str(error.value)
+    with pytest.raises(FileNotFoundError, match=metrics.INCEPTION_FILENAME):
+        ev.evaluate(pipe, deepfashion_root, out, lpips_backbone_path=alexnet_weights, **common)
+    # All weights there, but 4 test pairs cannot give a meaningful FID: refused, still before generating.
+    weights = dict(lpips_backbone_path=alexnet_weights, inception_weights_path=inception_weights)
+    with pytest.raises(ValueError, match="at least 2049 images per set"):
+        ev.evaluate(pipe, deepfashion_root, out, **weights, **common)
+    assert pipe.calls == [] and not (out / ev.GENERATED_DIRNAME).exists()
+
+
+def test_evaluate_parses_targets_with_the_pipeline_parser(deepfashion_root, tmp_path):
+    """Without target parsing maps in the data set, the pipeline's parser makes them for the region metrics."""
+    from truepose.conditioning import parse_images
+    from truepose.data import DeepFashionDataset
+    from truepose.testing import tiny_pipeline
+
+    pipe = tiny_pipeline(seed=0, with_parser=True)
+    dataset = DeepFashionDataset(deepfashion_root, split="test", image_size=SIZE)  # no parsing_dir
+    assert dataset[0]["target_parsing"] is None
+    out = tmp_path / "run"
+    common = dict(size=SIZE, num_inference_steps=1, compute_fid=False, compute_lpips=False, dataset=dataset)
+    results = ev.evaluate(pipe, deepfashion_root, out, limit=2, **common)
+    assert results["regions_label_map"] == "atr" and results["regions"] is not None
+    for name in ev._pair_names(dataset)[:2]:
+        gt = Image.open(out / ev.GROUND_TRUTH_DIRNAME / ev.image_filename(name)).convert("RGB")
+        parsing = np.asarray(Image.open(out / ev.GROUND_TRUTH_PARSING_DIRNAME / ev.image_filename(name)))
+        np.testing.assert_array_equal(parsing, parse_images(pipe.parser, pipe.parser_processor, [gt])[0])
+    # Neither a parsing map nor a parser: the region metrics are skipped, the rest is scored.
+    other = ev.evaluate(CountingPipeline(pipe), deepfashion_root, tmp_path / "other", limit=1, **common)
+    assert other["regions"] is None and not (tmp_path / "other" / ev.GROUND_TRUTH_PARSING_DIRNAME).exists()
 
 
 def test_evaluate_cli_loads_a_saved_pipeline(deepfashion_root, tiny_pipe, alexnet_weights, tmp_path, capsys):

@@ -277,6 +277,7 @@ def test_compute_metrics_end_to_end(
         inception_weights_path=inception_weights,
         lpips_backbone_path=alexnet_weights,
         fid_cache_dir=tmp_path / "cache",
+        force_fid=True,  # 5 images: far fewer than the 2049 a 2048-d FID needs; the arithmetic is checked here
     )
     results = metrics.compute_metrics(real_dir, fake_dir, **kwargs)
     assert len(calls) == 1 and len(list((tmp_path / "cache").glob("*.npz"))) == 1
@@ -331,3 +332,146 @@ def test_metrics_cli_writes_json_and_markdown(image_folders, alexnet_weights, tm
         and "| TruePose (paper) | 512x352 | n/a | 0.1510 | 0.7440 | n/a | 17.627 |" in markdown
     )
     assert markdown.splitlines()[0] in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# FID with pytorch-fid's backbone, against pytorch-fid itself
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _pytorch_fid_reference_model(weights: str, dims: int, tmp_path, monkeypatch):
+    """pytorch-fid's `InceptionV3` built the package's own way: its weight file in the torch hub cache."""
+    from pytorch_fid.inception import InceptionV3
+
+    hub = tmp_path / "torch_home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    shutil.copy(weights, hub / metrics.PYTORCH_FID_FILENAME)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    return InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
+
+
+def _save_images(folder, images) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(str(folder / f"img_{i:03d}.png"))
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+def test_pytorch_fid_features_equal_pytorch_fid(pytorch_fid_weights, image_pairs, tmp_path, monkeypatch):
+    from pytorch_fid.fid_score import get_activations
+
+    images = np.stack([real for real, _ in image_pairs[:4]])
+    files = _save_images(tmp_path / "images", images)
+    reference = _pytorch_fid_reference_model(pytorch_fid_weights, 2048, tmp_path, monkeypatch)
+    expected = get_activations(files, reference, batch_size=2, dims=2048, device="cpu", num_workers=0)
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "elsewhere"))  # ours reads the explicit path only
+    extractor = metrics.load_fid_backbone("pytorch-fid", pytorch_fid_weights)
+    assert extractor.feature_dim == 2048
+    features = extractor(torch.from_numpy(images)).double().numpy()
+    assert features.shape == (4, 2048) and features.std() > 0
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fid_with_pytorch_fid_backbone_equals_pytorch_fid(pytorch_fid_weights, tmp_path, monkeypatch):
+    """The whole chain (folders -> features -> statistics -> distance) against pytorch-fid's own functions.
+
+    Kept cheap: pytorch-fid's 64-d features (its first block) on 10 pairs, so the FID has to be forced (a meaningful
+    one needs 65 images per set); both sides then take the same eps-regularised sqrtm path and agree to ~1e-9. The
+    2048-d features are compared above; a 2048x2048 sqrtm alone takes ~30 s on this CPU.
+    """
+    from pytorch_fid.fid_score import calculate_activation_statistics, calculate_frechet_distance
+
+    rng = np.random.default_rng(3)
+    gradient = np.linspace(0, 255, 64)[None, :, None]
+    real = [np.clip(gradient * rng.uniform(0.2, 1, 3) + rng.normal(0, 30, (64, 64, 3)), 0, 255) for _ in range(10)]
+    fake = [np.clip(image[::-1] + rng.normal(0, 40, image.shape), 0, 255) for image in real]
+    real, fake = ([image.round().astype(np.uint8) for image in images] for images in (real, fake))
+    real_files = _save_images(tmp_path / "real", real)
+    fake_files = _save_images(tmp_path / "fake", fake)
+
+    reference = _pytorch_fid_reference_model(pytorch_fid_weights, 64, tmp_path, monkeypatch)
+    statistics = [
+        calculate_activation_statistics(files, reference, batch_size=5, dims=64, device="cpu", num_workers=0)
+        for files in (real_files, fake_files)
+    ]
+    expected = calculate_frechet_distance(*statistics[0], *statistics[1])
+
+    results = metrics.compute_metrics(
+        tmp_path / "real",
+        tmp_path / "fake",
+        size=(64, 64),
+        device="cpu",
+        batch_size=5,
+        compute_lpips=False,
+        fid_backbone="pytorch-fid",
+        fid_dims=64,
+        force_fid=True,
+        inception_weights_path=pytorch_fid_weights,
+    )
+    assert results["fid"] == pytest.approx(expected, rel=1e-6) and results["fid"] > 0
+    assert results["fid_backbone"] == "pytorch-fid" and results["fid_dims"] == 64
+    assert results["fid_reliable"] is False and results["lpips"] is None
+    # Our Fréchet distance is pytorch-fid's on the same statistics.
+    assert metrics.frechet_distance(*statistics[0], *statistics[1]) == pytest.approx(expected, rel=1e-8)
+    markdown = metrics.format_markdown(results)
+    assert f"{results['fid']:.3f} (pytorch-fid, 64-d)" in markdown and "FIDs of different backbones" in markdown
+
+
+def test_fid_backbone_arguments_are_checked(pytorch_fid_weights, inception_weights):
+    with pytest.raises(ValueError, match="fid_backbone"):
+        metrics.check_fid_backbone("clean-fid")
+    with pytest.raises(ValueError, match="fid_dims"):
+        metrics.check_fid_backbone("torchvision", 64)
+    with pytest.raises(ValueError, match="fid_dims"):
+        metrics.check_fid_backbone("pytorch-fid", 100)
+    # Each backbone refuses the other's weight file.
+    with pytest.raises(ValueError, match="not pytorch-fid's TF-Inception"):
+        metrics.load_pytorch_fid_inception(inception_weights)
+    with pytest.raises(ValueError, match="not a torchvision Inception-v3"):
+        metrics.load_inception(pytorch_fid_weights)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checks before work
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_all_missing_weight_files_are_listed_at_once(image_folders, tmp_path, monkeypatch):
+    for env in (metrics.ALEXNET_ENV, metrics.INCEPTION_ENV, metrics.PYTORCH_FID_ENV):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    real_dir, fake_dir = image_folders
+    for backbone, filename in (
+        ("torchvision", metrics.INCEPTION_FILENAME),
+        ("pytorch-fid", metrics.PYTORCH_FID_FILENAME),
+    ):
+        with pytest.raises(FileNotFoundError) as error:
+            metrics.main([real_dir, fake_dir, "--size", "128x96", "--fid-backbone", backbone])
+        message = str(error.value)
+        assert message.startswith("2 weight files are missing")
+        assert metrics.ALEXNET_FILENAME in message and filename in message
+    # Only what is asked for is needed: --no-lpips and --no-fid need no weight file at all.
+    out = tmp_path / "metrics.json"
+    assert metrics.main([real_dir, fake_dir, "--size", "128x96", "--no-lpips", "--no-fid", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert results["lpips"] is None and results["fid"] is None and 0 < results["ssim"] < 1
+
+
+def test_fid_refuses_too_few_images_unless_forced(image_folders, alexnet_weights, inception_weights, monkeypatch):
+    real_dir, fake_dir = image_folders
+    assert metrics.min_fid_images(2048) == 2049 and metrics.min_fid_images(64) == 65
+    kwargs = dict(size=(128, 96), device="cpu", inception_weights_path=inception_weights, compute_lpips=False)
+    scored = []
+    monkeypatch.setattr(metrics, "ssim", lambda *args: scored.append(1))
+    with pytest.raises(ValueError, match="at least 2049 images per set") as error:
+        metrics.compute_metrics(real_dir, fake_dir, **kwargs)
+    assert "got 5 real and 5 generated" in str(error.value) and scored == []  # refused before scoring
+    monkeypatch.undo()
+
+    monkeypatch.setattr(metrics, "load_fid_backbone", lambda *args, **kw: PooledColour())
+    forced = metrics.compute_metrics(real_dir, fake_dir, force_fid=True, **kwargs)
+    assert forced["fid_reliable"] is False and np.isfinite(forced["fid"])
+    assert "FID forced on fewer than 2049 images per set: not meaningful." in metrics.format_markdown(forced)

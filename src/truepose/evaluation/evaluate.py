@@ -349,6 +349,8 @@ def evaluate(
     state = partial_state()
     size = parse_size(size)
     generation_size = parse_size(generation_size) if generation_size is not None else size
+    if limit is not None and limit < 1:
+        raise ValueError(f"`limit` must be >= 1 (or None for all pairs), got {limit}.")
     output_dir, data_root = Path(output_dir), Path(data_root)
     if parsing_dir is None and (data_root / "parsing").is_dir():
         parsing_dir = data_root / "parsing"
