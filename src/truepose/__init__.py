@@ -4,9 +4,10 @@ __version__ = "0.1.0"
 
 from .animation import TruePoseAnimationOutput, TruePoseAnimationPipeline, write_animation
 from .models import CAAAttnProcessor, HPFAAttnProcessor, PoseEncoder, ReferenceCaptureAttnProcessor, TargetNet
-from .pipeline import TruePosePipeline, TruePosePipelineOutput
+from .pipeline import CUSTOM_PIPELINE, TruePosePipeline, TruePosePipelineOutput
 
 __all__ = [
+    "CUSTOM_PIPELINE",
     "CAAAttnProcessor",
     "HPFAAttnProcessor",
     "PoseEncoder",

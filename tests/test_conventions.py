@@ -1,0 +1,208 @@
+"""TruePosePipeline behaves like any diffusers pipeline: attention-processor resets, checkpoint formats (.bin,
+variants), dtype arguments, diffusers' own entry point, the docstring example, interrupt, callback objects and
+prepare_pose; broken checkpoint files name the file and field."""
+
+import doctest
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+import truepose
+from truepose import TruePosePipeline
+from truepose.conditioning.pose import draw_skeleton
+from truepose.models import CAAAttnProcessor, HPFAAttnProcessor
+from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline
+
+STEPS = 3
+
+
+def generate(pipe, seed=0, **kwargs):
+    image, parsing = tiny_person(0)
+    kwargs.setdefault("output_type", "np")
+    return pipe(
+        image, TINY_KEYPOINTS, source_parsing=parsing, num_inference_steps=STEPS,
+        generator=torch.Generator().manual_seed(seed), **kwargs,
+    ).images  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline(seed=0, randomize_new_layers=True)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, pipe):
+    folder = tmp_path_factory.mktemp("saved") / "truepose"
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_set_default_attn_processor_keeps_truepose_working():
+    pipe = tiny_pipeline(seed=0, randomize_new_layers=True)
+    expected = generate(pipe)
+    caa_weights = {k: v.clone() for k, v in pipe.target_unet.state_dict().items() if ".processor." in k}
+    processors = pipe.target_unet.hpfa_processors
+    assert any(isinstance(p, CAAAttnProcessor) for p in processors.values())
+
+    pipe.target_unet.set_default_attn_processor()
+    pipe.source_unet.set_default_attn_processor()
+
+    assert pipe.target_unet.hpfa_processors == processors  # the same processor objects, so the same CAA weights
+    state = pipe.target_unet.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in caa_weights.items())
+    cross = [p for name, p in pipe.target_unet.attn_processors.items() if name.endswith("attn2.processor")]
+    assert cross and all(isinstance(p, AttnProcessor) for p in cross)
+    # AttnProcessor (explicit softmax) instead of SDPA on the cross-attention and in SourceNet: same numbers
+    np.testing.assert_allclose(generate(pipe), expected, atol=1e-5)
+
+
+def test_set_default_attn_processor_restores_replaced_truepose_processors():
+    pipe = tiny_pipeline(seed=0)  # CAA zero-initialised: a new CAA processor is the same function
+    expected = generate(pipe)
+    pipe.target_unet.set_attn_processor(AttnProcessor2_0())
+    assert not pipe.target_unet.hpfa_processors
+    pipe.target_unet.set_default_attn_processor()
+    processors = pipe.target_unet.hpfa_processors
+    assert len(processors) == sum(name.endswith("attn1.processor") for name in pipe.target_unet.attn_processors)
+    assert {type(p) for p in processors.values()} == {HPFAAttnProcessor, CAAAttnProcessor}
+    np.testing.assert_allclose(generate(pipe), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "save_kwargs, load_kwargs, weight_file",
+    [
+        ({"safe_serialization": False}, {}, "diffusion_pytorch_model.bin"),
+        ({"variant": "fp16"}, {"variant": "fp16"}, "diffusion_pytorch_model.fp16.safetensors"),
+    ],
+)
+def test_bin_and_variant_checkpoints_load(tmp_path, pipe, save_kwargs, load_kwargs, weight_file):
+    pipe.save_pretrained(tmp_path, **save_kwargs)
+    assert (tmp_path / "target_unet" / weight_file).is_file()
+    assert not list((tmp_path / "target_unet").glob("diffusion_pytorch_model.safetensors"))
+    loaded = TruePosePipeline.from_pretrained(tmp_path, **load_kwargs)
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(generate(loaded), generate(pipe), atol=1e-6)
+
+
+def test_dtype_and_per_component_dtype_dict(saved):
+    half = TruePosePipeline.from_pretrained(saved, dtype=torch.float16)
+    assert {half.vae.dtype, half.source_unet.dtype, half.target_unet.dtype, half.image_encoder.dtype} == {
+        torch.float16
+    }
+    mixed = TruePosePipeline.from_pretrained(saved, dtype={"target_unet": torch.float16, "default": torch.float32})
+    assert mixed.target_unet.dtype == torch.float16
+    assert mixed.source_unet.dtype == mixed.vae.dtype == mixed.pose_encoder.dtype == torch.float32
+
+
+def test_diffusion_pipeline_from_pretrained_loads_truepose(saved, pipe):
+    loaded = DiffusionPipeline.from_pretrained(saved, custom_pipeline=truepose.CUSTOM_PIPELINE, trust_remote_code=True)
+    assert type(loaded) is TruePosePipeline
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(generate(loaded), generate(pipe))
+    with pytest.raises(ValueError, match="trust_remote_code"):  # diffusers' rule for custom code, unchanged
+        DiffusionPipeline.from_pretrained(saved, custom_pipeline=truepose.CUSTOM_PIPELINE)
+
+
+def test_invalid_model_index_names_the_file(tmp_path, saved):
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    index = folder / "model_index.json"
+    index.write_text(index.read_text()[:-20])
+    with pytest.raises(ValueError, match=r"model_index\.json is not valid JSON"):
+        TruePosePipeline.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    "component, field, value, expected",
+    [
+        ("target_unet", "block_out_channels", "32, 64", "list"),
+        ("target_unet", "hpfa_sigma", "0.3", "float"),
+        ("vae", "scaling_factor", [0.18], "float"),
+        ("scheduler", "num_train_timesteps", 1000.5, "int"),
+    ],
+)
+def test_a_config_field_of_the_wrong_type_is_named(tmp_path, saved, component, field, value, expected):
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    config_file = next(f for f in (folder / component).iterdir() if f.suffix == ".json")
+    config = json.loads(config_file.read_text())
+    assert field in config
+    config[field] = value
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"{component}.*`{field}` must be .*{expected}"):
+        TruePosePipeline.from_pretrained(folder)
+
+
+def test_example_docstring_runs_with_the_shipped_model():
+    docstring = TruePosePipeline.__call__.__doc__
+    assert ">>> image = pipe(" in docstring  # @replace_example_docstring filled the "Examples:" section
+    test = doctest.DocTestParser().get_doctest(docstring, {}, "TruePosePipeline.__call__", None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    result = runner.run(test, out=lambda text: pytest.fail(text))
+    assert result.attempted >= 7 and result.failed == 0
+
+
+def test_interrupt_skips_the_remaining_steps(pipe):
+    calls = []
+    handle = pipe.target_unet.register_forward_pre_hook(lambda module, args: calls.append(1))
+
+    def stop_after_step_1(p, step, timestep, tensors):
+        assert p.interrupt is False
+        if step == 1:
+            p._interrupt = True
+        return tensors
+
+    try:
+        generate(pipe, callback_on_step_end=stop_after_step_1, output_type="latent")
+    finally:
+        handle.remove()
+    assert len(calls) == 2 and pipe.interrupt
+    generate(pipe)  # the next call starts uninterrupted
+    assert not pipe.interrupt
+
+
+class RecordSteps(PipelineCallback):
+    tensor_inputs = ["latents"]
+
+    def __init__(self):
+        super().__init__(cutoff_step_ratio=1.0)
+        self.steps = []
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        self.steps.append(step_index)
+        return callback_kwargs
+
+
+class ZeroLatentsAtTheEnd(PipelineCallback):
+    tensor_inputs = ["latents"]
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        if step_index == pipeline.num_timesteps - 1:
+            callback_kwargs["latents"] = torch.zeros_like(callback_kwargs["latents"])
+        return callback_kwargs
+
+
+def test_pipeline_callback_objects(pipe):
+    record = RecordSteps()
+    generate(pipe, callback_on_step_end=record)
+    assert record.steps == list(range(STEPS))
+    record, zero = RecordSteps(), ZeroLatentsAtTheEnd()
+    latents = generate(pipe, callback_on_step_end=MultiPipelineCallbacks([record, zero]), output_type="latent")
+    assert record.steps == list(range(STEPS)) and torch.count_nonzero(latents) == 0
+
+
+def test_prepare_pose_gives_skeleton_pixels(pipe):
+    smaller = TINY_KEYPOINTS.copy()
+    smaller[:, :2] = np.where(smaller[:, 2:] > 0, smaller[:, :2] * 0.5, -1)
+    poses = [TINY_KEYPOINTS, smaller]
+    pixels = pipe.prepare_pose(poses, 64, 48, torch.device("cpu"), torch.float32)
+    assert pixels.shape == (2, 3, 64, 48) and pixels.dtype == torch.float32
+    for row, keypoints in zip(pixels, poses):
+        expected = np.asarray(draw_skeleton(keypoints, 64, 48), dtype=np.float32) / 255
+        np.testing.assert_allclose(row.permute(1, 2, 0).numpy(), expected, atol=1e-6)
