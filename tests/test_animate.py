@@ -1,4 +1,6 @@
 import json
+import re
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -175,6 +177,24 @@ def test_animate_command_writes_gif_and_mp4(pipe, tmp_path):
 def test_animate_command_on_the_shipped_model(tmp_path):
     from truepose.demo import DEMO_RESOLUTION, POSE_GALLERY
 
-    args = ["animate", "--example-person", "0", "--poses", str(POSE_GALLERY), "--steps", "2"]
-    assert main([*args, "--output", str(tmp_path / "walk.gif")]) == 0
-    assert iio.imread(tmp_path / "walk.gif", index=None).shape[:3] == (8, *DEMO_RESOLUTION)
+    args = ["animate", "--example-person", "0", "--poses", str(POSE_GALLERY), "--steps", "2", "--scale", "2"]
+    assert main([*args, "--output", str(tmp_path / "walk.mp4")]) == 0  # docs/animate.md shows its GIF
+    assert iio.imread(tmp_path / "walk.mp4", plugin="pyav").shape == (
+        8,
+        2 * DEMO_RESOLUTION[0],
+        2 * DEMO_RESOLUTION[1],
+        3,
+    )
+
+
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
+
+
+def test_docs_animate_python_blocks_run(tmp_path, monkeypatch):
+    blocks = python_blocks((Path(__file__).parents[1] / "docs" / "animate.md").read_text())
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "docs/animate.md", "exec"), {})
+    assert iio.imread(tmp_path / "walk.gif", index=None).shape[0] == 4

@@ -4,12 +4,15 @@ Under ``CI`` a missing browser, driver, gradio or selenium is a failure; elsewhe
 """
 
 import base64
+import importlib.util
 import io
 import os
+import re
 import shutil
 import socket
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -138,3 +141,12 @@ def test_a_bad_upload_shows_an_error_message(browser, app_url, tmp_path):
     _upload(browser, "parsing", tmp_path / "parsing.png")
     _wait(lambda: "is not an image: upload a PNG of label ids" in browser.page_source, what="the error message")
     assert _find(browser, "#generate")[0].is_enabled()  # the page is still alive
+
+
+def test_docs_app_python_block_builds_the_app():
+    _require(importlib.util.find_spec("gradio") is not None, 'gradio not installed (pip install "truepose[app]")')
+    blocks = re.findall(r"```python\n(.*?)```", (Path(__file__).parents[1] / "docs" / "app.md").read_text(), re.S)
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "docs/app.md", "exec"), namespace)
+    assert {"#generate", "#result", "#pose-gallery"} <= {f"#{b.elem_id}" for b in namespace["blocks"].blocks.values()}

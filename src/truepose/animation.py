@@ -189,6 +189,14 @@ class TruePoseAnimationPipeline(TruePosePipeline):
         return TruePoseAnimationOutput(frames=frames)
 
 
+def _imageio():
+    try:
+        import imageio.v3 as iio
+    except ImportError:
+        raise ImportError('Reading and writing videos needs imageio and PyAV: pip install "truepose[app]"') from None
+    return iio
+
+
 def interpolate_keypoints(keyframes: Any, frames_between: int) -> np.ndarray:
     """Linear interpolation of keypoints between consecutive keyframes, for a smooth motion from a few poses.
 
@@ -257,8 +265,7 @@ def load_pose_sequence(
     if path.suffix.lower() in VIDEO_SUFFIXES:
         if pose_detector is None:
             raise ValueError(f"Extracting poses from the video {str(path)!r} needs a `pose_detector`.")
-        import imageio.v3 as iio
-
+        iio = _imageio()
         frames = []
         for frame in iio.imiter(path, plugin="pyav"):
             image = PIL.Image.fromarray(frame).convert("RGB")
@@ -274,18 +281,20 @@ def load_pose_sequence(
     )
 
 
-def write_animation(frames: Sequence[PIL.Image.Image] | np.ndarray, path: str | os.PathLike, fps: float = 8) -> str:
+def write_animation(
+    frames: Sequence[PIL.Image.Image] | np.ndarray, path: str | os.PathLike, fps: float = 8, scale: int = 1
+) -> str:
     """Write frames as a GIF (looping), an MP4 (H.264) or, for a path without suffix, a folder of PNG frames.
 
     Args:
         frames: PIL images or a `(T, H, W, 3)` uint8 array.
         path: ``*.gif``, ``*.mp4`` or a folder.
         fps (`float`): frames per second.
+        scale (`int`): nearest-neighbour upscaling, for viewing small frames.
     Returns:
         The path written.
     """
-    import imageio.v3 as iio
-
+    iio = _imageio()
     frames = np.stack(
         [np.asarray(frame.convert("RGB") if isinstance(frame, PIL.Image.Image) else frame) for frame in frames]
     )
@@ -293,6 +302,9 @@ def write_animation(frames: Sequence[PIL.Image.Image] | np.ndarray, path: str | 
         raise ValueError(f"`frames` must be RGB uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}.")
     if not fps > 0:
         raise ValueError(f"`fps` must be positive, got {fps!r}.")
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"`scale` must be a positive int, got {scale!r}.")
+    frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".gif":

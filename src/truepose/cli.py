@@ -147,7 +147,7 @@ def animate(args: argparse.Namespace) -> int:
         frames_per_batch=args.frames_per_batch,
         generator=generator if args.seed_per_frame else generator[0],
     ).frames
-    print(f"wrote {write_animation(frames, args.output, fps=args.fps)} ({num_frames} frames)")
+    print(f"wrote {write_animation(frames, args.output, fps=args.fps, scale=args.scale)} ({num_frames} frames)")
     return 0
 
 
@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     ani.add_argument("--interpolate", type=int, default=0, help="frames interpolated between consecutive poses")
     ani.add_argument("--output", required=True, help="out.gif, out.mp4 or a folder for PNG frames")
     ani.add_argument("--fps", type=float, default=8)
+    ani.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling of the frames, for viewing")
     ani.add_argument("--steps", type=int, default=25)
     ani.add_argument("--guidance-scale", type=float, default=2.0)
     ani.add_argument("--seed", type=int, default=0, help="one initial noise for every frame (steadier)")
