@@ -27,7 +27,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -39,6 +39,7 @@ from diffusers.utils import logging
 from PIL import Image
 from torch import nn
 
+from ..conditioning.parsing import LabelMap
 from ..data.common import load_parsing
 
 logger = logging.get_logger(__name__)
@@ -810,7 +811,7 @@ def compute_metrics(
     fid_dims: int = FID_DIMS,
     force_fid: bool = False,
     parsing_dir: str | os.PathLike | None = None,
-    label_map: str | Any = "atr",
+    label_map: str | LabelMap | Mapping = "atr",
 ) -> dict[str, Any]:
     """Scores generated images (`fake_dir`) against their ground truth (`real_dir`), paired by file name (only the
     file names without extension in `names` when given).

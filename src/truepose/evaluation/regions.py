@@ -139,7 +139,7 @@ def region_lpips(model: nn.Module, real: np.ndarray, fake: np.ndarray, masks: np
         raise ValueError("`model` must return spatial LPIPS maps: build it with `load_lpips(..., spatial=True)`.")
     device = next(model.parameters()).device
     pasted = np.stack([paste_region(real, fake, mask) for mask in masks])
-    reference = np.broadcast_to(real, pasted.shape)
+    reference = np.repeat(real[None], len(masks), axis=0)
     maps = model(_to_float(reference).to(device), _to_float(pasted).to(device), normalize=True)
     maps = maps[:, 0].double().cpu().numpy()  # (R, H, W)
     return np.array([region_map[mask].mean() for region_map, mask in zip(maps, masks)])
