@@ -3,6 +3,7 @@
 #
 #   benchmarks/mutation.sh                 # every target below, one after the other
 #   benchmarks/mutation.sh parsing pose    # some targets
+#   MUTANTS="truepose.pipeline.x_*" benchmarks/mutation.sh pipeline   # only these mutants of a target
 #
 # Each target mutates one source file (or only the named functions of it) and runs, for each mutant, only the
 # tests of that target that call the mutated function. It works on a snapshot of the committed HEAD
@@ -20,12 +21,25 @@ workdir=${MUTATION_DIR:-${TMPDIR:-/tmp}/truepose-mutation}
 commit=$(git -C "$repo" rev-parse HEAD)
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-# target -> file to mutate | mutant-name glob ("" = the whole file) | tests (only these run against its mutants)
+# target -> file to mutate | mutant-name globs (empty: the whole file) | tests (only these run against its mutants).
+# pose.py and pipeline.py are split in their numeric core and their input/output code (readers, detector, loading,
+# argument checks), which is slower to test and less likely to hide a silent wrong result.
 declare -A FILE SELECT TESTS
 FILE[parsing]=src/truepose/conditioning/parsing.py
 TESTS[parsing]="tests/conditioning/test_parsing.py tests/conditioning/test_correctness_parsing.py"
 FILE[pose]=src/truepose/conditioning/pose.py
+SELECT[pose]="truepose.conditioning.pose.x_as_keypoints__* truepose.conditioning.pose.x__present__*
+    truepose.conditioning.pose.x__check_in_frame__* truepose.conditioning.pose.x__check_size__*
+    truepose.conditioning.pose.x__render__* truepose.conditioning.pose.x_draw_skeleton__*
+    truepose.conditioning.pose.x_retarget_keypoints__* truepose.conditioning.pose.x_rescale_keypoints__*
+    truepose.conditioning.pose.x_prepare_pose_image__*"
 TESTS[pose]="tests/conditioning/test_pose.py tests/conditioning/test_correctness_pose.py"
+FILE[pose_io]=src/truepose/conditioning/pose.py
+SELECT[pose_io]="truepose.conditioning.pose.x__is_* truepose.conditioning.pose.x_as_pose_batch__*
+    truepose.conditioning.pose.x_parse_deepfashion_keypoints__* truepose.conditioning.pose.x_read_*
+    truepose.conditioning.pose.x__looks_like_local_path__* truepose.conditioning.pose.x__resolve_files__*
+    truepose.conditioning.pose.x__mm_stack_available__* truepose.conditioning.pose.xǁPoseDetectorǁ*"
+TESTS[pose_io]="tests/conditioning/test_pose.py tests/conditioning/test_correctness_pose.py"
 FILE[target_net]=src/truepose/models/target_net.py
 TESTS[target_net]="tests/models/test_correctness_target_net.py tests/models/test_attention.py"
 FILE[pose_encoder]=src/truepose/models/pose_encoder.py
@@ -33,13 +47,25 @@ TESTS[pose_encoder]="tests/models/test_correctness_target_net.py"
 FILE[attention]=src/truepose/models/attention.py
 TESTS[attention]="tests/models/test_attention.py tests/models/test_correctness_target_net.py"
 FILE[pipeline]=src/truepose/pipeline.py
+SELECT[pipeline]="truepose.pipeline.xǁTruePosePipelineǁencode_parsing__* truepose.pipeline.xǁTruePosePipelineǁencode_source_latents__*
+    truepose.pipeline.xǁTruePosePipelineǁencode_source__* truepose.pipeline.xǁTruePosePipelineǁprepare_latents__*
+    truepose.pipeline.xǁTruePosePipelineǁdecode_latents__* truepose.pipeline.xǁTruePosePipelineǁdenoise__*
+    truepose.pipeline.xǁTruePosePipelineǁprepare_extra_step_kwargs__* truepose.pipeline.xǁTruePosePipelineǁ__call____*
+    truepose.pipeline.xǁTruePosePipelineǁdo_classifier_free_guidance__*"
 TESTS[pipeline]="tests/test_correctness_pipeline.py tests/test_pipeline.py"
+FILE[pipeline_io]=src/truepose/pipeline.py
+SELECT[pipeline_io]="truepose.pipeline.x_* truepose.pipeline.xǁTruePosePipelineǁ__init____*
+    truepose.pipeline.xǁTruePosePipelineǁfrom_* truepose.pipeline.xǁTruePosePipelineǁsave_pretrained__*
+    truepose.pipeline.xǁTruePosePipelineǁto__* truepose.pipeline.xǁTruePosePipelineǁcheck_inputs__*
+    truepose.pipeline.xǁTruePosePipelineǁencode_image__* truepose.pipeline.xǁTruePosePipelineǁparse_sources__*
+    truepose.pipeline.xǁTruePosePipelineǁprepare_pose__* truepose.pipeline.xǁTruePosePipelineǁencode_pose__*"
+TESTS[pipeline_io]="tests/test_correctness_pipeline.py tests/test_pipeline.py"
 FILE[train]=src/truepose/train.py
-SELECT[train]="truepose.train.x_training_loss__mutmut_*"
+SELECT[train]="truepose.train.x_training_loss__*"
 TESTS[train]="tests/test_correctness_train.py"
 FILE[metrics]=src/truepose/evaluation/metrics.py
 TESTS[metrics]="tests/evaluation/test_evaluation_metrics.py"
-ALL=(parsing pose target_net pose_encoder attention train pipeline metrics)
+ALL=(parsing target_net train pose pipeline pose_encoder attention pose_io pipeline_io metrics)
 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
@@ -64,19 +90,21 @@ for target in "${targets[@]}"; do
         echo "    no:cacheprovider"
     } >"$dir/setup.cfg"
     sed -i '/^\[tool\.mutmut\]/,/^\[/{/^\[tool\.mutmut\]/d}' "$dir/pyproject.toml"
+    select=${MUTANTS:-${SELECT[$target]:-}}
     start=$(date +%s)
     # shellcheck disable=SC2086
-    (cd "$dir" && nice -n 10 "$python" -m mutmut run --max-children 1 ${SELECT[$target]:-} >run.log 2>&1) || true
+    (cd "$dir" && nice -n 10 "$python" -m mutmut run --max-children 1 $select >run.log 2>&1) || true
     (cd "$dir" && "$python" -m mutmut results --all true >results.txt 2>&1) || true
-    "$python" - "$dir/results.txt" "$target" "${FILE[$target]}" "$(($(date +%s) - start))" <<'EOF'
-import collections, re, sys
+    "$python" - "$dir/results.txt" "$target" "${FILE[$target]}" "$(($(date +%s) - start))" "$select" <<'EOF'
+import collections, fnmatch, re, sys
 
-path, target, file, seconds = sys.argv[1:]
+path, target, file, seconds, select = sys.argv[1:]
+patterns = select.split()
 counts = collections.Counter()
 survivors = []
 for line in open(path):
     match = re.match(r"\s*(\S+__mutmut_\d+): (.+)", line)
-    if match:
+    if match and (not patterns or any(fnmatch.fnmatchcase(match.group(1), p) for p in patterns)):
         status = match.group(2).strip()
         counts[status] += 1
         if status != "killed":
@@ -87,8 +115,8 @@ score = 100 * killed / total if total else float("nan")
 with open(path.replace("results.txt", "survivors.txt"), "w") as out:
     out.write("\n".join(survivors) + "\n")
 print(
-    f"{target} {file} killed={counts['killed']} survived={counts['survived']} no_tests={counts['no tests']} "
-    f"timeout={counts['timeout']} suspicious={counts['suspicious']} total={total} score={score:.1f}% "
+    f"{target} {file}{' (selected functions)' if patterns else ''} killed={counts['killed']} survived={counts['survived']} no_tests={counts['no tests']} "
+    f"timeout={counts['timeout']} suspicious={counts['suspicious']} not_checked={counts['not checked']} total={total} score={score:.1f}% "
     f"({int(seconds) // 60} min)"
 )
 EOF

@@ -4,6 +4,8 @@ The group and region tables are copied here as explicit ids from the datasets' l
 the shipped code, so a label moved to the wrong HPFA group or CAA region fails.
 """
 
+import re
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -12,9 +14,12 @@ import torch
 from truepose.conditioning import (
     LABEL_MAPS,
     LabelMap,
+    as_parsing_batch,
     as_parsing_map,
+    check_person_present,
     get_label_map,
     label_map_from_id2label,
+    parse_images,
     person_mask,
     region_crops,
     region_masks,
@@ -229,3 +234,106 @@ def test_region_crops_exact_pixels():
         region_crops(rgb, mask, fill=(1, 2))
     with pytest.raises(TypeError, match="PIL image or an \\(H, W, 3\\) uint8"):
         region_crops(rgb.astype(np.float32), mask)
+
+
+def exactly(message: str) -> str:
+    """`pytest.raises(match=...)` pattern for the whole message."""
+    return "^" + re.escape(message) + "$"
+
+
+def test_full_error_messages():
+    with pytest.raises(ValueError, match=exactly(
+        "no person found in source_parsing: none of its pixels has a body, clothing or face label. Check that the "
+        "parsing map and its `label_map` match the image."
+    )):  # fmt: skip
+        check_person_present(np.zeros((2, 2), bool))
+    with pytest.raises(ValueError, match=exactly(
+        "LabelMap 't': region 'r' uses ids [0] outside the body/clothing/face groups (background is never a region)."
+    )):  # fmt: skip
+        LabelMap("t", {0: "bg", 1: "a"}, {"body": (1,), "clothing": (), "face": ()}, {"r": (0,)})
+    with pytest.raises(TypeError, match=exactly("`image` must be a PIL image or an (H, W, 3) uint8 np.ndarray.")):
+        region_crops(np.zeros((2, 2), np.uint8), np.ones((2, 2), bool))
+
+
+def test_parse_images_refuses_anything_but_pil_images():
+    message = exactly("`images` must be a non-empty list of PIL images.")
+    for images in ([], ["person.png"], [PIL.Image.new("RGB", (4, 4)), np.zeros((4, 4, 3), np.uint8)]):
+        with pytest.raises(TypeError, match=message):
+            parse_images(None, None, images)
+
+
+def test_region_crops_of_a_gray_pil_image_are_rgb():
+    gray = np.arange(36, dtype=np.uint8).reshape(6, 6)
+    mask = np.zeros((6, 6), bool)
+    mask[1:3, 2:4] = True
+    (crop,) = region_crops(PIL.Image.fromarray(gray, mode="L"), mask)
+    assert crop.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(crop), np.repeat(gray[1:3, 2:4, None], 3, axis=2))
+
+
+def test_gray_rgb_parsing_image_is_read_as_label_ids():
+    """Label ids saved as a gray RGB picture are read back; a colour picture (channels differ) is refused."""
+    parsing = np.array([[0, 4, 11], [2, 6, 17]], dtype=np.uint8)
+    gray = PIL.Image.fromarray(np.repeat(parsing[..., None], 3, axis=2), mode="RGB")
+    np.testing.assert_array_equal(as_parsing_map(gray, 2, 3), parsing)
+    red_equals_green = np.repeat(parsing[..., None], 3, axis=2)
+    red_equals_green[0, 1, 2] = 5  # blue differs in one pixel
+    with pytest.raises(ValueError, match="got mode 'RGB'"):
+        as_parsing_map(PIL.Image.fromarray(red_equals_green, mode="RGB"), 2, 3)
+
+
+@pytest.mark.parametrize(
+    "shape, count",
+    [
+        ((5, 4), 1), ((1, 5, 4), 1), ((5, 4, 1), 1), ((2, 5, 1), 1), ((1, 1, 5, 4), 1),
+        ((2, 5, 4), 2), ((3, 1, 4), 3), ((2, 5, 2), 2), ((2, 1, 5, 4), 2), ((3, 1, 5, 4), 3),
+    ],
+)  # fmt: skip
+def test_as_parsing_batch_splits_batches_only(shape, count):
+    for batch in (np.zeros(shape, np.int64), torch.zeros(shape, dtype=torch.long)):
+        maps = as_parsing_batch(batch)
+        assert isinstance(maps, list) and len(maps) == count
+        if count == 1:
+            assert maps[0] is batch
+        else:
+            assert all(tuple(m.shape) == shape[1:] for m in maps)
+
+
+def test_as_parsing_batch_lists_and_single_maps():
+    a, b = np.zeros((5, 4), np.int64), np.ones((5, 4), np.int64)
+    assert as_parsing_batch([a]) == [a] and as_parsing_batch((a, b)) == [a, b]
+    image = PIL.Image.new("L", (4, 5))
+    assert as_parsing_batch(image) == [image]
+    with pytest.raises(ValueError, match=exactly("`maps` is an empty list; pass one parsing map per source image.")):
+        as_parsing_batch([], argument_name="maps")
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "I", "I;16", "I;16L", "I;16B"])
+def test_every_label_id_image_mode_is_read(mode):
+    parsing = np.array([[0, 2, 11], [4, 6, 17]])
+    if mode.startswith("I;16"):
+        dtype = ">u2" if mode.endswith("B") else "<u2"
+        image = PIL.Image.frombytes(mode, (3, 2), parsing.astype(dtype).tobytes())
+    else:
+        image = PIL.Image.fromarray(parsing.astype(np.int32 if mode == "I" else np.uint8)).convert(mode)
+    assert image.mode == mode
+    np.testing.assert_array_equal(as_parsing_map(image, 2, 3), parsing)
+
+
+def test_more_full_error_messages():
+    with pytest.raises(ValueError, match=exactly(
+        "`source_parsing` must be a label-id image (PIL mode 'L', 'P' or 'I'), got mode 'RGBA'; a colour "
+        "visualisation of a parsing map cannot be read back into label ids."
+    )):  # fmt: skip
+        as_parsing_map(PIL.Image.new("RGBA", (3, 2)), 2, 3)
+    with pytest.raises(ValueError, match=exactly("`parsing` must have shape (H, W), got shape (1, 2, 3).")):
+        region_masks(np.zeros((1, 2, 3), np.int64))
+    with pytest.raises(ValueError, match="^no person found in target_parsing: "):
+        person_mask(np.zeros((2, 2), np.int64), argument_name="target_parsing")
+    # The labels are listed in id order (string ids compared as numbers) with the custom-table hint.
+    with pytest.raises(ValueError, match=exactly(
+        "The labels {'2': 'b', '10': 'a'} match none of the shipped label maps ['atr', 'cihp', 'deepfashion', 'lip']; "
+        "pass a custom label map, e.g. `{'labels': {...}, 'groups': {'body': [...], 'clothing': [...], 'face': [...]}, "
+        "'regions': {...}}`."
+    )):  # fmt: skip
+        label_map_from_id2label({"10": "a", "2": "b"})
