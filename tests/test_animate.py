@@ -93,7 +93,7 @@ def test_per_frame_generators_give_per_frame_noise(animation, source):
     [
         ({"poses": np.zeros((2, 17, 2))}, ValueError, r"shape \(2, 17, 2\)"),
         ({"frames_per_batch": 0}, ValueError, "frames_per_batch"),
-        ({"generator": [torch.Generator()]}, ValueError, "1 generators for 2 poses"),
+        ({"generator": [torch.Generator()]}, ValueError, "1 generators for 2"),
         ({"output_type": "latent"}, ValueError, "output_type"),
         ({"latents": torch.zeros(3, 4, 32, 32)}, ValueError, "latents"),
     ],

@@ -109,7 +109,7 @@ class TruePoseAnimationPipeline(TruePosePipeline):
         width = source_width if width is None else width
         self.check_inputs(
             sources,
-            poses[:1],
+            poses,
             source_parsing,
             height,
             width,
@@ -119,7 +119,6 @@ class TruePoseAnimationPipeline(TruePosePipeline):
             callback_on_step_end_tensor_inputs,
             eta=eta,
             generator=generator,
-            latents=latents,
             output_type=output_type,
             callback_on_step_end=callback_on_step_end,
         )
@@ -127,8 +126,6 @@ class TruePoseAnimationPipeline(TruePosePipeline):
             raise ValueError(f"`frames_per_batch` must be a positive int, got {frames_per_batch!r}.")
         if output_type == "latent":
             raise ValueError("`output_type` must be 'pil', 'np' or 'pt' for an animation, got 'latent'.")
-        if isinstance(generator, list) and len(generator) != num_frames:
-            raise ValueError(f"`generator` is a list of {len(generator)} generators for {num_frames} poses.")
         self._guidance_scale = guidance_scale
         self._interrupt = False
         device = self._execution_device
