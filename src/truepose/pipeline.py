@@ -186,7 +186,7 @@ class TruePosePipeline(DiffusionPipeline):
     def from_stable_diffusion(
         cls,
         stable_diffusion: str | os.PathLike,
-        image_encoder: str | os.PathLike,
+        image_encoder: str | os.PathLike | None = None,
         image_encoder_subfolder: str | None = None,
         dtype: torch.dtype | None = None,
         pose_encoder_channels: tuple[int, ...] | None = None,
@@ -196,14 +196,33 @@ class TruePosePipeline(DiffusionPipeline):
 
         Both UNets copy SD's UNet; CAA projections and the pose encoder's last layer are zero, so the result behaves
         like SD's UNet with reference attention. ``target_net_settings`` go to [`TargetNet`] (``hpfa_sigma``, ...).
+
+        Args:
+            stable_diffusion: folder or Hub id of a diffusers SD-1.5 pipeline (``vae/``, ``unet/``, ``scheduler/``),
+                e.g. ``"stable-diffusion-v1-5/stable-diffusion-v1-5"``; an image-variation pipeline such as
+                ``"lambdalabs/sd-image-variations-diffusers"`` has the same three folders.
+            image_encoder: folder or Hub id of the CLIP vision tower: an image-variation pipeline (``image_encoder/``
+                with ``feature_extractor/`` beside it) or a CLIP checkpoint with its ``preprocessor_config.json``.
+                Default: ``stable_diffusion`` (an image-variation pipeline holds everything).
+            image_encoder_subfolder: the tower's subfolder. Default: ``image_encoder`` where that folder exists (for a
+                Hub id: where it loads), else the root. The preprocessing is read from the same folder, else from
+                ``feature_extractor/``.
         """
-        vae = AutoencoderKL.from_pretrained(stable_diffusion, subfolder="vae", dtype=dtype)
-        unet = UNet2DConditionModel.from_pretrained(stable_diffusion, subfolder="unet", dtype=dtype)
-        scheduler = DDIMScheduler.from_pretrained(stable_diffusion, subfolder="scheduler")
-        encoder = CLIPVisionModelWithProjection.from_pretrained(
-            image_encoder, subfolder=image_encoder_subfolder or "", dtype=dtype
-        )
-        feature_extractor = CLIPImageProcessor.from_pretrained(image_encoder, subfolder=image_encoder_subfolder or "")
+        image_encoder = stable_diffusion if image_encoder is None else image_encoder
+        try:
+            vae = AutoencoderKL.from_pretrained(stable_diffusion, subfolder="vae", dtype=dtype)
+            unet = UNet2DConditionModel.from_pretrained(stable_diffusion, subfolder="unet", dtype=dtype)
+            scheduler = DDIMScheduler.from_pretrained(stable_diffusion, subfolder="scheduler")
+            encoder, feature_extractor = cls._load_clip_image_encoder(image_encoder, image_encoder_subfolder, dtype)
+        except (OSError, ValueError) as error:
+            if os.path.isdir(stable_diffusion) and os.path.isdir(image_encoder):
+                raise
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise OSError(
+                f"Could not load SD-1.5 {os.fspath(stable_diffusion)!r} and the CLIP image encoder "
+                f"{os.fspath(image_encoder)!r}: {reason}. Without network access, download them elsewhere "
+                "(`hf download <repo id> --local-dir <folder>`), copy the folders here and pass their paths."
+            ) from None
         downsamplings = len(vae.config.block_out_channels) - 1
         channels = pose_encoder_channels or tuple(16 * 2**i for i in range(downsamplings + 1))
         pose_encoder = PoseEncoder(block_out_channels=channels, out_channels=unet.config.block_out_channels[0])
@@ -212,6 +231,35 @@ class TruePosePipeline(DiffusionPipeline):
         if pose_encoder.dtype != unet.dtype:
             pose_encoder = pose_encoder.to(dtype=unet.dtype)
         return cls(vae, unet, target_unet, pose_encoder, encoder, feature_extractor, scheduler)
+
+    @staticmethod
+    def _load_clip_image_encoder(
+        path: str | os.PathLike, subfolder: str | None, dtype: torch.dtype | None
+    ) -> tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]:
+        """The CLIP vision tower and its preprocessing, for [`~TruePosePipeline.from_stable_diffusion`]."""
+        path = os.fspath(path)
+        if subfolder is not None:
+            candidates = [subfolder]
+        elif os.path.isdir(path):
+            candidates = ["image_encoder" if os.path.isdir(os.path.join(path, "image_encoder")) else ""]
+        else:
+            candidates = ["image_encoder", ""]
+        for index, folder in enumerate(candidates):
+            try:
+                encoder = CLIPVisionModelWithProjection.from_pretrained(path, subfolder=folder, dtype=dtype)
+                break
+            except OSError:
+                if index == len(candidates) - 1:
+                    raise
+        for processor_folder in dict.fromkeys([folder, "feature_extractor"]):
+            try:
+                return encoder, CLIPImageProcessor.from_pretrained(path, subfolder=processor_folder)
+            except OSError:
+                continue
+        raise OSError(
+            f"No CLIP image processor (preprocessor_config.json) in {path!r}: looked in "
+            f"{folder + '/' if folder else 'the root'} and feature_extractor/."
+        )
 
     @property
     def guidance_scale(self) -> float:
