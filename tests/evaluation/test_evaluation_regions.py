@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -142,7 +143,7 @@ def test_region_metrics_reject_bad_input(spatial_lpips, alexnet_weights):
 
 
 def test_compute_metrics_reports_regions(alexnet_weights, tmp_path):
-    """`compute_metrics(..., parsing_dir=...)` adds the region table to the JSON and the Markdown report."""
+    """`truepose metrics --parsing-dir` adds the region table to the JSON and the Markdown report."""
     for folder in ("real", "fake", "parsing"):
         (tmp_path / folder).mkdir()
     pairs = [person_fixture(seed) for seed in range(2)]
@@ -154,14 +155,7 @@ def test_compute_metrics_reports_regions(alexnet_weights, tmp_path):
     argv = [str(tmp_path / "real"), str(tmp_path / "fake"), "--size", "64x64", "--no-fid", "--device", "cpu"]
     argv += ["--lpips-backbone", alexnet_weights, "--parsing-dir", str(tmp_path / "parsing"), "--json", str(out)]
     assert metrics.main(argv) == 0
-    results = metrics.compute_metrics(
-        tmp_path / "real",
-        tmp_path / "fake",
-        size=(64, 64),
-        compute_fid=False,
-        lpips_backbone_path=alexnet_weights,
-        parsing_dir=tmp_path / "parsing",
-    )
+    results = json.loads(out.read_text())["results"]
     # The ground truth went through JPEG: recompute the expected scores from the files as read.
     real = metrics.load_image_folder(tmp_path / "real", (64, 64))
     expected = regions.score_regions(
