@@ -211,8 +211,8 @@ def generate_test_images(
                     save_image_atomic(resize_to_uint8(to_pil_image(item["target_image"], "target_image"), size), gt_path)
                 parsing_path = parsing_dir / image_filename(name)
                 if target_parsing_label_map is not None and not parsing_path.exists():
-                    with Image.open(gt_path) as ground_truth:
-                        ground_truth = np.asarray(ground_truth.convert("RGB"))
+                    with Image.open(gt_path) as image:
+                        ground_truth = np.asarray(image.convert("RGB"))
                     parsing = target_parsing_of(pipeline, item, ground_truth, target_parsing_label_map)
                     save_parsing(parsing, parsing_path)
                 if not (generated_dir / image_filename(name)).exists():
