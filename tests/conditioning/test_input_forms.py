@@ -151,6 +151,8 @@ def test_gray_forms_are_repeated_to_rgb():
 def test_keypoint_forms_and_parsing_forms_agree():
     poses = [KEYPOINTS, KEYPOINTS[:, :2], KEYPOINTS.tolist(), torch.from_numpy(KEYPOINTS), KEYPOINTS.astype(int)]
     expected = np.asarray(draw_skeleton(KEYPOINTS, H, W))
+    (skeleton_array,) = as_pose_batch(np.asarray(SKELETON))  # one (H, W, 3) image, not H keypoint arrays
+    poses.append(skeleton_array)
     for pose in poses:
         np.testing.assert_array_equal(np.asarray(prepare_pose_image(pose, H, W)), expected)
     maps = [

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from truepose.data import check_pair_item, collate_pairs, pair_name, pair_seed
 from truepose.conditioning import read_deepfashion_annotations
+from truepose.data import check_pair_item, collate_pairs, pair_name, pair_seed
 from truepose.data.common import atomic_write, load_parsing, read_pairs_csv, save_parsing
 
 

@@ -3,8 +3,8 @@ import shutil
 import numpy as np
 import pytest
 
-from truepose.data import DeepFashionDataset, check_pair_item, make_deepfashion_fixture
 from truepose.conditioning import read_deepfashion_annotations
+from truepose.data import DeepFashionDataset, check_pair_item, make_deepfashion_fixture
 from truepose.data.common import save_parsing
 
 

@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from truepose.data import FolderPairDataset, check_pair_item, make_deepfashion_fixture
 from truepose.conditioning import read_deepfashion_annotations
+from truepose.data import FolderPairDataset, check_pair_item, make_deepfashion_fixture
 from truepose.data.common import load_image
 from truepose.data.deepfashion import write_annotation_csv
 

@@ -97,7 +97,8 @@ def test_preprocess_output_feeds_folder_dataset(image_dir, tmp_path):
     item = dataset[0]
     assert item["name"] == "a___sub__c"
     assert item["target_parsing"].shape == (40, 32)
-    np.testing.assert_allclose(item["source_keypoints"][3, :2], [6.5, 6.5])  # (3, 3) in a 20x16 file: (3 + 0.5) * 2 - 0.5
+    # (3, 3) in a 20x16 file, pixel centres aligned: (3 + 0.5) * 2 - 0.5
+    np.testing.assert_allclose(item["source_keypoints"][3, :2], [6.5, 6.5])
 
 
 def test_cli(image_dir, tmp_path, monkeypatch):
