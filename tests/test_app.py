@@ -150,3 +150,29 @@ def test_docs_app_python_block_builds_the_app():
     for block in blocks:
         exec(compile(block, "docs/app.md", "exec"), namespace)
     assert {"#generate", "#result", "#pose-gallery"} <= {f"#{b.elem_id}" for b in namespace["blocks"].blocks.values()}
+
+
+def test_app_actions_settings_and_attention_chart_without_a_browser(tmp_path):
+    """The actions behind the page on a tiny model: settings reach the pipeline, the chart is of that generation."""
+    from truepose.app import TruePoseApp, read_pose_file
+    from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline
+
+    app = TruePoseApp(tiny_pipeline(seed=0, randomize_new_layers=True))
+    image, parsing = tiny_person()
+    pose = {"keypoints": TINY_KEYPOINTS, "frame": (64, 64)}
+    kwargs = app.generation_kwargs(image, parsing, "atr", pose, 2, 2.0, 3, "Euler", 0.2, 0.5, 1, False)
+    config = app.pipe.target_unet.config
+    assert (config.hpfa_sigma, config.hpfa_delta, config.caa_top_k) == (1.0, 0.0, 1)  # HPFA off: plain reference
+    assert type(app.pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+    fractions = []
+    generated = app.generate(kwargs, lambda fraction, **_: fractions.append(fraction))
+    assert fractions == [(1, 2), (2, 2)]
+    expected = app.pipe(**{k: v for k, v in kwargs.items() if k != "seed"}, generator=torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(np.asarray(generated), np.asarray(expected.images[0]))
+    chart = app.attention_chart(kwargs)
+    assert isinstance(chart, PIL.Image.Image) and chart.width > 300
+    with pytest.raises(ValueError, match="target pose"):
+        app.generation_kwargs(image, parsing, "atr", None, 2, 2.0, 0, "DDIM", 0.3, 0.6, 2, True)
+    (tmp_path / "pose.json").write_text('{"people": []}')
+    with pytest.raises(ValueError, match="has no person"):
+        read_pose_file(tmp_path / "pose.json")
