@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from truepose.testing import tiny_pipeline
-from truepose.train import check_process_count, main
+from truepose.train import check_launch, main
 
 LEARNING_RATE = 1e-4
 
@@ -88,10 +88,11 @@ def test_one_process_started_for_several_is_refused(monkeypatch):
 
     class OneProcess:
         num_processes = 1
+        distributed_type = "NO"
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setenv("MASTER_PORT", "29500")
     with pytest.raises(RuntimeError, match="torchrun --nproc_per_node"):
-        check_process_count(OneProcess())
+        check_launch(OneProcess())
     monkeypatch.delenv("MASTER_PORT")
-    check_process_count(OneProcess())
+    check_launch(OneProcess())

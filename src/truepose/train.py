@@ -21,7 +21,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -404,9 +404,16 @@ def check_output_dir(args: argparse.Namespace) -> None:
         raise ValueError(f"--resume_from_checkpoint {resume!r} does not exist (or is not a truepose checkpoint).")
 
 
-def check_process_count(accelerator: Accelerator) -> None:
+def check_launch(accelerator: Accelerator) -> None:
     """Refuse a launch that asked for several processes but started one (``accelerate launch --cpu
-    --num_processes N`` runs a single process and would silently train N times slower than asked)."""
+    --num_processes N`` runs a single process and would silently train N times slower than asked), and DeepSpeed
+    (accelerate's DeepSpeed integration prepares one trained model; this trainer has three)."""
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise NotImplementedError(
+            "truepose train does not run under DeepSpeed yet: accelerate's DeepSpeed integration takes one trained "
+            "model and this trainer trains three (TargetNet, SourceNet, pose encoder). Use DDP or FSDP "
+            "(examples/accelerate/)."
+        )
     if accelerator.num_processes == 1 and "MASTER_PORT" in os.environ and "WORLD_SIZE" not in os.environ:
         raise RuntimeError(
             "The launcher asked for several processes but started only this one (accelerate's --cpu launcher runs "
@@ -424,7 +431,7 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
         log_with=args.report_to if args.report_to != "none" else None,
         project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=f"{args.output_dir}/logs"),
     )
-    check_process_count(accelerator)
+    check_launch(accelerator)
     set_seed(args.seed)  # new layers (LoRA) start the same whatever the number of processes
     # Trained weights in float32 whatever the stored dtype (fp16 checkpoints); mixed precision is accelerate's job.
     pipe = TruePosePipeline.from_pretrained(args.pretrained_model, dtype=torch.float32)
