@@ -285,6 +285,7 @@ CLI_CASES = {
     "parsing missing": ({"--parsing": "{files}/missing.png"}, "--parsing.*no such file"),
     "OpenPose JSON without people": ({"--pose": "{files}/nobody.json"}, "--pose.*no person"),
     "model folder missing": ({}, "does not exist"),
+    "label map unknown": ({"--label-map": "nonsense"}, "--label-map"),
 }
 
 
@@ -302,6 +303,20 @@ def test_cli_prints_one_line_before_any_work(files, capsys, options, match):
 def test_cli_debug_shows_the_traceback(files):
     with pytest.raises(ValueError, match="--output"):
         cli_main(["--debug", *generate_argv(files, **{"--output": str(files / "out.xyz")})])
+
+
+ARGPARSE_CASES = {
+    "steps zero": (["--steps", "0"], "--steps"),
+    "guidance scale inf": (["--guidance-scale", "inf"], "--guidance-scale"),
+    "guidance scale nan": (["--guidance-scale", "nan"], "--guidance-scale"),
+}
+
+
+@pytest.mark.parametrize("extra, match", ARGPARSE_CASES.values(), ids=ARGPARSE_CASES.keys())
+def test_cli_numbers_are_checked_by_the_argument_parser(files, capsys, extra, match):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(generate_argv(files) + extra)
+    assert exit_info.value.code == 2 and match in capsys.readouterr().err
 
 
 def test_cli_demo_checks_its_output_first(files, capsys):

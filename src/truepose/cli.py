@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import math
 import os
 import sys
 
@@ -22,6 +23,22 @@ def check_input_file(path: str | None, option: str) -> None:
     """Refuses a missing input file before any work."""
     if path is not None and not os.path.isfile(path):
         raise UsageError(f"{option} {path!r}: no such file.")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def check_output_image(path: str, option: str = "--output") -> None:
@@ -60,11 +77,13 @@ def generate(args: argparse.Namespace) -> int:
     import PIL.Image
     import torch
 
+    from .conditioning import get_label_map
     from .pipeline import TruePosePipeline
 
     check_output_image(args.output)
     for path, option in ((args.source, "--source"), (args.pose, "--pose"), (args.parsing, "--parsing")):
         check_input_file(path, option)
+    get_label_map(args.label_map, "--label-map")
     source = PIL.Image.open(args.source).convert("RGB")
     pose = _load_pose(args.pose)
     parsing = PIL.Image.open(args.parsing) if args.parsing else None
@@ -174,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--parsing", help="source parsing map (PNG of label ids); else the model's parser is used")
     gen.add_argument("--label-map", default="atr", help="label table of --parsing: atr, lip, cihp, deepfashion")
     gen.add_argument("--output", required=True)
-    gen.add_argument("--steps", type=int, default=35)
-    gen.add_argument("--guidance-scale", type=float, default=2.0)
+    gen.add_argument("--steps", type=positive_int, default=35)
+    gen.add_argument("--guidance-scale", type=non_negative_float, default=2.0)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--fp16", action="store_true")
@@ -185,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     dem.add_argument("--output", default="demo.png")
     dem.add_argument("--model", default=None, help="default: the model shipped inside the package")
     dem.add_argument("--seed", type=int, default=0)
-    dem.add_argument("--steps", type=int, default=25)
+    dem.add_argument("--steps", type=positive_int, default=25)
     dem.set_defaults(func=demo)
 
     ani = commands.add_parser("animate", help="animate one photo along a pose sequence (GIF, MP4 or PNG frames)")
