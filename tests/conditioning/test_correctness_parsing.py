@@ -337,3 +337,25 @@ def test_more_full_error_messages():
         "'regions': {...}}`."
     )):  # fmt: skip
         label_map_from_id2label({"10": "a", "2": "b"})
+
+
+def test_non_numeric_and_float32_maps_are_refused():
+    with pytest.raises(ValueError, match=exactly("`source_parsing` must hold integer label ids, got dtype <U1.")):
+        as_parsing_map(np.array([["a", "b"]]), 1, 2)
+    with pytest.raises(ValueError, match=exactly("`source_parsing` must hold integer label ids, got non-integer values.")):  # fmt: skip
+        as_parsing_map(np.array([[0.5, 1.0]], dtype=np.float32), 1, 2)
+    with pytest.raises(ValueError, match=exactly(
+        "`source_parsing` has size (H, W) = (4, 4) but the image is (4, 8); the aspect ratios differ, so the map "
+        "cannot be resized to the image. Pass a parsing map of the image."
+    )):  # fmt: skip
+        as_parsing_map(np.zeros((4, 4), np.int64), 4, 8)
+
+
+def test_parse_images_feeds_the_model_its_own_dtype():
+    from truepose.testing import tiny_parser
+
+    model, processor = tiny_parser()
+    model.double()
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 12, 3), dtype=np.uint8))
+    (parsing,) = parse_images(model, processor, image)
+    assert parsing.shape == (20, 12) and parsing.dtype == np.int64 and parsing.max() < 18

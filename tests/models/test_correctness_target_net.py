@@ -8,8 +8,11 @@ import math
 
 import pytest
 import torch
+from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor
 
-from truepose.models import PoseEncoder, SourceReference, capture_reference_tokens, token_grid
+from truepose.models import HPFAAttnProcessor, PoseEncoder, SourceReference, capture_reference_tokens, token_grid
+from truepose.models.target_net import parameters_after_reference_capture
 from truepose.testing import tiny_components
 
 SIGMA, DELTA = 0.3, 0.6
@@ -181,3 +184,73 @@ def test_pose_encoder_shapes_and_zero_start():
     torch.nn.init.normal_(encoder.conv_out.weight)
     assert encoder(torch.rand(2, 3, 16, 24)).abs().sum() > 0
     assert [m.stride for m in encoder.blocks if isinstance(m, torch.nn.Conv2d)] == [(1, 1), (2, 2), (2, 2)]
+
+
+def test_forward_adds_pose_features_to_conv_in_and_forgets_them(nets):
+    """``pose_features`` are added to ``conv_in``'s output for that call only; references go to the processors."""
+    source_unet, target_unet = nets
+    g = torch.Generator().manual_seed(0)
+    sample, embeds = torch.randn(2, 4, 32, 32, generator=g), torch.randn(2, 1, 32, generator=g)
+    pose = torch.randn(2, target_unet.config.block_out_channels[0], 32, 32, generator=g)
+    plain_unet = UNet2DConditionModel.forward
+    with torch.no_grad():
+        plain = plain_unet(target_unet, sample, 3, embeds).sample
+        handle = target_unet.conv_in.register_forward_hook(lambda module, args, output: output + pose)
+        try:
+            expected = plain_unet(target_unet, sample, 3, embeds).sample
+        finally:
+            handle.remove()
+        out = target_unet(sample, 3, embeds, pose_features=pose, return_dict=False)[0]
+        torch.testing.assert_close(out, expected)
+        assert not torch.allclose(out, plain)
+        torch.testing.assert_close(target_unet(sample, 3, embeds).sample, plain)  # nothing left behind
+        # With references: the same as inside `conditioned`, with source keys/values projected or not.
+        reference = make_reference(source_unet, torch.ones(2, 1, 64, 64), torch.ones(2, 1, 64, 64), [False, True])
+        layers = target_unet.prepare_reference(reference, (32, 32))
+        with target_unet.conditioned(pose, layers):
+            expected = plain_unet(target_unet, sample, 3, embeds).sample
+        out = target_unet(sample, 3, embeds, pose_features=pose, layer_references=layers).sample
+        torch.testing.assert_close(out, expected)
+        assert not torch.allclose(out, plain)
+        projected = target_unet.project_source(layers)
+        assert set(projected) == set(layers) and all(p.source_key is not None for p in projected.values())
+        torch.testing.assert_close(target_unet(sample, 3, embeds, layer_references=projected).sample,
+                                   target_unet(sample, 3, embeds, layer_references=layers).sample)  # fmt: skip
+    assert all(p.reference is None for p in target_unet.hpfa_processors.values())
+    assert target_unet._pose_features is None
+
+
+def test_set_default_attn_processor_keeps_hpfa_and_caa():
+    target_unet = tiny_components(randomize_new_layers=True)["target_unet"]
+    before = target_unet.attn_processors
+    target_unet.set_default_attn_processor()
+    after = target_unet.attn_processors
+    assert set(after) == set(before)
+    for name, processor in after.items():
+        if name.endswith("attn1.processor"):
+            assert processor is before[name]  # trained CAA weights kept
+        else:
+            assert type(processor) is AttnProcessor
+    replaced = next(name for name in after if name.endswith("attn1.processor") and name.startswith("up_blocks"))
+    target_unet.set_attn_processor({**after, replaced: AttnProcessor()})
+    target_unet.set_default_attn_processor()
+    fresh = target_unet.attn_processors[replaced]
+    assert isinstance(fresh, HPFAAttnProcessor) and fresh is not before[replaced]
+    assert type(fresh) is type(before[replaced]) and fresh.top_k == target_unet.config.caa_top_k
+    assert all(p.abs().sum() == 0 for n, p in fresh.named_parameters() if "caa_to_out" in n)  # CAA starts as identity
+
+
+def test_parameters_after_reference_capture_are_those_without_gradient(nets):
+    """The listed SourceNet parameters are exactly those the captured tokens do not depend on (no gradient)."""
+    source_unet, _ = nets
+    source_unet.zero_grad(set_to_none=True)
+    g = torch.Generator().manual_seed(0)
+    bank = capture_reference_tokens(
+        source_unet, torch.randn(1, 4, 16, 16, generator=g), torch.randn(1, 1, 32, generator=g)
+    )
+    sum(tokens.square().sum() for tokens in bank.values()).backward()
+    unused = {name for name, p in source_unet.named_parameters() if p.grad is None}
+    source_unet.zero_grad(set_to_none=True)
+    assert unused and len(unused) < len(list(source_unet.parameters()))
+    assert set(parameters_after_reference_capture(source_unet)) == unused
+    assert "conv_out.weight" in unused and "conv_in.weight" not in unused
