@@ -11,7 +11,15 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor
 
-from truepose.models import HPFAAttnProcessor, PoseEncoder, SourceReference, capture_reference_tokens, token_grid
+from truepose.models import (
+    CAAAttnProcessor,
+    HPFAAttnProcessor,
+    PoseEncoder,
+    SourceReference,
+    TargetNet,
+    capture_reference_tokens,
+    token_grid,
+)
 from truepose.models.target_net import parameters_after_reference_capture
 from truepose.testing import tiny_components
 
@@ -254,3 +262,34 @@ def test_parameters_after_reference_capture_are_those_without_gradient(nets):
     assert unused and len(unused) < len(list(source_unet.parameters()))
     assert set(parameters_after_reference_capture(source_unet)) == unused
     assert "conv_out.weight" in unused and "conv_in.weight" not in unused
+
+
+def test_processors_built_from_the_config():
+    """CAA on ``caa_blocks`` (sized by each layer, with the configured top-k), HPFA on the other self-attention
+    layers, the UNet's own processors on cross-attention."""
+    unet = tiny_components()["source_unet"]
+    target_unet = TargetNet.from_unet(unet, caa_blocks=("up_blocks", "mid_block"), caa_top_k=3, region_embed_dim=24)
+    for name, processor in target_unet.attn_processors.items():
+        attn = target_unet.get_submodule(name.removesuffix(".processor"))
+        if not name.endswith("attn1.processor"):
+            assert type(processor) is type(unet.attn_processors[name])
+        elif name.startswith(("up_blocks", "mid_block")):
+            assert isinstance(processor, CAAAttnProcessor)
+            assert (processor.num_heads, processor.top_k) == (attn.heads, 3)
+            assert processor.caa_to_q.weight.shape == (attn.inner_dim, attn.inner_dim)
+            assert processor.caa_to_k.weight.shape == (attn.inner_dim, 24)
+        else:
+            assert type(processor) is HPFAAttnProcessor
+
+
+def test_from_unet_keeps_weights_dtype_and_refuses_other_weights():
+    unet = tiny_components()["source_unet"].double()
+    target_unet = TargetNet.from_unet(unet)
+    assert target_unet.dtype == torch.float64
+    for key, value in unet.state_dict().items():
+        torch.testing.assert_close(target_unet.state_dict()[key], value)
+    unet.register_buffer("extra", torch.zeros(1))
+    with pytest.raises(
+        ValueError, match=r"UNet weights do not match TargetNet: missing \[.*\], unexpected \['extra'\]"
+    ):
+        TargetNet.from_unet(unet)
