@@ -150,7 +150,7 @@ class TruePosePipeline(DiffusionPipeline):
         elif not re.fullmatch(r"[\w.-]+/[\w.-]+", path) or path.startswith("."):
             raise OSError(f"No TruePose checkpoint folder at {path!r}: the folder does not exist.")
         try:
-            with _quiet_loading():
+            with _quiet_components():
                 return super().from_pretrained(path, **kwargs)
         except (OSError, ValueError) as error:
             if os.path.isdir(path):
@@ -174,7 +174,8 @@ class TruePosePipeline(DiffusionPipeline):
             )
         if os.path.exists(path) and not os.path.isdir(path):
             raise ValueError(f"`save_directory` {path!r} is a file, not a folder.")
-        return super().save_pretrained(path, *args, **kwargs)
+        with _quiet_components():
+            return super().save_pretrained(path, *args, **kwargs)
 
     def to(self, *args, **kwargs) -> "TruePosePipeline":
         """[`DiffusionPipeline.to`] without its per-component "float16 cannot run on cpu" warning: TruePose runs in
@@ -797,10 +798,10 @@ _AUTOENCODER_TINY_NOTE = re.compile(
 
 
 @contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Silence what every pipeline load would print without cause: diffusers' note that an `AutoencoderTiny` config
-    holds ``block_out_channels`` (which `AutoencoderTiny.__init__` registers itself) and transformers' weight-loading
-    bar, which would nest inside the pipeline's component bar."""
+def _quiet_components() -> Iterator[None]:
+    """Silence what every pipeline load or save would print without cause: diffusers' note that an `AutoencoderTiny`
+    config holds ``block_out_channels`` (which `AutoencoderTiny.__init__` registers itself) and transformers'
+    weight loading/writing bars, which would nest inside the pipeline's component bar."""
     config_logger = logging.get_logger("diffusers.configuration_utils")
     keep = lambda record: not _AUTOENCODER_TINY_NOTE.match(record.getMessage())  # noqa: E731
     bars_were_enabled = transformers_logging.is_progress_bar_enabled()
