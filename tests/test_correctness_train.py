@@ -14,18 +14,20 @@ from truepose.train import TrainingBatch, training_loss
 
 @pytest.fixture(scope="module")
 def pipe():
-    return tiny_pipeline(seed=0)
+    return tiny_pipeline(seed=0, randomize_new_layers=True)  # the pose encoder's output is not zero
 
 
-def make_training_batch(size: int, num_pairs: int) -> TrainingBatch:
+def make_training_batch(size: int, num_pairs: int, width: int | None = None) -> TrainingBatch:
+    """``num_pairs`` pairs of ``size`` x ``width`` (height x width) images, skeletons and parsing maps."""
+    width = width or size
     people = [tiny_person(seed, size=size) for seed in range(num_pairs)]
     keypoints = TINY_KEYPOINTS.copy()
-    keypoints[keypoints[:, 2] > 0, :2] *= size / 64
+    keypoints[keypoints[:, 2] > 0, :2] *= (width / 64, size / 64)
     return TrainingBatch(
-        sources=[image for image, _ in people],
-        targets=[tiny_person(seed + 100, size=size)[0] for seed in range(num_pairs)],
-        pose_images=[draw_skeleton(keypoints, size, size)] * num_pairs,
-        parsing_maps=[parsing for _, parsing in people],
+        sources=[image.resize((width, size)) for image, _ in people],
+        targets=[tiny_person(seed + 100, size=size)[0].resize((width, size)) for seed in range(num_pairs)],
+        pose_images=[draw_skeleton(keypoints, size, width)] * num_pairs,
+        parsing_maps=[parsing[:, (np.arange(width) * size) // width] for _, parsing in people],
         label_map="atr",
     )
 
@@ -53,6 +55,10 @@ class Spy:
             log_weights = {n: p.reference.log_weight.clone() for n, p in target_unet.hpfa_processors.items()}
             self.calls["unet_in"] = (sample.clone(), torch.as_tensor(timestep).clone(), encoder_hidden_states.clone())
             self.calls["log_weights"] = log_weights
+            self.calls["source_free_rows"] = {
+                p.reference.num_source_free_rows for p in target_unet.hpfa_processors.values()
+            }
+            self.calls["pose_features"] = target_unet._pose_features.detach().clone()
 
         def record_output(module, args, output):
             self.calls["prediction"] = output.sample.detach().clone()
@@ -70,6 +76,7 @@ class Spy:
 def run_loss(pipe, batch, prediction_type, condition_dropout, seeds):
     noise_scheduler = DDPMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "prediction_type": prediction_type})
     spy = Spy(pipe, noise_scheduler)
+    backward_calls = []
     try:
         loss = training_loss(
             pipe,
@@ -80,26 +87,36 @@ def run_loss(pipe, batch, prediction_type, condition_dropout, seeds):
             batch,
             condition_dropout,
             [torch.Generator().manual_seed(s) for s in seeds],
-            lambda loss: None,
+            backward_calls.append,
         )
     finally:
         spy.remove()
+    (backward_loss,) = backward_calls  # backward runs once, on the loss, inside TargetNet's conditions
+    assert backward_loss.requires_grad and backward_loss.item() == loss.item()
     return loss, spy.calls
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_loss_target_per_prediction_type(pipe, prediction_type):
-    batch = make_training_batch(64, 2)
+    batch = make_training_batch(64, 2, width=48)
     loss, calls = run_loss(pipe, batch, prediction_type, 0.0, [3, 4])
     original, noise, timesteps, noisy = calls["add_noise"]
-    sample, unet_timesteps, _ = calls["unet_in"]
+    sample, unet_timesteps, embeds = calls["unet_in"]
+    # Conditions: CLIP embeddings of the sources, pose features of the skeletons, every row sees the source.
+    torch.testing.assert_close(embeds, pipe.encode_image(batch.sources, "cpu"))
+    pixels = torch.from_numpy(np.stack([np.asarray(p, dtype=np.float32) / 255 for p in batch.pose_images]))
+    torch.testing.assert_close(calls["pose_features"], pipe.pose_encoder(pixels.permute(0, 3, 1, 2)))
+    assert calls["source_free_rows"] == {0}
     torch.testing.assert_close(sample, noisy)  # TargetNet sees the scheduler's noisy latents ...
     assert unet_timesteps.tolist() == timesteps.tolist()  # ... at their timesteps
     assert timesteps.shape == (2,) and ((0 <= timesteps) & (timesteps < 1000)).all()
-    assert original.shape == noise.shape == (2, 4, 32, 32)
-    # The noised latents are the targets' VAE latents (scaled), not the sources'.
-    source_latents = pipe.encode_source_latents(batch.sources, 64, 64, "cpu")
+    assert original.shape == noise.shape == (2, 4, 32, 24)
+    # The noised latents are a posterior sample of the targets' VAE latents, not their mode, nor the sources'.
+    source_latents = pipe.encode_source_latents(batch.sources, 64, 48, "cpu")
+    target_mode = pipe.encode_source_latents(batch.targets, 64, 48, "cpu")
     assert not torch.allclose(original, source_latents, atol=1e-2)
+    assert not torch.allclose(original, target_mode, atol=1e-2)
+    assert (original - target_mode).abs().mean() < (original - source_latents).abs().mean()
     reference_scheduler = DDPMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "prediction_type": prediction_type})
     alphas = reference_scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
     torch.testing.assert_close(noisy, alphas.sqrt() * original + (1 - alphas).sqrt() * noise)
@@ -129,6 +146,7 @@ def test_condition_dropout_drops_rows_at_the_requested_rate(pipe):
     batch = make_training_batch(32, 24)
     _, calls = run_loss(pipe, batch, "epsilon", 0.25, range(24))
     count = int(dropped_rows(calls).sum())
+    assert calls["source_free_rows"] == {0}  # dropped rows keep the source keys with weight 0 (for DDP)
     # Binomial(24, 0.25): mean 6, sd 2.1; seeded, so the count is fixed, and 1 - p (mean 18) is far outside.
     assert 2 <= count <= 11, count
     _, calls = run_loss(pipe, make_training_batch(32, 3), "epsilon", 0.0, range(3))
