@@ -895,7 +895,8 @@ def _check_config_types(config_file: str, library: str, class_name: str) -> None
         if allowed is None or value is None and parameter.default is None:
             continue
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            wanted = " or ".join(sorted({"list" if t is list else t.__name__ for t in allowed}))
+            names = {list: "list", type(None): "null"}
+            wanted = " or ".join(sorted({names.get(t, t.__name__) for t in allowed}))
             raise ValueError(
                 f"{config_file}: field `{field}` must be {wanted} (like its default {parameter.default!r}), "
                 f"got {type(value).__name__} {value!r}."
