@@ -486,9 +486,9 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
         num_workers=args.dataloader_num_workers,
         drop_last=True,
     )
-    target_unet, pose_encoder, source_unet, optimizer, dataloader, lr_scheduler = accelerator.prepare(
-        pipe.target_unet, pipe.pose_encoder, pipe.source_unet, optimizer, dataloader, lr_scheduler
-    )
+    # Only trained models go through accelerate (DDP refuses a module without trainable parameters).
+    *models, optimizer, dataloader, lr_scheduler = accelerator.prepare(*trained, optimizer, dataloader, lr_scheduler)
+    target_unet, pose_encoder, source_unet = models if len(models) == 3 else (*models, pipe.source_unet)
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
     pipe.to(accelerator.device)
