@@ -208,7 +208,9 @@ def generate_test_images(
                     raise ValueError(f"Item {index} of the data set is named {item['name']!r}, expected {name!r}.")
                 gt_path = ground_truth_dir / image_filename(name)
                 if not gt_path.exists():
-                    save_image_atomic(resize_to_uint8(to_pil_image(item["target_image"], "target_image"), size), gt_path)
+                    save_image_atomic(
+                        resize_to_uint8(to_pil_image(item["target_image"], "target_image"), size), gt_path
+                    )
                 parsing_path = parsing_dir / image_filename(name)
                 if target_parsing_label_map is not None and not parsing_path.exists():
                     with Image.open(gt_path) as image:
@@ -235,7 +237,9 @@ def generate_test_images(
                 if len(images) != len(group):
                     raise ValueError(f"The pipeline returned {len(images)} images for a batch of {len(group)}.")
                 for item, image in zip(group, images):
-                    save_image_atomic(to_pil_image(image, "generated image"), generated_dir / image_filename(item["name"]))
+                    save_image_atomic(
+                        to_pil_image(image, "generated image"), generated_dir / image_filename(item["name"])
+                    )
     state.wait_for_everyone()
     return names
 
