@@ -73,15 +73,15 @@ class Spy:
             handle.remove()
 
 
-def run_loss(pipe, batch, prediction_type, condition_dropout, seeds):
+def run_loss(pipe, batch, prediction_type, condition_dropout, seeds, source_unet=None, target_unet=None):
     noise_scheduler = DDPMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "prediction_type": prediction_type})
     spy = Spy(pipe, noise_scheduler)
     backward_calls = []
     try:
         loss = training_loss(
             pipe,
-            pipe.source_unet,
-            pipe.target_unet,
+            source_unet or pipe.source_unet,
+            target_unet or pipe.target_unet,
             pipe.pose_encoder,
             noise_scheduler,
             batch,
@@ -153,5 +153,54 @@ def test_condition_dropout_drops_rows_at_the_requested_rate(pipe):
     assert not dropped_rows(calls).any()
     _, calls = run_loss(pipe, make_training_batch(32, 3), "epsilon", 1.0, range(3))
     assert dropped_rows(calls).all()
+    assert calls["source_free_rows"] == {0}  # even when every row is dropped
     embeds = calls["unet_in"][2]
     assert embeds.shape == (3, 1, 32) and np.count_nonzero(embeds.numpy()) == 0
+
+
+class Wrapped(torch.nn.Module):
+    """Stands for accelerate's DDP wrapper: the model in ``.module``, forward passed through."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+def test_each_row_draws_only_from_its_own_generator(pipe):
+    """Seeded by pair: a row's noise, timestep and dropout are the same alone or in a batch, and every call with
+    the same seeds is identical (nothing comes from the global RNG)."""
+    batch = make_training_batch(32, 2)
+    loss_a, both = run_loss(pipe, batch, "epsilon", 0.5, [11, 12])
+    torch.manual_seed(123)  # the global RNG must not matter
+    loss_b, again = run_loss(pipe, batch, "epsilon", 0.5, [11, 12])
+    assert loss_a.item() == loss_b.item()
+    single = TrainingBatch(batch.sources[1:], batch.targets[1:], batch.pose_images[1:], batch.parsing_maps[1:], "atr")
+    _, alone = run_loss(pipe, single, "epsilon", 0.5, [12])
+    for key in ("add_noise", "unet_in"):
+        for x, y, z in zip(both[key], again[key], alone[key]):
+            torch.testing.assert_close(x, y)
+            torch.testing.assert_close(x[1:], z)
+
+
+def test_the_models_passed_are_the_ones_trained(pipe):
+    """Wrapped models (DDP) are unwrapped only for TargetNet's methods; the SourceNet passed (not the pipeline's)
+    encodes the source."""
+    import copy
+
+    source_unet = copy.deepcopy(pipe.source_unet)
+    calls = {"passed": 0, "pipeline": 0}
+    source_unet.register_forward_pre_hook(lambda *_: calls.__setitem__("passed", calls["passed"] + 1))
+    handle = pipe.source_unet.register_forward_pre_hook(
+        lambda *_: calls.__setitem__("pipeline", calls["pipeline"] + 1)
+    )
+    try:
+        batch = make_training_batch(32, 2)
+        loss, _ = run_loss(
+            pipe, batch, "epsilon", 0.0, [1, 2], source_unet=source_unet, target_unet=Wrapped(pipe.target_unet)
+        )
+    finally:
+        handle.remove()
+    assert calls == {"passed": 1, "pipeline": 0} and torch.isfinite(loss)
