@@ -113,15 +113,21 @@ def main(argv: list[str] | None = None) -> dict:
             lambda loss: loss.backward(),
         )
 
-    activations = {}
+    print(json.dumps(result), flush=True)  # progress: one JSON line per phase, the last one complete
+    activations = result["activation_bytes_measured"] = {}
     with peak.low_mmap_threshold():
         pipe.target_unet.enable_gradient_checkpointing()
+        start = time.perf_counter()
         activations["gradient_checkpointing"] = peak.measure(lambda: forward_backward(1))
+        result["forward_backward_s"] = {"gradient_checkpointing": round(time.perf_counter() - start, 1)}
+        print(json.dumps(result), flush=True)
         if not args.skip_no_checkpointing:
             pipe.target_unet.disable_gradient_checkpointing()
+            start = time.perf_counter()
             activations["no_checkpointing"] = peak.measure(lambda: forward_backward(0))
+            result["forward_backward_s"]["no_checkpointing"] = round(time.perf_counter() - start, 1)
             pipe.target_unet.enable_gradient_checkpointing()
-    result["activation_bytes_measured"] = activations
+            print(json.dumps(result), flush=True)
 
     optimizer = torch.optim.SGD(parameters, lr=1e-6)
     times = []
