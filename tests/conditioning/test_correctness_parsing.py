@@ -306,6 +306,8 @@ def test_as_parsing_batch_lists_and_single_maps():
     assert as_parsing_batch(image) == [image]
     with pytest.raises(ValueError, match=exactly("`maps` is an empty list; pass one parsing map per source image.")):
         as_parsing_batch([], argument_name="maps")
+    with pytest.raises(ValueError, match="^`source_parsing` is an empty list"):
+        as_parsing_batch([])
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "I", "I;16", "I;16L", "I;16B"])
