@@ -199,6 +199,8 @@ def build_app(pipe: TruePosePipeline, pose_detector: Any = None):
 
     @user_errors
     def pick_example_person(index):
+        if index is None:  # the dropdown was cleared
+            return gr.update(), gr.update(), gr.update(), gr.update()
         person = example_person(int(index))
         overlay = parsing_overlay(person["source_image"], person["source_parsing"], person["label_map"])
         return person["source_image"], person["source_parsing"], person["label_map"], overlay
@@ -238,6 +240,8 @@ def build_app(pipe: TruePosePipeline, pose_detector: Any = None):
 
     @user_errors
     def pick_example_pose(index, source):
+        if index is None:
+            return gr.update(), gr.update()
         pose = {"keypoints": example_person(int(index))["source_keypoints"], "frame": DEMO_RESOLUTION}
         return pose, app.skeleton(pose, source)
 
