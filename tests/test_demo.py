@@ -16,7 +16,8 @@ def tiny_model(tmp_path_factory):
 def test_demo_writes_source_skeleton_generated_and_truth(tiny_model, tmp_path):
     path = demo.run_demo(tmp_path / "demo.png", model=tiny_model, num_inference_steps=2, scale=2)
     height, width = demo.DEMO_RESOLUTION
-    assert PIL.Image.open(path).size == (4 * width * 2, height * 2)
+    with PIL.Image.open(path) as image:
+        assert image.size == (4 * width * 2, height * 2)
 
 
 def test_demo_command(tiny_model, tmp_path, capsys):
@@ -28,7 +29,8 @@ def test_shipped_model_runs_offline(tmp_path):
     if not (demo.SHIPPED_MODEL / "model_index.json").is_file():
         pytest.fail(f"the shipped model is missing from {demo.SHIPPED_MODEL}")
     path = demo.run_demo(tmp_path / "demo.png", num_inference_steps=5)
-    assert PIL.Image.open(path).size == (4 * demo.DEMO_RESOLUTION[1] * 3, demo.DEMO_RESOLUTION[0] * 3)
+    with PIL.Image.open(path) as image:
+        assert image.size == (4 * demo.DEMO_RESOLUTION[1] * 3, demo.DEMO_RESOLUTION[0] * 3)
 
 
 def test_missing_shipped_model_says_how_to_get_it(tmp_path, monkeypatch):
@@ -50,4 +52,5 @@ def test_generate_command(tiny_model, tmp_path):
     args = ["generate", "--model", tiny_model, "--source", str(tmp_path / "source.png"), "--pose"]
     args += [str(tmp_path / "pose.npy"), "--parsing", str(tmp_path / "parsing.png"), "--output", str(out)]
     assert main([*args, "--steps", "2"]) == 0
-    assert PIL.Image.open(out).size == (64, 64)
+    with PIL.Image.open(out) as image:
+        assert image.size == (64, 64)

@@ -74,6 +74,7 @@ def _load_pose(path: str):
 
 
 def generate(args: argparse.Namespace) -> int:
+    import numpy as np
     import PIL.Image
     import torch
 
@@ -86,7 +87,7 @@ def generate(args: argparse.Namespace) -> int:
     get_label_map(args.label_map, "--label-map")
     source = PIL.Image.open(args.source).convert("RGB")
     pose = _load_pose(args.pose)
-    parsing = PIL.Image.open(args.parsing) if args.parsing else None
+    parsing = np.asarray(PIL.Image.open(args.parsing)) if args.parsing else None  # read now: the file is closed
     dtype = torch.float16 if args.fp16 else torch.float32
     pipe = TruePosePipeline.from_pretrained(args.model, dtype=dtype).to(args.device)
     detector = None

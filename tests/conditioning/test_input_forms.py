@@ -143,7 +143,7 @@ def test_every_image_form_gives_the_same_rgb_pixels(image):
 def test_gray_forms_are_repeated_to_rgb():
     gray = SOURCE_ARRAY[..., 0]
     expected = np.repeat(gray[..., None], 3, axis=-1)
-    for form in (PIL.Image.fromarray(gray), gray, gray[..., None], torch.from_numpy(gray)[None], gray / 255):
+    for form in (PIL.Image.fromarray(gray), gray, gray[..., None], torch.from_numpy(gray.copy())[None], gray / 255):
         (got,) = to_pil_images(form, "source_image")
         np.testing.assert_array_equal(np.asarray(got), expected)
 

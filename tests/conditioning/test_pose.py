@@ -160,7 +160,7 @@ def test_draw_skeleton_frame_checks(skeleton):
 
 
 def test_every_target_pose_form_gives_the_same_image(skeleton):
-    expected = np.asarray(draw_skeleton(skeleton, H, W))
+    expected = np.array(draw_skeleton(skeleton, H, W))  # writable: torch.from_numpy warns on read-only arrays
     skeleton_image = PIL.Image.fromarray(expected)
     forms = [
         skeleton,
