@@ -198,3 +198,10 @@ def test_docs_animate_python_blocks_run(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "docs/animate.md", "exec"), {})
     assert iio.imread(tmp_path / "walk.gif", index=None).shape[0] == 4
+
+
+def test_animate_command_refuses_bad_arguments_before_any_work(tmp_path, capsys):
+    assert main(["animate", "--poses", "x.npy", "--output", str(tmp_path / "o.gif")]) == 2
+    assert "exactly one of --source and --example-person" in capsys.readouterr().err
+    assert main(["animate", "--source", "nope.png", "--poses", "x.npy", "--output", str(tmp_path / "o.gif")]) == 2
+    assert "--source 'nope.png': no such file" in capsys.readouterr().err

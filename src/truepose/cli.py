@@ -1,4 +1,4 @@
-"""The ``truepose`` command: generate, demo, train, evaluate, metrics, preprocess."""
+"""The ``truepose`` command: generate, demo, animate, app, train, evaluate, metrics, preprocess."""
 
 import argparse
 import importlib
@@ -135,7 +135,9 @@ def animate(args: argparse.Namespace) -> int:
     from .demo import example_person, load_shipped_model
 
     if (args.source is None) == (args.example_person is None):
-        raise SystemExit("truepose animate: give exactly one of --source and --example-person.")
+        raise UsageError("give exactly one of --source and --example-person.")
+    check_input_file(args.source, "--source")
+    check_input_file(args.parsing, "--parsing")
     if args.model is None:
         pipe = TruePoseAnimationPipeline(**load_shipped_model().components)
     else:
