@@ -236,3 +236,41 @@ def test_rescale_keypoints_aligns_pixel_centres():
     down = rescale_keypoints(np.array([[1.0, 1.0]] * 18), (3, 3), (2, 2))
     np.testing.assert_allclose(down[:, :2], 2 / 3 * 1.5 - 0.5, atol=1e-3)  # rounded to 1/1000
     assert down[0, 0] == pytest.approx(0.5)
+
+
+def test_retarget_tiny_and_collapsed_people():
+    """Any positive size counts, even below one pixel; a collapsed source (all size bones 0) is not a scale of 0."""
+    small = {k: (v[0] / 400 + 5, v[1] / 400 + 5) for k, v in TARGET.items()}  # size 0.5
+    smaller = {k: (v[0] / 800 + 9, v[1] / 800 + 9) for k, v in SOURCE.items()}  # size 310 / 800
+    out = retarget_keypoints(person(small), person(smaller))
+    anchor_t, anchor_s = np.array((100, 58)) / 400 + 5, np.array((50, 200 / 3)) / 800 + 9
+    np.testing.assert_allclose(out, expected(person(small), (310 / 800) / 0.5, anchor_t, anchor_s), atol=1.5e-3)
+    collapsed = {
+        k: SOURCE["neck"] for k in ("nose", "neck", "r_hip", "l_hip", "r_knee", "l_knee", "r_ankle", "l_ankle")
+    }
+    out = retarget_keypoints(person(TARGET), person(collapsed))
+    np.testing.assert_allclose(out, expected(person(TARGET), 1.0, (100, 58), SOURCE["neck"]), atol=1.5e-3)
+
+
+def test_retarget_messages_name_the_argument(caplog):
+    with pytest.raises(ValueError, match=r"^`target` must have shape"):
+        retarget_keypoints(np.zeros((17, 2)), person(SOURCE))
+    with pytest.raises(ValueError, match=r"^`source` must have shape"):
+        retarget_keypoints(person(TARGET), np.zeros((17, 2)))
+    with caplog.at_level(logging.WARNING):
+        retarget_keypoints(person({"nose": (1, 1)}), person({"neck": (2, 2)}))
+    assert caplog.messages == [
+        "retarget_keypoints: no bone is present in both poses; the target pose is not rescaled.",
+        "retarget_keypoints: no joint is present in both poses; the target pose is not moved.",
+    ]
+
+
+def test_frame_checks_small_frames_confidence_and_rounding():
+    normalised = np.full((18, 3), (-1.0, -1.0, 0.0), dtype=np.float32)
+    normalised[:2] = [(0.5, 0.2, 1.5), (1.0, 0.4, 1.5)]  # confidences above 1 do not hide it
+    with pytest.raises(ValueError, match="look normalised"):
+        draw_skeleton(normalised, 50, 100)
+    with pytest.raises(ValueError, match="look normalised"):
+        draw_skeleton(normalised, 5, 5)  # frames above 4 pixels
+    keypoints = np.full((18, 2), 10.12345, dtype=np.float32)
+    assert rescale_keypoints(keypoints, (100, 100), (100, 100))[0, 0] == pytest.approx(10.123, abs=1e-5)
