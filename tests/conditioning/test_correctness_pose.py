@@ -274,3 +274,15 @@ def test_frame_checks_small_frames_confidence_and_rounding():
         draw_skeleton(normalised, 5, 5)  # frames above 4 pixels
     keypoints = np.full((18, 2), 10.12345, dtype=np.float32)
     assert rescale_keypoints(keypoints, (100, 100), (100, 100))[0, 0] == pytest.approx(10.123, abs=1e-5)
+
+
+def test_frame_edges_not_covered_by_the_missing_marker():
+    """Frame 150 x 100: y may go down to -3 (y = -1 would mean "missing"); several outside joints are all listed."""
+    draw_skeleton(one_joint(10, -3), 150, 100)
+    with pytest.raises(ValueError, match=re.escape("image: 0 nose at (10, -3.1).")):
+        draw_skeleton(one_joint(10, -3.1), 150, 100)
+    two = one_joint(120, 10)
+    two[1] = (10, 200)
+    with pytest.raises(ValueError, match=re.escape("image: 0 nose at (120, 10), 1 neck at (10, 200). Keypoints")):
+        draw_skeleton(two, 150, 100)
+    assert draw_skeleton(np.full((18, 2), -1.0), 1, 1).size == (1, 1)
