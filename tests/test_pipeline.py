@@ -86,6 +86,29 @@ def test_source_keys_values_cached_per_call_equal_uncached(pipe, source, keypoin
     np.testing.assert_allclose(cached, uncached, atol=1e-5, rtol=0)
     assert np.abs(cached - run(pipe, source, keypoints, seed=1)).max() > 1e-2  # the tolerance can fail
 
+def test_model_offload_hook_moves_target_net_before_source_projection(pipe, source, keypoints, monkeypatch):
+    """Under `enable_model_cpu_offload` TargetNet reaches the GPU through its accelerate hook, which only a forward
+    triggers; the once-per-call source projection is no forward, so the pipeline must ask the hook first."""
+    from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
+
+    events = []
+
+    class RecordingOffloadHook(ModelHook):
+        def pre_forward(self, module, *args, **kwargs):
+            events.append("move")
+            return args, kwargs
+
+    project_source = pipe.target_unet.project_source
+    monkeypatch.setattr(pipe.target_unet, "project_source", lambda refs: events.append("project") or project_source(refs))
+    add_hook_to_module(pipe.target_unet, RecordingOffloadHook())
+    try:
+        run(pipe, source, keypoints)
+    finally:
+        remove_hook_from_module(pipe.target_unet)
+    assert events[:2] == ["move", "project"]
+    assert events.count("move") == 1 + STEPS  # then one per denoising step, as the hook's forward wrapping does
+
+
 def test_unconditional_rows_do_not_see_the_source(pipe, source, keypoints):
     """The CFG unconditional branch equals TargetNet without any source, whatever the source."""
     from truepose.models import SourceReference

@@ -579,6 +579,17 @@ class TruePosePipeline(DiffusionPipeline):
                     vae.half()
         return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
 
+    def project_source(self, layer_references: dict[str, LayerReference]) -> dict[str, LayerReference]:
+        """Every TargetNet layer's source keys/values, projected once per call ([`TargetNet.project_source`]).
+
+        Under `enable_model_cpu_offload` TargetNet moves to the GPU only when its `forward` runs; projecting is not
+        a forward, so its offload hook is asked to move it first (the same move its first step would make).
+        """
+        offload_hook = getattr(self.target_unet, "_hf_hook", None)
+        if offload_hook is not None:
+            offload_hook.pre_forward(self.target_unet)
+        return self.target_unet.project_source(layer_references)
+
     def prepare_extra_step_kwargs(
         self, generator: torch.Generator | list[torch.Generator] | None, eta: float
     ) -> dict[str, Any]:
@@ -750,7 +761,7 @@ class TruePosePipeline(DiffusionPipeline):
         layer_references = self.target_unet.prepare_reference(
             source_reference, (height // self.vae_scale_factor, width // self.vae_scale_factor)
         )
-        layer_references = self.target_unet.project_source(layer_references)  # source keys/values once per call
+        layer_references = self.project_source(layer_references)  # source keys/values once per call
 
         # 4. Encode the target pose (once per call)
         pose_features = self.pose_encoder(pose_pixels)[rows]
