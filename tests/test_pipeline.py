@@ -86,6 +86,7 @@ def test_source_keys_values_cached_per_call_equal_uncached(pipe, source, keypoin
     np.testing.assert_allclose(cached, uncached, atol=1e-5, rtol=0)
     assert np.abs(cached - run(pipe, source, keypoints, seed=1)).max() > 1e-2  # the tolerance can fail
 
+
 def test_model_offload_hook_moves_target_net_before_source_projection(pipe, source, keypoints, monkeypatch):
     """Under `enable_model_cpu_offload` TargetNet reaches the GPU through its accelerate hook, which only a forward
     triggers; the once-per-call source projection is no forward, so the pipeline must ask the hook first."""
@@ -99,7 +100,9 @@ def test_model_offload_hook_moves_target_net_before_source_projection(pipe, sour
             return args, kwargs
 
     project_source = pipe.target_unet.project_source
-    monkeypatch.setattr(pipe.target_unet, "project_source", lambda refs: events.append("project") or project_source(refs))
+    monkeypatch.setattr(
+        pipe.target_unet, "project_source", lambda refs: events.append("project") or project_source(refs)
+    )
     add_hook_to_module(pipe.target_unet, RecordingOffloadHook())
     try:
         run(pipe, source, keypoints)

@@ -138,9 +138,7 @@ class TruePoseAnimationPipeline(TruePosePipeline):
             source_reference = source_reference.with_unconditional()
             image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
         image_embeds = image_embeds.to(self.target_unet.dtype)
-        layer_references = self.project_source(
-            self.target_unet.prepare_reference(source_reference, latent_size)
-        )
+        layer_references = self.project_source(self.target_unet.prepare_reference(source_reference, latent_size))
 
         # 3. Skeletons of all poses (checked before any denoising) and the initial noise
         pose_pixels = self.prepare_pose(poses, height, width, device, self.pose_encoder.dtype)
