@@ -49,12 +49,13 @@ def weights(folder):
 def assert_same_training(result, reference, initial):
     """Same weights up to fp32 rounding. AdamW divides by sqrt(v): on entries whose gradient is near zero it turns
     rounding into visible steps, so the check is: average difference tiny against the average update, and no entry
-    off by more than a tenth of one step (a different noise draw or batch split is off by about 100%)."""
+    off by more than a quarter of one step (a different noise draw or batch split is off by about 100%; in CI the
+    largest rounding step seen was 0.12 of one step)."""
     update = torch.cat([(reference[key] - initial[key]).flatten() for key in reference])
     difference = torch.cat([(result[key] - reference[key]).flatten() for key in reference])
     assert update.abs().mean() > 0.5 * LEARNING_RATE  # the run trained
     assert difference.abs().mean() < 1e-4 * update.abs().mean()
-    assert difference.abs().max() < 0.1 * LEARNING_RATE
+    assert difference.abs().max() < 0.25 * LEARNING_RATE
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,12 @@ def ddp_run(init_model, tmp_path_factory):
 
 def test_two_processes_equal_one_process_with_double_batch(init_model, ddp_run, tmp_path):
     """2 steps, 2 accumulated micro-batches, EMA and gradient checkpointing: 2 x batch 1 == 1 x batch 2."""
-    assert main(train_args(init_model, tmp_path, 2)) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each DDP process runs: fewer rounding differences from another reduction order
+    try:
+        assert main(train_args(init_model, tmp_path, 2)) == 0
+    finally:
+        torch.set_num_threads(threads)
     initial, single, ddp = weights(init_model), weights(tmp_path), weights(ddp_run)
     assert ddp.keys() == single.keys()
     assert_same_training(ddp, single, initial)
