@@ -17,7 +17,7 @@ import torch
 from diffusers.utils import BaseOutput, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
-from .conditioning import ImageInput, as_keypoints, as_parsing_batch, as_pose_batch, read_openpose_json, to_pil_images
+from .conditioning import ImageInput, as_keypoints, read_openpose_json
 from .pipeline import TruePosePipeline
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
@@ -98,15 +98,13 @@ class TruePoseAnimationPipeline(TruePosePipeline):
             [`TruePoseAnimationOutput`] or `tuple`: the frames.
         """
         # 1. Check inputs
-        sources = to_pil_images(source_image, "source_image")
+        sources, poses, source_parsing, height, width, callback_on_step_end_tensor_inputs = self.canonical_inputs(
+            source_image, poses, source_parsing, height, width, callback_on_step_end,
+            callback_on_step_end_tensor_inputs, poses_argument="poses",
+        )  # fmt: skip
         if len(sources) != 1:
             raise ValueError(f"`source_image` must be one image to animate, got {len(sources)}.")
-        poses = as_pose_batch(poses, "poses")
-        source_parsing = None if source_parsing is None else as_parsing_batch(source_parsing, "source_parsing")
         num_frames = len(poses)
-        source_width, source_height = sources[0].size
-        height = source_height if height is None else height
-        width = source_width if width is None else width
         self.check_inputs(
             sources,
             poses,

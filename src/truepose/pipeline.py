@@ -280,6 +280,29 @@ class TruePosePipeline(DiffusionPipeline):
         """Set ``pipe._interrupt = True`` (e.g. from a step callback) to skip the remaining denoising steps."""
         return self._interrupt
 
+    def canonical_inputs(
+        self,
+        source_image: Any,
+        poses: Any,
+        source_parsing: Any,
+        height: int | None,
+        width: int | None,
+        callback_on_step_end: Any,
+        callback_on_step_end_tensor_inputs: list[str],
+        poses_argument: str = "target_pose",
+    ) -> tuple[list[PIL.Image.Image], list, list | None, Any, Any, list[str]]:
+        """The call's inputs in their canonical forms (`truepose.conditioning`): source images, poses, parsing maps,
+        output size (the source's where not given) and the tensors a `PipelineCallback` object asks for."""
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        sources = to_pil_images(source_image, "source_image")
+        poses = as_pose_batch(poses, poses_argument)
+        source_parsing = None if source_parsing is None else as_parsing_batch(source_parsing, "source_parsing")
+        source_width, source_height = sources[0].size
+        height = source_height if height is None else height
+        width = source_width if width is None else width
+        return sources, poses, source_parsing, height, width, callback_on_step_end_tensor_inputs
+
     def check_inputs(
         self,
         sources: list[PIL.Image.Image],
@@ -707,14 +730,10 @@ class TruePosePipeline(DiffusionPipeline):
             [`TruePosePipelineOutput`] or `tuple`: the generated images.
         """
         # 1. Check inputs
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        sources = to_pil_images(source_image, "source_image")
-        poses = as_pose_batch(target_pose, "target_pose")
-        source_parsing = None if source_parsing is None else as_parsing_batch(source_parsing, "source_parsing")
-        source_width, source_height = sources[0].size
-        height = source_height if height is None else height
-        width = source_width if width is None else width
+        sources, poses, source_parsing, height, width, callback_on_step_end_tensor_inputs = self.canonical_inputs(
+            source_image, target_pose, source_parsing, height, width, callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )  # fmt: skip
         self.check_inputs(
             sources,
             poses,
