@@ -342,3 +342,36 @@ def test_autoencoder_tiny_works_as_the_vae(source, keypoints):
     pipe.set_progress_bar_config(disable=True)
     assert pipe.vae_scale_factor == 2
     assert run(pipe, source, keypoints).shape == (1, 64, 64, 3)
+
+
+def test_autoencoder_dc_works_as_the_vae(tmp_path, source, keypoints):
+    from diffusers import AutoencoderDC
+
+    from truepose.testing import tiny_components
+
+    parts = tiny_components(seed=0)
+    parts["vae"] = AutoencoderDC(
+        latent_channels=4,
+        encoder_block_types="ResBlock",
+        decoder_block_types="ResBlock",
+        encoder_block_out_channels=(8, 16),
+        decoder_block_out_channels=(8, 16),
+        encoder_layers_per_block=(1, 1),
+        decoder_layers_per_block=(1, 1),
+        encoder_qkv_multiscales=((), ()),
+        decoder_qkv_multiscales=((), ()),
+        scaling_factor=0.5,
+    )
+    pipe = TruePosePipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.vae_scale_factor == 2
+    latents = pipe.encode_source_latents([source[0]], 64, 64, "cpu")
+    pixels = pipe.image_processor.preprocess(source[0], 64, 64)
+    torch.testing.assert_close(latents, pipe.vae.encode(pixels).latent * 0.5)
+    expected = run(pipe, source, keypoints)
+    assert expected.shape == (1, 64, 64, 3)
+    pipe.save_pretrained(tmp_path)
+    reloaded = TruePosePipeline.from_pretrained(tmp_path)
+    reloaded.set_progress_bar_config(disable=True)
+    assert isinstance(reloaded.vae, AutoencoderDC)
+    np.testing.assert_allclose(run(reloaded, source, keypoints), expected, atol=1e-6)

@@ -4,6 +4,7 @@ import contextlib
 import importlib
 import inspect
 import json
+import math
 import os
 import re
 import types
@@ -16,7 +17,14 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderDC,
+    AutoencoderKL,
+    AutoencoderTiny,
+    DDIMScheduler,
+    DiffusionPipeline,
+    UNet2DConditionModel,
+)
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.schedulers import KarrasDiffusionSchedulers
@@ -97,7 +105,7 @@ class TruePosePipeline(DiffusionPipeline):
     attention (HPFA) over SourceNet's tokens, CLIP-guided attention alignment (CAA) and pose features.
 
     Args:
-        vae ([`AutoencoderKL`] or [`AutoencoderTiny`]): encodes the source and decodes the result.
+        vae ([`AutoencoderKL`], [`AutoencoderTiny`] or [`AutoencoderDC`]): encodes the source and decodes the result.
         source_unet ([`UNet2DConditionModel`]): SourceNet, run once at timestep 0 on the clean source latents.
         target_unet ([`TargetNet`]): the denoiser with HPFA/CAA self-attention.
         pose_encoder ([`PoseEncoder`]): rendered skeleton -> features added after TargetNet's ``conv_in``.
@@ -114,7 +122,7 @@ class TruePosePipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL | AutoencoderTiny,
+        vae: AutoencoderKL | AutoencoderTiny | AutoencoderDC,
         source_unet: UNet2DConditionModel,
         target_unet: TargetNet,
         pose_encoder: PoseEncoder,
@@ -136,7 +144,7 @@ class TruePosePipeline(DiffusionPipeline):
             parser=parser,
             parser_processor=parser_processor,
         )
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = vae_spatial_compression(self.vae)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.pose_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_normalize=False)
 
@@ -224,7 +232,7 @@ class TruePosePipeline(DiffusionPipeline):
                 f"{os.fspath(image_encoder)!r}: {reason}. Without network access, download them elsewhere "
                 "(`hf download <repo id> --local-dir <folder>`), copy the folders here and pass their paths."
             ) from None
-        downsamplings = len(vae.config.block_out_channels) - 1
+        downsamplings = int(math.log2(vae_spatial_compression(vae)))
         channels = pose_encoder_channels or tuple(16 * 2**i for i in range(downsamplings + 1))
         pose_encoder = PoseEncoder(block_out_channels=channels, out_channels=unet.config.block_out_channels[0])
         target_net_settings.setdefault("region_embed_dim", encoder.config.projection_dim)
@@ -472,15 +480,15 @@ class TruePosePipeline(DiffusionPipeline):
         """Scaled VAE latents `(batch, 4, height / f, width / f)` of images resized to (height, width).
 
         The posterior's mode, or a sample drawn with ``generator`` when one is given (training targets); an
-        [`AutoencoderTiny`] gives its latents as they are.
+        [`AutoencoderTiny`] and [`AutoencoderDC`] give their latents as they are.
         """
         images = [source.resize((width, height), PIL.Image.BICUBIC) for source in sources]
         pixel_values = self.image_processor.preprocess(images, height, width).to(device=device, dtype=self.vae.dtype)
         encoded = self.vae.encode(pixel_values)
-        if hasattr(encoded, "latent_dist"):  # AutoencoderKL; AutoencoderTiny (TAESD) returns latents directly
+        if hasattr(encoded, "latent_dist"):  # AutoencoderKL; AutoencoderTiny and AutoencoderDC are deterministic
             latents = encoded.latent_dist.mode() if generator is None else encoded.latent_dist.sample(generator)
         else:
-            latents = encoded.latents
+            latents = encoded.latents if hasattr(encoded, "latents") else encoded.latent
         return latents * self.vae.config.scaling_factor
 
     def encode_source(
@@ -819,6 +827,14 @@ class TruePosePipeline(DiffusionPipeline):
         if not return_dict:
             return (images,)
         return TruePosePipelineOutput(images=images)
+
+
+def vae_spatial_compression(vae: AutoencoderKL | AutoencoderTiny | AutoencoderDC) -> int:
+    """How many pixels one latent spans per side (8 for SD's VAE): `AutoencoderDC` states it, the others halve the
+    resolution between consecutive blocks."""
+    if isinstance(vae, AutoencoderDC):
+        return vae.spatial_compression_ratio
+    return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 # diffusers warns on every load of an AutoencoderTiny config, about a field AutoencoderTiny itself writes into it

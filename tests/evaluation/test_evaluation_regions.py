@@ -178,3 +178,54 @@ def test_compute_metrics_reports_regions(alexnet_weights, tmp_path):
             compute_lpips=False,
             parsing_dir=tmp_path / "parsing",
         )
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of `(..., 3)` sRGB values in [0, 1], written out from the standard's formulas (the reference
+    the metric is checked against; the metric itself uses skimage)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = (
+        linear
+        @ np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]).T
+    )
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def test_region_color_difference_is_cie76_between_mean_lab_colours():
+    real, fake, parsing = person_fixture()
+    upper = parsing == UPPER
+    # Published CIELAB of pure red and pure green: (53.24, 80.09, 67.20) and (87.73, -86.18, 83.18).
+    red, green = np.zeros_like(real), np.zeros_like(real)
+    red[...] = (255, 0, 0)
+    green[...] = (0, 255, 0)
+    assert regions.region_color_difference(red, green, upper) == pytest.approx(170.58, abs=0.05)
+    # A region of two colours: the mean of the pixels' Lab colours, compared with the hand-written conversion.
+    expected_real = srgb_to_lab(real[upper] / 255.0).mean(axis=0)
+    expected_fake = srgb_to_lab(fake[upper] / 255.0).mean(axis=0)
+    expected = float(np.linalg.norm(expected_real - expected_fake))
+    assert regions.region_color_difference(real, fake, upper) == pytest.approx(expected, rel=1e-3)
+    # The region's own pixels only: the fixture's face is identical, its background changed.
+    assert regions.region_color_difference(real, fake, parsing == FACE) == 0.0
+    with pytest.raises(ValueError, match="empty"):
+        regions.region_color_difference(real, fake, np.zeros_like(upper))
+
+
+def test_region_edge_ssim_sees_where_the_pattern_is():
+    y, x = np.mgrid[0:64, 0:64]
+    stripes = np.where((y // 4) % 2 == 0, 200, 40).astype(np.uint8)[..., None].repeat(3, axis=-1)
+    half_period = np.where(((y + 4) // 4) % 2 == 0, 200, 40).astype(np.uint8)[..., None].repeat(3, axis=-1)
+    quarter_period = np.where(((y + 2) // 4) % 2 == 0, 200, 40).astype(np.uint8)[..., None].repeat(3, axis=-1)
+    flat = np.full_like(stripes, 120)
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 16:48] = True
+    outside_changed = np.where(mask[..., None], stripes, 255 - stripes)
+    assert regions.region_edge_ssim(stripes, outside_changed, mask) == pytest.approx(1.0)
+    # Colours swapped, edges in the same rows: high (the pasted region's side borders add edges of their own).
+    assert regions.region_edge_ssim(stripes, half_period, mask) > 0.75
+    # Edges between the true ones: anti-correlated edge maps.
+    assert regions.region_edge_ssim(stripes, quarter_period, mask) < -0.5
+    # No pattern, or the pattern turned 90 degrees: near 0.
+    assert abs(regions.region_edge_ssim(stripes, flat, mask)) < 0.15
+    assert abs(regions.region_edge_ssim(stripes, stripes.transpose(1, 0, 2), mask)) < 0.15
