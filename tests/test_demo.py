@@ -54,3 +54,11 @@ def test_generate_command(tiny_model, tmp_path):
     assert main([*args, "--steps", "2"]) == 0
     with PIL.Image.open(out) as image:
         assert image.size == (64, 64)
+
+
+def test_demo_pair_is_one_of_the_figure_pairs():
+    """`truepose demo` shows a pair of docs/install.md's 8-pair figure (picked by a fixed seed, not by hand)."""
+    import numpy as np
+
+    figure_pairs = sorted(np.random.default_rng(0).choice(200, 8, replace=False).tolist())
+    assert demo.DEMO_PAIR == figure_pairs[0]
