@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderDC, AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from truepose import PoseEncoder, TargetNet, TruePosePipeline
@@ -91,6 +91,12 @@ def build_pipeline(vae: AutoencoderTiny, seed: int) -> TruePosePipeline:
         attention_head_dim=16,
         norm_num_groups=16,
     )
+    return assemble_pipeline(vae, unet)
+
+
+def assemble_pipeline(vae: AutoencoderTiny | AutoencoderDC, unet: UNet2DConditionModel) -> TruePosePipeline:
+    """An untrained TruePose around `vae` and `unet` (copied into SourceNet and TargetNet): a frozen random 64-d CLIP
+    vision encoder (drawn from torch's global generator after the UNet), a pose encoder, DDIM."""
     image_encoder = CLIPVisionModelWithProjection(
         CLIPVisionConfig(
             hidden_size=64,
@@ -106,7 +112,7 @@ def build_pipeline(vae: AutoencoderTiny, seed: int) -> TruePosePipeline:
         vae=vae,
         source_unet=copy.deepcopy(unet),
         target_unet=TargetNet.from_unet(unet, region_embed_dim=EMBED_DIM),
-        pose_encoder=PoseEncoder(block_out_channels=(16, 32, 64), out_channels=48),
+        pose_encoder=PoseEncoder(block_out_channels=(16, 32, 64), out_channels=unet.config.block_out_channels[0]),
         image_encoder=image_encoder,
         feature_extractor=CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}),
         scheduler=DDIMScheduler(**SD15_SCHEDULER_CONFIG),
@@ -130,21 +136,28 @@ def main() -> None:
     if not os.path.isfile(os.path.join(init_dir, "model_index.json")):
         vae = train_vae(build_vae(), args.vae_steps, size, batch_size=8, seed=args.seed)
         build_pipeline(vae, args.seed).save_pretrained(init_dir)
-    train_main(
-        [
-            "--pretrained_model", init_dir, "--output_dir", os.path.join(args.output_dir, "final"),
-            "--dataset", "synthetic", "--num_pairs", str(args.num_pairs), "--data_seed", str(args.seed + 2),
-            "--resolution", str(size[0]), str(size[1]), "--train_batch_size", str(args.batch_size),
-            "--max_train_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
-            "--prediction_type", "v_prediction", "--lr_scheduler", "cosine", "--lr_warmup_steps", "100",
-            "--checkpointing_steps", "250", "--checkpoints_total_limit", "2",
-            "--resume_from_checkpoint", "latest", "--validation_steps", "500", "--num_validation_pairs", "4",
-            "--seed", str(args.seed), "--report_to", "tensorboard",
-        ]
-    )  # fmt: skip
+    train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps=250, validation_steps=500)
     final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"))
     final.to(torch.float16).save_pretrained(os.path.join(args.output_dir, "shipped"))
     write_shipped_card(os.path.join(args.output_dir, "shipped"), args)
+
+
+def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkpointing_steps: int, validation_steps: int) -> None:  # fmt: skip
+    """`truepose train` of the untrained pipeline in `init_dir` on synthetic pairs: v-prediction, cosine lr, checkpoints
+    every `checkpointing_steps` (resumed with `--resume_from_checkpoint latest`), 4 validation pairs."""
+    height, width = args.resolution
+    train_main(
+        [
+            "--pretrained_model", init_dir, "--output_dir", output_dir,
+            "--dataset", "synthetic", "--num_pairs", str(args.num_pairs), "--data_seed", str(args.seed + 2),
+            "--resolution", str(height), str(width), "--train_batch_size", str(args.batch_size),
+            "--max_train_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
+            "--prediction_type", "v_prediction", "--lr_scheduler", "cosine", "--lr_warmup_steps", "100",
+            "--checkpointing_steps", str(checkpointing_steps), "--checkpoints_total_limit", "2",
+            "--resume_from_checkpoint", "latest", "--validation_steps", str(validation_steps),
+            "--num_validation_pairs", "4", "--seed", str(args.seed), "--report_to", "tensorboard",
+        ]
+    )  # fmt: skip
 
 
 def write_shipped_card(folder: str, args: argparse.Namespace) -> None:

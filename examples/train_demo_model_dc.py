@@ -16,21 +16,17 @@ scale (std 1.3 to 10.5 before the one global scaling factor) and mean, which SD-
 """
 
 import argparse
-import copy
 import os
 import time
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderDC, DDIMScheduler, UNet2DConditionModel
-from train_demo_model import EMBED_DIM, _synthetic_pixels
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+from diffusers import AutoencoderDC, UNet2DConditionModel
+from train_demo_model import EMBED_DIM, _synthetic_pixels, assemble_pipeline, train_unets
 
-from truepose import PoseEncoder, TargetNet, TruePosePipeline
+from truepose import TruePosePipeline
 from truepose.data import SyntheticPoseDataset
 from truepose.demo import HELD_OUT_SEED
-from truepose.pipeline import SD15_SCHEDULER_CONFIG
-from truepose.train import main as train_main
 
 
 def build_vae() -> AutoencoderDC:
@@ -125,26 +121,7 @@ def build_pipeline(vae: AutoencoderDC, size: tuple[int, int], seed: int) -> True
         attention_head_dim=16,
         norm_num_groups=16,
     )
-    image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            projection_dim=EMBED_DIM,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=64,
-            patch_size=8,
-        )
-    ).eval()
-    return TruePosePipeline(
-        vae=vae,
-        source_unet=copy.deepcopy(unet),
-        target_unet=TargetNet.from_unet(unet, region_embed_dim=EMBED_DIM),
-        pose_encoder=PoseEncoder(block_out_channels=(16, 32, 64), out_channels=unet.config.block_out_channels[0]),
-        image_encoder=image_encoder,
-        feature_extractor=CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}),
-        scheduler=DDIMScheduler(**SD15_SCHEDULER_CONFIG),
-    )
+    return assemble_pipeline(vae, unet)
 
 
 def main() -> None:
@@ -170,18 +147,7 @@ def main() -> None:
         build_pipeline(vae, size, args.seed).save_pretrained(init_dir)
         print(f"vae done in {time.time() - start:.0f}s (this run)", flush=True)
     start = time.time()
-    train_main(
-        [
-            "--pretrained_model", init_dir, "--output_dir", os.path.join(args.output_dir, "final"),
-            "--dataset", "synthetic", "--num_pairs", str(args.num_pairs), "--data_seed", str(args.seed + 2),
-            "--resolution", str(size[0]), str(size[1]), "--train_batch_size", str(args.batch_size),
-            "--max_train_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
-            "--prediction_type", "v_prediction", "--lr_scheduler", "cosine", "--lr_warmup_steps", "100",
-            "--checkpointing_steps", "200", "--checkpoints_total_limit", "2",
-            "--resume_from_checkpoint", "latest", "--validation_steps", "1000", "--num_validation_pairs", "4",
-            "--seed", str(args.seed), "--report_to", "tensorboard",
-        ]
-    )  # fmt: skip
+    train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps=200, validation_steps=1000)
     print(f"truepose train done in {time.time() - start:.0f}s (this run)", flush=True)
     final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"), dtype=torch.float16)
     final.save_pretrained(os.path.join(args.output_dir, "shipped"))
@@ -198,13 +164,13 @@ tags: [truepose, pose-transfer, person-image-synthesis]
 
 # TruePose demo model (synthetic people, {args.resolution[0]}x{args.resolution[1]})
 
-A small TruePose trained on CPU by `examples/train_demo_model.py` on the procedural synthetic set only: an
+A small TruePose trained on CPU by `examples/train_demo_model_dc.py` on the procedural synthetic set only: an
 `AutoencoderDC` VAE (4x down, 16 latent channels; {args.vae_steps} steps of {args.vae_batch_size} 64x64 crops), two
 SD-style UNets (32-96-96 channels, attention at the two lower levels) and a pose encoder ({args.train_steps} steps of
 `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction), a frozen random CLIP vision
 encoder. Weights in fp16; not a model of real people. Scores on 200 held-out pairs: docs/install.md.
 
-    OMP_NUM_THREADS=2 python examples/train_demo_model.py --output_dir runs/demo-model \\
+    OMP_NUM_THREADS=2 python examples/train_demo_model_dc.py --output_dir runs/demo-model-dc \\
         --vae_steps {args.vae_steps} --train_steps {args.train_steps}
 
 ```python
