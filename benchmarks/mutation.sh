@@ -4,11 +4,12 @@
 #   benchmarks/mutation.sh                 # every target below, one after the other
 #   benchmarks/mutation.sh parsing pose    # some targets
 #   MUTANTS="truepose.pipeline.x_*" benchmarks/mutation.sh pipeline   # only these mutants of a target
+#   MUTATION_WORKERS=2 benchmarks/mutation.sh attention                # two test processes (default one)
 #
 # Each target mutates one source file (or only the named functions of it) and runs, for each mutant, only the
 # tests of that target that call the mutated function. It works on a snapshot of the committed HEAD
 # (`git archive`) in $MUTATION_DIR/<target> (default /tmp/truepose-mutation), so the working tree is never touched
-# and the result belongs to one commit. One worker at nice 10, single-threaded torch: slow (see docs/testing.md for
+# and the result belongs to one commit. $MUTATION_WORKERS workers (default 1) at nice 10, single-threaded torch: slow (see docs/testing.md for
 # times) and not part of .ci/run. It prints one line per target:
 #   <target> <file> killed=K survived=S no_tests=N timeout=T suspicious=U total=M score=P%
 # and leaves the surviving mutants' names in $MUTATION_DIR/<target>/survivors.txt (`mutmut show <name>` there
@@ -19,11 +20,13 @@ repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 python=${PYTHON:-$repo/.venv/bin/python}
 workdir=${MUTATION_DIR:-${TMPDIR:-/tmp}/truepose-mutation}
 commit=$(git -C "$repo" rev-parse HEAD)
+workers=${MUTATION_WORKERS:-1}  # mutmut --max-children: parallel test processes, one thread each
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 # target -> file to mutate | mutant-name globs (empty: the whole file) | tests (only these run against its mutants).
 # pose.py and pipeline.py are split in their numeric core and their input/output code (readers, detector, loading,
-# argument checks), which is slower to test and less likely to hide a silent wrong result.
+# argument checks), which is slower to test and less likely to hide a silent wrong result; so is metrics.py (the
+# scores vs file reading, weight loading, caching, report formatting; its argparse builders are not mutated).
 declare -A FILE SELECT TESTS
 FILE[parsing]=src/truepose/conditioning/parsing.py
 TESTS[parsing]="tests/conditioning/test_parsing.py tests/conditioning/test_correctness_parsing.py"
@@ -64,8 +67,29 @@ FILE[train]=src/truepose/train.py
 SELECT[train]="truepose.train.x_training_loss__*"
 TESTS[train]="tests/test_correctness_train.py"
 FILE[metrics]=src/truepose/evaluation/metrics.py
+SELECT[metrics]="truepose.evaluation.metrics.x_resize_to_uint8__* truepose.evaluation.metrics.x__to_float__*
+    truepose.evaluation.metrics.x__check_pair__* truepose.evaluation.metrics.x_ssim__*
+    truepose.evaluation.metrics.x_ssim_256__* truepose.evaluation.metrics.x_psnr__*
+    truepose.evaluation.metrics.x_lpips_distance__* truepose.evaluation.metrics.xǁInceptionFeatureExtractorǁ*
+    truepose.evaluation.metrics.xǁPytorchFIDFeatureExtractorǁ* truepose.evaluation.metrics.x_min_fid_images__*
+    truepose.evaluation.metrics.x_check_fid_image_counts__* truepose.evaluation.metrics.xǁRunningStatisticsǁ*
+    truepose.evaluation.metrics.x_feature_statistics__* truepose.evaluation.metrics.x_frechet_distance__*"
 TESTS[metrics]="tests/evaluation/test_evaluation_metrics.py"
-ALL=(parsing target_net train pose pipeline pose_encoder attention pose_io pipeline_io metrics)
+FILE[metrics_io]=src/truepose/evaluation/metrics.py
+SELECT[metrics_io]="truepose.evaluation.metrics.x_parse_size__* truepose.evaluation.metrics.x_list_image_files__*
+    truepose.evaluation.metrics.x_load_* truepose.evaluation.metrics.x_pair_image_folders__*
+    truepose.evaluation.metrics.xǁ_* truepose.evaluation.metrics.x_resolve_weights_file__*
+    truepose.evaluation.metrics.x__load_state_dict__* truepose.evaluation.metrics.x_check_fid_backbone__*
+    truepose.evaluation.metrics.x_check_weight_files__* truepose.evaluation.metrics.x_folder_statistics__*
+    truepose.evaluation.metrics.x_real_statistics__* truepose.evaluation.metrics.x__real_statistics_key__*
+    truepose.evaluation.metrics.x_target_parsing_files__* truepose.evaluation.metrics.x_compute_metrics__*
+    truepose.evaluation.metrics.x__format_* truepose.evaluation.metrics.x_format_markdown__*
+    truepose.evaluation.metrics.x_write_results__* truepose.evaluation.metrics.x_scoring_kwargs__*
+    truepose.evaluation.metrics.x__loader__* truepose.evaluation.metrics.x__progress__*
+    truepose.evaluation.metrics.x__default_device__* truepose.evaluation.metrics.x_default_cache_dir__*
+    truepose.evaluation.metrics.x_main__*"
+TESTS[metrics_io]="tests/evaluation/test_evaluation_metrics.py"
+ALL=(parsing target_net train pose pipeline pose_encoder attention pose_io pipeline_io metrics metrics_io)
 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
@@ -93,7 +117,7 @@ for target in "${targets[@]}"; do
     select=${MUTANTS:-${SELECT[$target]:-}}
     start=$(date +%s)
     # shellcheck disable=SC2086
-    (cd "$dir" && nice -n 10 "$python" -m mutmut run --max-children 1 $select >run.log 2>&1) || true
+    (cd "$dir" && nice -n 10 "$python" -m mutmut run --max-children "$workers" $select >run.log 2>&1) || true
     (cd "$dir" && "$python" -m mutmut results --all true >results.txt 2>&1) || true
     "$python" - "$dir/results.txt" "$target" "${FILE[$target]}" "$(($(date +%s) - start))" "$select" <<'EOF'
 import collections, fnmatch, re, sys
