@@ -41,6 +41,29 @@ def test_load_image_folder_sorted_bicubic_uint8(tmp_path):
     np.testing.assert_array_equal(metrics.load_image_folder(tmp_path, (100, 70))[1], arrays["b.png"])
 
 
+def test_resize_to_uint8_reads_each_array_kind_and_rejects_out_of_range_values():
+    rng = np.random.default_rng(2)
+    pixels = rng.integers(0, 256, (20, 14, 3), dtype=np.uint8)
+    size = (10, 7)
+    expected = np.asarray(Image.fromarray(pixels).resize((7, 10), Image.BICUBIC))
+    np.testing.assert_array_equal(metrics.resize_to_uint8(pixels, size), expected)
+    np.testing.assert_array_equal(metrics.resize_to_uint8(pixels.astype(np.int64), size), expected)
+    np.testing.assert_array_equal(metrics.resize_to_uint8(pixels / 255.0, size), expected)
+    np.testing.assert_array_equal(metrics.resize_to_uint8((pixels / 255.0).astype(np.float32), size), expected)
+    np.testing.assert_array_equal(metrics.resize_to_uint8(Image.fromarray(pixels), size), expected)
+    np.testing.assert_array_equal(metrics.resize_to_uint8(pixels, (20, 14)), pixels)  # already at size: unchanged
+    gray = metrics.resize_to_uint8(pixels[..., 0], (20, 14))
+    assert gray.shape == (20, 14, 3) and (gray == pixels[..., :1]).all()
+    # 0-255 floats and 16-bit values would be clipped to white or wrapped around: refused, naming the range.
+    for bad in (pixels.astype(np.float32), pixels.astype(np.int32) * 256, -(pixels / 255.0), np.full((4, 4, 3), np.nan)):
+        with pytest.raises(ValueError, match=r"`image` of dtype .* must hold values in \["):
+            metrics.resize_to_uint8(bad, size)
+    with pytest.raises(ValueError, match=r"`image` must be an \(H, W\)"):
+        metrics.resize_to_uint8(pixels[None], size)
+    with pytest.raises(TypeError, match="`image` must be an integer or floating-point array"):
+        metrics.resize_to_uint8(pixels > 128, size)
+
+
 def test_pair_image_folders(tmp_path):
     for folder, names in {"real": ["x.jpg", "y.jpg", "z.jpg"], "fake": ["x.png", "y.png", "w.png"]}.items():
         (tmp_path / folder).mkdir()

@@ -132,17 +132,38 @@ def list_image_files(path: str | os.PathLike) -> list[str]:
 
 
 def resize_to_uint8(image: Image.Image | np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """RGB image -> `(H, W, 3)` uint8 at `size = (H, W)`, bicubic resize when the size differs (the protocol's step)."""
+    """RGB image -> `(H, W, 3)` uint8 at `size = (H, W)`, bicubic resize when the size differs (the protocol's step).
+
+    Arrays are `(H, W)`, `(H, W, 3)` or `(H, W, 4)`: integers in [0, 255] or floats in [0, 1].
+    """
     if isinstance(image, np.ndarray):
-        array = image
-        if array.dtype != np.uint8:
-            array = (np.clip(array.astype(np.float64), 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        image = Image.fromarray(array)
+        image = Image.fromarray(_array_to_uint8(image))
     image = image.convert("RGB")
     height, width = size
     if image.size != (width, height):
         image = image.resize((width, height), resample=Image.BICUBIC)
     return np.asarray(image, dtype=np.uint8)
+
+
+def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"`image` must be an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}.")
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.integer):
+        low, high = 0, 255
+    elif np.issubdtype(array.dtype, np.floating):
+        low, high = 0.0, 1.0
+    else:
+        raise TypeError(f"`image` must be an integer or floating-point array, got dtype {array.dtype}.")
+    if array.size and not (np.isfinite(array).all() and array.min() >= low and array.max() <= high):
+        raise ValueError(
+            f"`image` of dtype {array.dtype} must hold values in [{low}, {high}] (integers 0-255, floats 0-1), got "
+            f"values in [{array.min()}, {array.max()}]."
+        )
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.uint8)
+    return (array.astype(np.float64) * 255.0).round().astype(np.uint8)
 
 
 def load_image(path: str | os.PathLike, size: Sequence[int]) -> np.ndarray:
