@@ -55,7 +55,12 @@ def test_resize_to_uint8_reads_each_array_kind_and_rejects_out_of_range_values()
     gray = metrics.resize_to_uint8(pixels[..., 0], (20, 14))
     assert gray.shape == (20, 14, 3) and (gray == pixels[..., :1]).all()
     # 0-255 floats and 16-bit values would be clipped to white or wrapped around: refused, naming the range.
-    for bad in (pixels.astype(np.float32), pixels.astype(np.int32) * 256, -(pixels / 255.0), np.full((4, 4, 3), np.nan)):
+    for bad in (
+        pixels.astype(np.float32),
+        pixels.astype(np.int32) * 256,
+        -(pixels / 255.0),
+        np.full((4, 4, 3), np.nan),
+    ):
         with pytest.raises(ValueError, match=r"`image` of dtype .* must hold values in \["):
             metrics.resize_to_uint8(bad, size)
     with pytest.raises(ValueError, match=r"`image` must be an \(H, W\)"):
