@@ -114,6 +114,9 @@ for target in "${targets[@]}"; do
         echo "    no:cacheprovider"
     } >"$dir/setup.cfg"
     sed -i '/^\[tool\.mutmut\]/,/^\[/{/^\[tool\.mutmut\]/d}' "$dir/pyproject.toml"
+    # mutmut 3 skips decorated functions (`@torch.no_grad()` `__call__`, properties, context managers): re-apply
+    # their decorators after the definition in the snapshot so that they are mutated too.
+    (cd "$dir" && "$python" benchmarks/mutation_undecorate.py "${FILE[$target]}")
     select=${MUTANTS:-${SELECT[$target]:-}}
     start=$(date +%s)
     # shellcheck disable=SC2086
