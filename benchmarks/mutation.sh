@@ -48,7 +48,7 @@ TESTS[target_net]="tests/models/test_correctness_target_net.py tests/models/test
 FILE[pose_encoder]=src/truepose/models/pose_encoder.py
 TESTS[pose_encoder]="tests/models/test_correctness_target_net.py"
 FILE[attention]=src/truepose/models/attention.py
-TESTS[attention]="tests/models/test_attention.py tests/models/test_correctness_target_net.py"
+TESTS[attention]="tests/models/test_attention.py tests/models/test_correctness_attention.py tests/models/test_correctness_target_net.py"
 FILE[pipeline]=src/truepose/pipeline.py
 SELECT[pipeline]="truepose.pipeline.xǁTruePosePipelineǁencode_parsing__* truepose.pipeline.xǁTruePosePipelineǁencode_source_latents__*
     truepose.pipeline.xǁTruePosePipelineǁencode_source__* truepose.pipeline.xǁTruePosePipelineǁprepare_latents__*
