@@ -44,6 +44,11 @@ def test_hpfa_log_weights_are_log_of_paper_weights():
     mask = torch.tensor([[1.0, 0.0, 1.0]])
     weights = hpfa_log_weights(mask, sigma=0.3, delta=0.6).exp()
     torch.testing.assert_close(weights, torch.tensor([[1.6, 0.3, 1.6]]))
+    # person fractions: the person-mask rule, on the person from half the area up
+    fractions = torch.tensor([[0.0, 0.25, 0.4999, 0.5, 0.75, 1.0]], dtype=torch.float64)
+    log_weights = hpfa_log_weights(fractions, sigma=0.3, delta=0.6)
+    assert log_weights.dtype == torch.float32
+    torch.testing.assert_close(log_weights.exp(), torch.tensor([[0.3, 0.3, 0.3, 1.6, 1.6, 1.6]]))
 
 
 def test_hpfa_equals_explicit_weighted_softmax(qkv):

@@ -25,15 +25,17 @@ def hpfa_log_weights(person_mask: torch.Tensor, sigma: float, delta: float) -> t
     """HPFA weights of the source tokens, as log-weights (attention-logit biases).
 
     Paper, Eq. (6): ``w_j = 1 + delta`` where the parsing mask is set (body, clothing, face) and ``w_j = sigma``
-    elsewhere; target tokens keep weight 1 (bias 0).
+    elsewhere; target tokens keep weight 1 (bias 0). The person-mask rule: a token is on the person when at least
+    half of its area is (person fraction ``>= 0.5``).
 
     Args:
-        person_mask (`torch.Tensor` of shape `(batch, num_source_tokens)`): 1 on person tokens, 0 elsewhere.
+        person_mask (`torch.Tensor` of shape `(batch, num_source_tokens)`): each token's person fraction in [0, 1]
+            (or a 0/1 mask).
     Returns:
-        `torch.Tensor` of shape `(batch, num_source_tokens)`: ``log w_j``.
+        `torch.Tensor` of shape `(batch, num_source_tokens)`, float32: ``log w_j``.
     """
     log_on, log_off = math.log(1.0 + delta), math.log(sigma)
-    return torch.where(person_mask > 0.5, log_on, log_off).to(torch.float32)
+    return torch.where(person_mask >= 0.5, log_on, log_off).to(torch.float32)
 
 
 def fused_reference_attention(

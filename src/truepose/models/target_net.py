@@ -272,7 +272,7 @@ class TargetNet(UNet2DConditionModel):
 
         Masks are resized to each layer's token grid by area: the region indicators are the fraction of each token
         inside each region; a token is on the person (HPFA weight ``1 + delta``) when at least half of its area is,
-        i.e. person fraction >= 0.5 (a token exactly half on the person counts as person).
+        i.e. person fraction >= 0.5 (a token exactly half on the person counts as person; [`hpfa_log_weights`]).
         """
         hpfa_blocks = tuple(self.config.hpfa_blocks)
         sigma, delta = self.config.hpfa_sigma, self.config.hpfa_delta
@@ -286,7 +286,7 @@ class TargetNet(UNet2DConditionModel):
             num_tokens = tokens.shape[1]
             if num_tokens not in grids:
                 grid = token_grid(latent_size, num_tokens)
-                person = (F.adaptive_avg_pool2d(source_reference.person_mask.float(), grid).flatten(1) >= 0.5).float()
+                person = F.adaptive_avg_pool2d(source_reference.person_mask.float(), grid).flatten(1)
                 regions = F.adaptive_avg_pool2d(source_reference.region_masks.float(), grid).flatten(2)
                 grids[num_tokens] = (person, regions.transpose(1, 2))
             person, region_indicators = grids[num_tokens]
