@@ -306,3 +306,136 @@ def test_from_unet_keeps_weights_dtype_and_refuses_other_weights():
         ValueError, match=r"UNet weights do not match TargetNet: missing \[.*\], unexpected \['extra'\]"
     ):
         TargetNet.from_unet(unet)
+
+
+# Tests added for the mutants `benchmarks/mutation.sh target_net` found (docs/testing.md).
+
+
+def _conditions(source_unet, target_unet, seed=0):
+    """Sample, timestep, CLIP states, pose features and per-layer references of a batch of 2 (row 1 sees no source)."""
+    g = torch.Generator().manual_seed(seed)
+    sample, embeds = torch.randn(2, 4, 32, 32, generator=g), torch.randn(2, 1, 32, generator=g)
+    pose = torch.randn(2, target_unet.config.block_out_channels[0], 32, 32, generator=g)
+    person = torch.zeros(2, 1, 64, 64)
+    person[:, :, 8:56, 16:48] = 1
+    reference = make_reference(source_unet, person, torch.ones(2, 1, 64, 64), [False, False])
+    return sample, embeds, pose, target_unet.prepare_reference(reference, (32, 32))
+
+
+def test_forward_with_references_sets_them_on_every_processor_for_that_call(nets):
+    """References alone (no pose) change the output; the result equals setting each processor's reference by hand."""
+    source_unet, target_unet = nets
+    sample, embeds, _, layers = _conditions(source_unet, target_unet)
+    with torch.no_grad():
+        plain = target_unet(sample, 3, embeds).sample
+        out = target_unet(sample, 3, embeds, layer_references=layers).sample
+        for name, processor in target_unet.hpfa_processors.items():
+            processor.reference = layers[name]
+        try:
+            by_hand = UNet2DConditionModel.forward(target_unet, sample, 3, embeds).sample
+        finally:
+            for processor in target_unet.hpfa_processors.values():
+                processor.reference = None
+    torch.testing.assert_close(out, by_hand)
+    assert (out - plain).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("conditions", ["none", "pose", "references"])
+def test_forward_passes_diffusers_arguments_through(nets, conditions):
+    """``return_dict=False`` gives a tuple on every path (plain, with pose, with references)."""
+    source_unet, target_unet = nets
+    sample, embeds, pose, layers = _conditions(source_unet, target_unet)
+    kwargs = {"pose": {"pose_features": pose}, "references": {"layer_references": layers}, "none": {}}[conditions]
+    with torch.no_grad():
+        out = target_unet(sample, 3, embeds, return_dict=False, **kwargs)
+    assert isinstance(out, tuple) and out[0].shape == sample.shape
+
+
+def test_pose_features_in_another_dtype_are_cast(nets):
+    source_unet, target_unet = nets
+    sample, embeds, pose, _ = _conditions(source_unet, target_unet)
+    with torch.no_grad():
+        expected = target_unet(sample, 3, embeds, pose_features=pose).sample
+        out = target_unet(sample, 3, embeds, pose_features=pose.double()).sample
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected)
+
+
+def test_recording_calls_the_named_processors_only_inside_the_block(nets):
+    source_unet, target_unet = nets
+    sample, embeds, _, layers = _conditions(source_unet, target_unet)
+    names = sorted(target_unet.hpfa_processors)
+    calls = []
+    with torch.no_grad():
+        with target_unet.recording({names[0]: lambda *args: calls.append(args)}):
+            target_unet(sample, 3, embeds, layer_references=layers)
+        assert len(calls) == 1 and len(calls[0]) == 6
+        torch.testing.assert_close(calls[0][5], layers[names[0]].log_weight)
+        target_unet(sample, 3, embeds, layer_references=layers)
+    assert len(calls) == 1 and all(p.recorder is None for p in target_unet.hpfa_processors.values())
+    with pytest.raises(ValueError, match=r"^No HPFA/CAA processors named \['nope'\]; the processors are \["):
+        with target_unet.recording({"nope": print}):
+            pass
+
+
+def test_caa_top_k_zero_is_allowed(nets):
+    """``caa_top_k=0`` turns CAA off (documented), it is not an error."""
+    _, target_unet = nets
+    target_unet.set_truepose_settings(caa_top_k=0)
+    try:
+        assert all(p.top_k == 0 for p in target_unet.hpfa_processors.values() if isinstance(p, CAAAttnProcessor))
+    finally:
+        target_unet.set_truepose_settings(caa_top_k=2)
+    TargetNet(**{**dict(target_unet.config), "caa_top_k": 0})
+
+
+class _DistributedWrapper(torch.nn.Module):
+    """What accelerate/DDP hand back: the UNet in ``.module``, called through the wrapper."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+def test_capture_defaults_to_timestep_0_unwraps_wrappers_and_leaves_a_working_unet():
+    source_unet = tiny_components()["source_unet"]
+    g = torch.Generator().manual_seed(0)
+    latents, states = torch.randn(1, 4, 32, 32, generator=g), torch.randn(1, 1, 32, generator=g)
+    with torch.no_grad():
+        plain = source_unet(latents, 0, states).sample
+        default = capture_reference_tokens(source_unet, latents, states)
+        at_0 = capture_reference_tokens(source_unet, latents, states, timestep=0)
+        at_500 = capture_reference_tokens(source_unet, latents, states, timestep=500)
+        wrapped = capture_reference_tokens(_DistributedWrapper(source_unet), latents, states)
+        after = source_unet(latents, 0, states).sample
+    assert set(default) == set(at_0) == set(wrapped) and len(default) > 0
+    for name in default:
+        torch.testing.assert_close(default[name], at_0[name])
+        torch.testing.assert_close(wrapped[name], at_0[name])
+    assert any(not torch.allclose(at_500[name], at_0[name]) for name in default)
+    torch.testing.assert_close(after, plain)  # the capture left nothing behind
+
+
+def test_set_default_attn_processor_builds_new_processors_in_the_model_dtype():
+    target_unet = tiny_components()["target_unet"].double()
+    name = next(n for n, p in target_unet.hpfa_processors.items() if isinstance(p, CAAAttnProcessor))
+    target_unet.set_attn_processor({**target_unet.attn_processors, name: AttnProcessor()})
+    target_unet.set_default_attn_processor()
+    fresh = target_unet.attn_processors[name]
+    assert isinstance(fresh, CAAAttnProcessor)
+    assert {p.dtype for p in fresh.parameters()} == {torch.float64}
+
+
+def test_a_new_target_net_adds_pose_features_only_when_given():
+    """Built fresh (not from the module's shared fixture): the ``conv_in`` hook is installed and starts empty."""
+    target_unet = tiny_components()["target_unet"]
+    g = torch.Generator().manual_seed(1)
+    sample, embeds = torch.randn(1, 4, 32, 32, generator=g), torch.randn(1, 1, 32, generator=g)
+    pose = torch.randn(1, target_unet.config.block_out_channels[0], 32, 32, generator=g)
+    with torch.no_grad():
+        plain = UNet2DConditionModel.forward(target_unet, sample, 3, embeds).sample
+        torch.testing.assert_close(target_unet(sample, 3, embeds).sample, plain)
+        assert (target_unet(sample, 3, embeds, pose_features=pose).sample - plain).abs().max() > 1e-4
