@@ -18,6 +18,7 @@ from truepose.models import (
     SourceReference,
     TargetNet,
     capture_reference_tokens,
+    install_reference_capture,
     token_grid,
 )
 from truepose.models.target_net import parameters_after_reference_capture
@@ -417,6 +418,13 @@ def test_capture_defaults_to_timestep_0_unwraps_wrappers_and_leaves_a_working_un
         torch.testing.assert_close(wrapped[name], at_0[name])
     assert any(not torch.allclose(at_500[name], at_0[name]) for name in default)
     torch.testing.assert_close(after, plain)  # the capture left nothing behind
+    # With capture processors installed for good (training): they stop recording after the capture.
+    install_reference_capture(source_unet)
+    with torch.no_grad():
+        installed = capture_reference_tokens(source_unet, latents, states)
+        torch.testing.assert_close(source_unet(latents, 0, states).sample, plain)
+    assert set(installed) == set(default)
+    assert all(p.bank is None for p in source_unet.attn_processors.values() if hasattr(p, "bank"))
 
 
 def test_set_default_attn_processor_builds_new_processors_in_the_model_dtype():
