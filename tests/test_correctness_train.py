@@ -73,8 +73,12 @@ class Spy:
             handle.remove()
 
 
-def run_loss(pipe, batch, prediction_type, condition_dropout, seeds, source_unet=None, target_unet=None):
-    noise_scheduler = DDPMScheduler.from_config({**SD15_SCHEDULER_CONFIG, "prediction_type": prediction_type})
+def run_loss(
+    pipe, batch, prediction_type, condition_dropout, seeds, source_unet=None, target_unet=None, **scheduler_config
+):
+    noise_scheduler = DDPMScheduler.from_config(
+        {**SD15_SCHEDULER_CONFIG, "prediction_type": prediction_type, **scheduler_config}
+    )
     spy = Spy(pipe, noise_scheduler)
     backward_calls = []
     try:
@@ -204,3 +208,11 @@ def test_the_models_passed_are_the_ones_trained(pipe):
     finally:
         handle.remove()
     assert calls == {"passed": 1, "pipeline": 0} and torch.isfinite(loss)
+
+
+def test_every_timestep_is_trained_including_0(pipe):
+    """Timesteps are drawn uniformly from all ``num_train_timesteps``: with 2 of them, 16 seeded pairs see both
+    (a draw from 1..N-1 would never train the last denoising step)."""
+    _, calls = run_loss(pipe, make_training_batch(32, 16), "epsilon", 0.0, range(16), num_train_timesteps=2)
+    timesteps = calls["add_noise"][2]
+    assert sorted(set(timesteps.tolist())) == [0, 1]
