@@ -7,13 +7,22 @@ different arm proportions, so every bone and anchor joint changes the answer.
 
 import logging
 import re
+import warnings
 
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 
-from truepose.conditioning.pose import as_keypoints, draw_skeleton, rescale_keypoints, retarget_keypoints
+from truepose.conditioning.pose import (
+    KEYPOINT_NAMES,
+    as_keypoints,
+    draw_skeleton,
+    prepare_pose_image,
+    rescale_keypoints,
+    retarget_keypoints,
+)
+from truepose.testing import TINY_KEYPOINTS
 
 MISSING = (-1.0, -1.0)
 
@@ -286,3 +295,107 @@ def test_frame_edges_not_covered_by_the_missing_marker():
     with pytest.raises(ValueError, match=re.escape("image: 0 nose at (120, 10), 1 neck at (10, 200). Keypoints")):
         draw_skeleton(two, 150, 100)
     assert draw_skeleton(np.full((18, 2), -1.0), 1, 1).size == (1, 1)
+
+
+# `prepare_pose_image`: its warnings, log messages, thresholds and error texts (the mutants of `benchmarks/mutation.sh
+# pose` that survived in it). Warnings point at the caller (stacklevel 2), i.e. at this file.
+
+
+def _pose(**moved: tuple[float, float]) -> np.ndarray:
+    """TINY_KEYPOINTS (64 x 64 frame) with a missing left ear and the named joints moved."""
+    keypoints = TINY_KEYPOINTS.copy()
+    keypoints[17] = (-1, -1, 0)
+    for name, xy in moved.items():
+        keypoints[KEYPOINT_NAMES.index(name), :2] = xy
+    return keypoints
+
+
+def test_prepare_pose_image_warns_for_an_empty_pose_only():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare_pose_image(_pose(), 64, 64)
+    assert caught == []
+    empty = np.full((18, 3), -1.0, dtype=np.float32)
+    empty[:, 2] = 0
+    with pytest.warns(UserWarning) as record:
+        image = prepare_pose_image(empty, 64, 64)
+    assert [str(w.message) for w in record] == [
+        "`target_pose` has no visible joint (all missing: -1, NaN or confidence 0); the skeleton is an empty black "
+        "image and the pose is left to the model."
+    ]
+    assert record[0].filename == __file__ and not np.asarray(image).any()
+
+
+@pytest.mark.parametrize(
+    "image_size, warns",
+    [((64, 48), False), ((128, 96), False), ((129, 96), False), ((130, 96), True), ((64, 64), True), ((63, 48), True)],
+)
+def test_prepare_pose_image_stretch_warning_above_one_percent(image_size, warns):
+    """Output 64 x 48 (h x w): a skeleton image whose aspect ratio differs by more than 1 % is stretched with a
+    warning (130 x 96: 1.6 %; 129 x 96: 0.8 %); the resize is bilinear."""
+    rng = np.random.default_rng(0)
+    skeleton = PIL.Image.fromarray(rng.integers(0, 256, (*image_size, 3), dtype=np.uint8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = prepare_pose_image(skeleton, 64, 48)
+    expected = skeleton if image_size == (64, 48) else skeleton.resize((48, 64), resample=PIL.Image.BILINEAR)
+    np.testing.assert_array_equal(np.asarray(image), np.asarray(expected))
+    if not warns:
+        assert caught == []
+        return
+    assert [(w.category, w.filename) for w in caught] == [(UserWarning, __file__)]
+    assert str(caught[0].message) == (
+        f"`target_pose` skeleton image of size (height, width) = {image_size} has another aspect ratio than the output "
+        "(64, 48); it is stretched. Draw it at the output's aspect ratio (or pass keypoints)."
+    )
+
+
+@pytest.mark.parametrize(
+    "moved, beyond",
+    [
+        ({}, False),
+        ({"right_wrist": (63.0, 30.0)}, False),  # on the last pixel centres: inside
+        ({"right_wrist": (30.0, 63.0)}, False),
+        ({"right_wrist": (0.0, 0.0)}, False),
+        ({"right_wrist": (63.5, 30.0)}, True),
+        ({"right_wrist": (30.0, 63.5)}, True),
+        ({"right_wrist": (-0.5, 30.0)}, True),
+        ({"right_wrist": (30.0, -0.5)}, True),
+    ],
+)
+def test_retargeted_pose_beyond_the_image_is_logged(caplog, moved, beyond):
+    """Retargeted onto itself (the identity), so the joints stay where they are put."""
+    keypoints = _pose(**moved)
+    with caplog.at_level(logging.WARNING):
+        prepare_pose_image(keypoints, 64, 64, source_keypoints=keypoints, retarget=True)
+    message = "The retargeted target pose extends beyond the image; limbs are cut at the border."
+    assert [r.getMessage() for r in caplog.records] == ([message] if beyond else [])
+
+
+def test_prepare_pose_image_error_messages():
+    keypoints = _pose()
+    cases = [
+        (dict(target_pose=keypoints, retarget=True), ValueError,
+         "`retarget=True` needs `source_keypoints` (the source person's (18, 2|3) keypoints)."),
+        (dict(target_pose=keypoints, is_photo=True), ValueError,
+         "`is_photo=True` expects `target_pose` to be an image, got a keypoint array."),
+        (dict(target_pose=PIL.Image.new("RGB", (64, 64)), retarget=True, source_keypoints=keypoints), ValueError,
+         "`retarget=True` needs `target_pose` as keypoints or a photo (with `is_photo=True`); a skeleton image cannot "
+         "be retargeted."),
+        (dict(target_pose=PIL.Image.new("RGB", (64, 64)), is_photo=True), ValueError,
+         "`is_photo=True` needs a pose `detector`, e.g. `truepose.conditioning.PoseDetector.from_pretrained("
+         "'lllyasviel/Annotators')` (or a local folder holding body_pose_model.pth)."),
+        (dict(target_pose=PIL.Image.new("RGB", (64, 64)), is_photo=True, detector=lambda image: np.full((18, 2), -1.0)),
+         ValueError, "no person found in `target_pose` by the pose detector."),
+        (dict(target_pose="pose.json"), TypeError,
+         "`target_pose` must be keypoints ((18, 2) or (18, 3) array, list or tensor), or a skeleton/photo image "
+         "(PIL.Image.Image, np.ndarray (H, W, 3), torch.Tensor (3, H, W)), got str."),
+    ]  # fmt: skip
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=exactly(message)):
+            prepare_pose_image(height=64, width=64, **kwargs)
+    # the malformed argument is named in as_keypoints' message
+    with pytest.raises(ValueError, match="^`source_keypoints` must"):
+        prepare_pose_image(keypoints, 64, 64, source_keypoints=np.zeros((17, 2)))
+    with pytest.raises(ValueError, match="^`detector output` must"):
+        prepare_pose_image(PIL.Image.new("RGB", (64, 64)), 64, 64, is_photo=True, detector=lambda image: np.zeros(3))
