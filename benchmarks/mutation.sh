@@ -54,14 +54,15 @@ SELECT[pipeline]="truepose.pipeline.xǁTruePosePipelineǁencode_parsing__* truep
     truepose.pipeline.xǁTruePosePipelineǁencode_source__* truepose.pipeline.xǁTruePosePipelineǁprepare_latents__*
     truepose.pipeline.xǁTruePosePipelineǁdecode_latents__* truepose.pipeline.xǁTruePosePipelineǁdenoise__*
     truepose.pipeline.xǁTruePosePipelineǁprepare_extra_step_kwargs__* truepose.pipeline.xǁTruePosePipelineǁ__call____*
-    truepose.pipeline.xǁTruePosePipelineǁdo_classifier_free_guidance__*"
+    truepose.pipeline.xǁTruePosePipelineǁdo_classifier_free_guidance__* truepose.pipeline.xǁTruePosePipelineǁproject_source__*"
 TESTS[pipeline]="tests/test_correctness_pipeline.py tests/test_pipeline.py"
 FILE[pipeline_io]=src/truepose/pipeline.py
 SELECT[pipeline_io]="truepose.pipeline.x_* truepose.pipeline.xǁTruePosePipelineǁ__init____*
     truepose.pipeline.xǁTruePosePipelineǁfrom_* truepose.pipeline.xǁTruePosePipelineǁsave_pretrained__*
     truepose.pipeline.xǁTruePosePipelineǁto__* truepose.pipeline.xǁTruePosePipelineǁcheck_inputs__*
     truepose.pipeline.xǁTruePosePipelineǁencode_image__* truepose.pipeline.xǁTruePosePipelineǁparse_sources__*
-    truepose.pipeline.xǁTruePosePipelineǁprepare_pose__* truepose.pipeline.xǁTruePosePipelineǁencode_pose__*"
+    truepose.pipeline.xǁTruePosePipelineǁprepare_pose__* truepose.pipeline.xǁTruePosePipelineǁencode_pose__*
+    truepose.pipeline.xǁTruePosePipelineǁcanonical_inputs__*"
 TESTS[pipeline_io]="tests/test_correctness_pipeline.py tests/test_pipeline.py"
 FILE[train]=src/truepose/train.py
 SELECT[train]="truepose.train.x_training_loss__*"
