@@ -22,6 +22,7 @@ from truepose.conditioning.pose import (
     rescale_keypoints,
     retarget_keypoints,
 )
+from truepose.conditioning import pose as pose_module
 from truepose.testing import TINY_KEYPOINTS
 
 MISSING = (-1.0, -1.0)
@@ -298,7 +299,8 @@ def test_frame_edges_not_covered_by_the_missing_marker():
 
 
 # `prepare_pose_image`: its warnings, log messages, thresholds and error texts (the mutants of `benchmarks/mutation.sh
-# pose` that survived in it). Warnings point at the caller (stacklevel 2), i.e. at this file.
+# pose` that survived in it). Warnings point at the caller (stacklevel 2), not into pose.py (mutmut's trampoline adds
+# a frame, so the test checks "not pose.py" rather than "this file").
 
 
 def _pose(**moved: tuple[float, float]) -> np.ndarray:
@@ -323,7 +325,7 @@ def test_prepare_pose_image_warns_for_an_empty_pose_only():
         "`target_pose` has no visible joint (all missing: -1, NaN or confidence 0); the skeleton is an empty black "
         "image and the pose is left to the model."
     ]
-    assert record[0].filename == __file__ and not np.asarray(image).any()
+    assert record[0].filename != pose_module.__file__ and not np.asarray(image).any()
 
 
 @pytest.mark.parametrize(
@@ -343,7 +345,7 @@ def test_prepare_pose_image_stretch_warning_above_one_percent(image_size, warns)
     if not warns:
         assert caught == []
         return
-    assert [(w.category, w.filename) for w in caught] == [(UserWarning, __file__)]
+    assert [w.category for w in caught] == [UserWarning] and caught[0].filename != pose_module.__file__
     assert str(caught[0].message) == (
         f"`target_pose` skeleton image of size (height, width) = {image_size} has another aspect ratio than the output "
         "(64, 48); it is stretched. Draw it at the output's aspect ratio (or pass keypoints)."
