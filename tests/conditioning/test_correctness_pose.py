@@ -14,6 +14,7 @@ import PIL.Image
 import pytest
 import torch
 
+from truepose.conditioning import pose as pose_module
 from truepose.conditioning.pose import (
     KEYPOINT_NAMES,
     as_keypoints,
@@ -22,7 +23,6 @@ from truepose.conditioning.pose import (
     rescale_keypoints,
     retarget_keypoints,
 )
-from truepose.conditioning import pose as pose_module
 from truepose.testing import TINY_KEYPOINTS
 
 MISSING = (-1.0, -1.0)
