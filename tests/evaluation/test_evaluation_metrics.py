@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 
 import numpy as np
@@ -503,3 +505,126 @@ def test_fid_refuses_too_few_images_unless_forced(image_folders, alexnet_weights
     forced = metrics.compute_metrics(real_dir, fake_dir, force_fid=True, **kwargs)
     assert forced["fid_reliable"] is False and np.isfinite(forced["fid"])
     assert "FID forced on fewer than 2049 images per set: not meaningful." in metrics.format_markdown(forced)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Added for the mutants `benchmarks/mutation.sh metrics` left (docs/testing.md)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _exactly(message: str) -> str:
+    return "^" + re.escape(message) + "$"
+
+
+def test_fid_image_count_boundaries_and_messages(caplog):
+    minimum = metrics.min_fid_images(8)
+    assert minimum == 9
+    assert metrics.check_fid_image_counts(minimum, minimum, dims=8) is True
+    message = (
+        "FID with 8-d features needs at least 9 images per set (the covariance of N images has rank at most N - 1, "
+        "so it is singular below 9 and the distance is meaningless); got {} real and {} generated images."
+    )
+    for real, fake in [(minimum - 1, minimum), (minimum, minimum - 1)]:
+        with pytest.raises(ValueError) as error:
+            metrics.check_fid_image_counts(real, fake, dims=8)  # not forced by default
+        assert str(error.value) == message.format(real, fake) + (
+            " Skip FID (`compute_fid=False`, --no-fid), use more images, or force it (`force_fid=True`, --force-fid) "
+            "for a number that is not comparable with anything."
+        )
+    with caplog.at_level(logging.WARNING):
+        assert metrics.check_fid_image_counts(3, 4, dims=8, force=True) is False
+    assert [r.getMessage() for r in caplog.records] == [
+        message.format(3, 4) + " Computing it anyway (forced); the value is not comparable with anything."
+    ]
+
+
+def test_running_statistics_need_two_images_and_2d_features():
+    stats = metrics.RunningStatistics()
+    stats.update(np.array([[1.0, 2.0]]))
+    with pytest.raises(ValueError, match=_exactly("FID needs at least 2 images per set, got 1.")):
+        stats.compute()
+    stats.update(np.array([[3.0, 6.0]]))
+    mu, sigma = stats.compute()  # two images are enough
+    np.testing.assert_allclose(mu, [2.0, 4.0])
+    np.testing.assert_allclose(sigma, [[2.0, 4.0], [4.0, 8.0]])
+    with pytest.raises(ValueError, match=_exactly("Expected features of shape (N, D), got (3,).")):
+        stats.update(np.zeros(3))
+
+
+def test_frechet_distance_computes_in_float64_and_checks_shapes():
+    rng = np.random.default_rng(3)
+    mu1, sigma1 = metrics.feature_statistics(rng.normal(size=(200, 64)))
+    mu2, sigma2 = metrics.feature_statistics(rng.normal(loc=0.1, size=(150, 64)))
+    as32 = [x.astype(np.float32) for x in (mu1, sigma1, mu2, sigma2)]
+    expected = metrics.frechet_distance(*(x.astype(np.float64) for x in as32))
+    assert metrics.frechet_distance(*as32) == pytest.approx(expected, rel=1e-13, abs=0)
+    for args in [(mu1[:3], sigma1[:3, :3], mu2[:3], sigma2), (mu1[:3], sigma1, mu2[:3], sigma2)]:
+        with pytest.raises(ValueError, match="^Statistics do not match: mu1"):
+            metrics.frechet_distance(*args)
+
+
+def test_frechet_distance_singular_product_adds_eps_to_the_diagonals(caplog):
+    """sigma1 @ sigma2 = [[0, 1], [0, 0]] has no square root: pytorch-fid's fallback, written out."""
+    from scipy import linalg
+
+    mu = np.zeros(2)
+    sigma1, sigma2 = np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 0.0]])
+    with caplog.at_level(logging.WARNING):
+        distance = metrics.frechet_distance(mu, sigma1, mu, sigma2)  # default eps 1e-6
+    offset = np.eye(2) * 1e-6
+    root = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset)).real
+    assert distance == pytest.approx(np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(root), rel=1e-9)
+    assert caplog.records[0].getMessage() == (
+        "FID: sqrtm of the covariance product is singular; adding 1e-06 to the diagonals."
+    )
+
+
+@pytest.mark.parametrize("negative, warns", [(-0.25, True), (-1e-6, False), (-1e-8, False)])
+def test_frechet_distance_warns_above_1e_3_imaginary_part(caplog, negative, warns):
+    """sqrtm(diag(negative, 1)) = diag(i sqrt(-negative), 1): imaginary parts 0.5, exactly 1e-3, 1e-4."""
+    mu = np.zeros(2)
+    with caplog.at_level(logging.WARNING):
+        distance = metrics.frechet_distance(mu, np.eye(2), mu, np.diag([negative, 1.0]))
+    assert distance == pytest.approx(1 + negative, abs=1e-12)  # 2 + (1 + negative) - 2 tr(diag(0, 1))
+    messages = [r.getMessage() for r in caplog.records]
+    if warns:
+        assert messages == [
+            "FID: sqrtm has an imaginary component of 0.5 (too few images for the feature dimension?); "
+            "using the real part."
+        ]
+    else:
+        assert messages == []
+
+
+def test_inception_extractor_resizes_with_antialiasing_and_accepts_float64(inception_weights):
+    """Downsampling (a 320 x 400 image to 299 x 299) is where antialiasing matters; the normalisation buffers are
+    not part of the state dict (the checkpoint is torchvision's, unchanged)."""
+    extractor = metrics.load_inception(inception_weights)
+    assert not any(key in extractor.state_dict() for key in ("mean", "std"))
+    assert set(extractor.state_dict()) == {f"inception.{k}" for k in extractor.inception.state_dict()}
+    image = torch.rand(1, 3, 320, 400, generator=torch.Generator().manual_seed(0))
+    resized = torch.nn.functional.interpolate(image, size=(299, 299), mode="bilinear", antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = extractor.inception((resized - mean) / std)
+        features = extractor(image)
+        torch.testing.assert_close(features, expected)
+        torch.testing.assert_close(extractor(image.double()), features)
+
+
+def test_pytorch_fid_extractor_accepts_float64(pytorch_fid_weights):
+    extractor = metrics.load_pytorch_fid_inception(pytorch_fid_weights, dims=64)
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(image.double()), extractor(image))
+
+
+def test_lpips_distance_shape_message(alexnet_weights):
+    model = metrics.load_lpips(alexnet_weights)
+    real, fake = np.zeros((1, 64, 64, 3), np.uint8), np.zeros((1, 64, 48, 3), np.uint8)
+    with pytest.raises(
+        ValueError,
+        match=_exactly("`real` and `fake` must have the same shape, got (1, 3, 64, 64) and (1, 3, 64, 48)."),
+    ):
+        metrics.lpips_distance(model, real, fake)

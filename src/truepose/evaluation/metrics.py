@@ -687,7 +687,9 @@ def frechet_distance(
             f"Statistics do not match: mu1 {mu1.shape}, mu2 {mu2.shape}, sigma1 {sigma1.shape}, sigma2 {sigma2.shape}."
         )
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # a singular product is detected and handled below
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         logger.warning(f"FID: sqrtm of the covariance product is singular; adding {eps} to the diagonals.")
         offset = np.eye(sigma1.shape[0]) * eps
