@@ -628,3 +628,29 @@ def test_lpips_distance_shape_message(alexnet_weights):
         match=_exactly("`real` and `fake` must have the same shape, got (1, 3, 64, 64) and (1, 3, 64, 48)."),
     ):
         metrics.lpips_distance(model, real, fake)
+
+
+def test_image_checks_need_every_condition():
+    with pytest.raises(ValueError, match=_exactly("Expected images of shape (N, H, W, 3), got (1, 8, 8, 4).")):
+        metrics._to_float(np.zeros((1, 8, 8, 4), np.uint8))  # 4-D but not RGB
+    with pytest.raises(ValueError, match=_exactly("Expected images of shape (N, H, W, 3), got (8, 8, 3).")):
+        metrics._to_float(np.zeros((8, 8, 3), np.uint8))  # RGB but not a batch
+    with pytest.raises(
+        ValueError, match=_exactly("Expected uint8 images (the protocol scores uint8), got torch.float32.")
+    ):
+        metrics._to_float(np.zeros((1, 8, 8, 3), np.float32))
+    real = np.zeros((64, 64, 3), np.uint8)
+    for fake in (real.astype(np.float64), real.astype(np.int16)):  # one of the two not uint8 is enough
+        message = f"`real` and `fake` must be uint8 (H, W, 3) images, got uint8 and {fake.dtype}."
+        with pytest.raises(ValueError, match=_exactly(message)):
+            metrics.ssim(real, fake)
+
+
+def test_ssim_accepts_51x51_and_names_the_size_it_refuses():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (51, 51, 3), dtype=np.uint8)
+    assert metrics.ssim(image, image) == pytest.approx(1.0)
+    small = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    message = "SSIM uses win_size=51: images must be at least 51x51, got (50, 60)."
+    with pytest.raises(ValueError, match=_exactly(message)):
+        metrics.ssim(small, small)
