@@ -68,7 +68,8 @@ FILE[train]=src/truepose/train.py
 SELECT[train]="truepose.train.x_training_loss__*"
 TESTS[train]="tests/test_correctness_train.py"
 FILE[metrics]=src/truepose/evaluation/metrics.py
-SELECT[metrics]="truepose.evaluation.metrics.x_resize_to_uint8__* truepose.evaluation.metrics.x__to_float__*
+SELECT[metrics]="truepose.evaluation.metrics.x_resize_to_uint8__* truepose.evaluation.metrics.x__array_to_uint8__*
+    truepose.evaluation.metrics.x__to_float__*
     truepose.evaluation.metrics.x__check_pair__* truepose.evaluation.metrics.x_ssim__*
     truepose.evaluation.metrics.x_ssim_256__* truepose.evaluation.metrics.x_psnr__*
     truepose.evaluation.metrics.x_lpips_distance__* truepose.evaluation.metrics.xǁInceptionFeatureExtractorǁ*
