@@ -65,8 +65,14 @@ def test_resize_to_uint8_reads_each_array_kind_and_rejects_out_of_range_values()
     ):
         with pytest.raises(ValueError, match=r"`image` of dtype .* must hold values in \["):
             metrics.resize_to_uint8(bad, size)
-    with pytest.raises(ValueError, match=r"`image` must be an \(H, W\)"):
-        metrics.resize_to_uint8(pixels[None], size)
+    for bad in (np.full((4, 4, 3), 256, np.int64), np.full((4, 4, 3), 1.5)):  # just above each range
+        with pytest.raises(ValueError, match=r"must hold values in \["):
+            metrics.resize_to_uint8(bad, size)
+    rgba = np.dstack([pixels, np.full((20, 14), 255, np.uint8)])
+    np.testing.assert_array_equal(metrics.resize_to_uint8(rgba, size), expected)  # alpha dropped
+    for shape in [(1, 20, 14, 3), (20, 14, 2), (20, 14, 5)]:
+        with pytest.raises(ValueError, match=r"`image` must be an \(H, W\)"):
+            metrics.resize_to_uint8(np.zeros(shape, np.uint8), size)
     with pytest.raises(TypeError, match="`image` must be an integer or floating-point array"):
         metrics.resize_to_uint8(pixels > 128, size)
 
