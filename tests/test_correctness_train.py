@@ -216,3 +216,13 @@ def test_every_timestep_is_trained_including_0(pipe):
     _, calls = run_loss(pipe, make_training_batch(32, 16), "epsilon", 0.0, range(16), num_train_timesteps=2)
     timesteps = calls["add_noise"][2]
     assert sorted(set(timesteps.tolist())) == [0, 1]
+
+
+def test_loss_follows_the_models_dtype():
+    """Frozen encoders in another dtype than float32 (as with a half-precision VAE): the noise and the pose
+    skeleton take the latents' and the pose encoder's dtype."""
+    pipe64 = tiny_pipeline(seed=0, randomize_new_layers=True).to(torch.float64)
+    loss, calls = run_loss(pipe64, make_training_batch(32, 2), "epsilon", 0.0, [5, 6])
+    original, noise, _, noisy = calls["add_noise"]
+    assert original.dtype == noise.dtype == noisy.dtype == torch.float64
+    assert calls["pose_features"].dtype == torch.float64 and torch.isfinite(loss)
