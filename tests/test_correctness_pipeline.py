@@ -1,5 +1,7 @@
 """Classifier-free guidance arithmetic and latent scaling, checked with hooks on the real modules (issue 14)."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,101 @@ def test_vae_scaling_factor_applied_on_encode_and_removed_on_decode(pipe, source
     with torch.no_grad():
         pixels_out = decode(last_latents[0] / scaling_factor, return_dict=False)[0]
     torch.testing.assert_close(images, ((pixels_out + 1) / 2).clamp(0, 1), rtol=1e-5, atol=1e-5)
+
+
+# Added for the mutants of a 1-in-4 sample of `benchmarks/mutation.sh pipeline` (docs/testing.md).
+
+
+def test_denoising_loop_is_the_schedulers_own_loop(pipe, source, keypoints):
+    """With TargetNet's output fixed to known halves, the final latents equal the scheduler run by hand."""
+    g = torch.Generator().manual_seed(2)
+    uncond, cond = torch.randn(1, 4, 32, 32, generator=g), torch.randn(1, 4, 32, 32, generator=g)
+    UNetHook(pipe.target_unet, (uncond, cond))
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    images, latents = generate(pipe, source, keypoints, guidance_scale=3.0)
+    scheduler.set_timesteps(STEPS)
+    expected = latents * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        expected = scheduler.step(uncond + 3.0 * (cond - uncond), t, expected).prev_sample
+    torch.testing.assert_close(images, expected)
+
+
+def test_eta_and_generator_reach_the_scheduler(pipe, source, keypoints):
+    calls = []
+    step = pipe.scheduler.step
+
+    @functools.wraps(step)  # the pipeline reads `step`'s signature to know what to pass
+    def spy(model_output, timestep, sample, *args, **kwargs):
+        calls.append(kwargs)
+        return step(model_output, timestep, sample, *args, **kwargs)
+
+    pipe.scheduler.step = spy
+    generator = torch.Generator().manual_seed(3)
+    pipe(source[0], keypoints, source_parsing=source[1], num_inference_steps=STEPS, eta=0.7, generator=generator,
+         output_type="latent")  # fmt: skip
+    assert len(calls) == STEPS and all(c["eta"] == 0.7 and c["generator"] is generator for c in calls)
+
+
+def test_latents_returned_by_the_callback_are_used(pipe, source, keypoints):
+    spy = SchedulerSpy(pipe.scheduler)
+
+    def zero_latents(pipeline, step, timestep, tensors):
+        return {"latents": torch.zeros_like(tensors["latents"])}
+
+    generate(pipe, source, keypoints, callback_on_step_end=zero_latents)
+    assert (spy.samples[1] == 0).all()
+
+
+def test_a_callback_objects_tensor_inputs_are_what_it_receives(pipe, source, keypoints):
+    from diffusers.callbacks import PipelineCallback
+
+    received = []
+
+    class NoTensors(PipelineCallback):
+        tensor_inputs = []
+
+        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+            received.append(sorted(callback_kwargs))
+            return callback_kwargs
+
+    generate(pipe, source, keypoints, callback_on_step_end=NoTensors())
+    assert received == [[]] * STEPS
+
+
+@pytest.mark.parametrize(
+    "latents, error, match",
+    [
+        (torch.full((1, 4, 32, 32), float("nan")), ValueError, "`latents` holds non-finite values"),
+        (np.zeros((1, 4, 32, 32), np.float32), TypeError, "`latents` must be a torch.Tensor"),
+    ],
+)
+def test_user_latents_are_checked(pipe, source, keypoints, latents, error, match):
+    with pytest.raises(error, match=match):
+        pipe(source[0], keypoints, source_parsing=source[1], num_inference_steps=STEPS, latents=latents)
+
+
+def test_fp16_vae_decodes_exactly_as_in_float32(pipe):
+    """``force_upcast``: the fp16 VAE decodes in float32 (autocast off), dividing by the scaling factor, and stays
+    fp16 afterwards."""
+    import copy
+
+    pipe.vae.register_to_config(scaling_factor=0.37)
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4)).half()
+    pipe.vae.half()
+    reference = copy.deepcopy(pipe.vae).float()
+    with torch.no_grad():
+        expected = reference.decode(latents.float() / 0.37, return_dict=False)[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's autocast does not reach the decode
+            decoded = pipe.decode_latents(latents)
+    assert decoded.dtype == torch.float32 and pipe.vae.dtype == torch.float16
+    torch.testing.assert_close(decoded, expected)
+
+
+def test_latents_are_cast_to_the_vae_dtype(pipe):
+    """E.g. a half-precision UNet with a float32 VAE: the latents take the VAE's dtype."""
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with torch.no_grad():
+        decoded = pipe.decode_latents(latents)
+        expected = pipe.vae.decode(latents.float() / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    assert decoded.dtype == torch.float32
+    torch.testing.assert_close(decoded, expected)
