@@ -1,8 +1,10 @@
 """Classifier-free guidance arithmetic and latent scaling, checked with hooks on the real modules (issue 14)."""
 
 import functools
+import re
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from diffusers import EulerDiscreteScheduler
@@ -227,3 +229,41 @@ def test_latents_are_cast_to_the_vae_dtype(pipe):
         expected = pipe.vae.decode(latents.float() / pipe.vae.config.scaling_factor, return_dict=False)[0]
     assert decoded.dtype == torch.float32
     torch.testing.assert_close(decoded, expected)
+
+
+def test_a_photo_pose_is_read_by_the_detector(pipe, source, keypoints):
+    """``target_pose_is_photo=True``: the detector's keypoints are drawn, exactly as if they had been passed."""
+    photo = PIL.Image.new("RGB", (64, 64), (200, 30, 30))
+    seen = []
+
+    def detector(image):
+        seen.append(image.size)
+        return keypoints
+
+    from_photo, _ = generate(pipe, source, photo, target_pose_is_photo=True, pose_detector=detector,
+                             retarget_pose=False)  # fmt: skip
+    from_keypoints, _ = generate(pipe, source, keypoints)
+    assert seen == [(64, 64)]
+    torch.testing.assert_close(from_photo, from_keypoints)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"retarget_pose": True}, ValueError, "`retarget_pose=True` needs `target_pose_is_photo=True`"),
+        ({"target_pose_is_photo": True}, ValueError, "`target_pose_is_photo=True` needs a `pose_detector`, e.g."),
+        ({"pose_detector": "openpose"}, TypeError, "`pose_detector` must be callable (image -> keypoints), got str."),
+        ({"generator": [1]}, TypeError, "`generator` must be a torch.Generator or a list of them, got [1]."),
+    ],
+)
+def test_pose_and_generator_arguments_are_checked_by_the_pipeline(pipe, source, keypoints, kwargs, error, message):
+    with pytest.raises(error, match="^" + re.escape(message)):
+        pipe(source[0], keypoints, source_parsing=source[1], num_inference_steps=STEPS, **kwargs)
+
+
+def test_region_embeddings_are_one_per_parsing_region(pipe, source, keypoints):
+    hook = UNetHook(pipe.target_unet, (torch.zeros(1, 4, 32, 32), torch.zeros(1, 4, 32, 32)))
+    generate(pipe, source, keypoints)
+    for reference in hook.inputs[0][2].values():
+        num_regions = reference.region_indicators.shape[-1]
+        assert reference.region_embeds.shape[:2] == (2, num_regions) == reference.region_valid.shape

@@ -562,7 +562,11 @@ class TruePosePipeline(DiffusionPipeline):
                 width,
                 is_photo=target_pose_is_photo,
                 detector=detect,
-                source_keypoints=detect(source.resize((width, height), PIL.Image.BICUBIC)) if detect else None,
+                source_keypoints=(
+                    detect(source.resize((width, height), PIL.Image.BICUBIC))
+                    if detect and retarget_pose is not False  # the source is only read to retarget onto it
+                    else None
+                ),
                 retarget=retarget_pose,
             )
             for pose, source in zip(target_pose, sources or [None] * len(target_pose))
