@@ -267,3 +267,13 @@ def test_region_embeddings_are_one_per_parsing_region(pipe, source, keypoints):
     for reference in hook.inputs[0][2].values():
         num_regions = reference.region_indicators.shape[-1]
         assert reference.region_embeds.shape[:2] == (2, num_regions) == reference.region_valid.shape
+
+
+def test_training_posterior_samples_follow_their_generators(pipe, source):
+    """``encode_source_latents`` with generators samples the posterior from them (reproducible training steps)."""
+    draw = lambda seed: pipe.encode_source_latents([source[0]], 64, 64, "cpu", [torch.Generator().manual_seed(seed)])  # noqa: E731
+    with torch.no_grad():
+        first, again, other = draw(0), draw(0), draw(1)
+        mode = pipe.encode_source_latents([source[0]], 64, 64, "cpu")
+    torch.testing.assert_close(first, again)
+    assert not torch.allclose(first, other) and not torch.allclose(first, mode)
