@@ -235,12 +235,17 @@ def explicit_caa(caa, attn, hidden, reference):
 
 
 @pytest.mark.parametrize("top_k", [0, 1, 2])
-def test_caa_equals_explicit_computation_with_partly_valid_regions(top_k):
-    """Sample 0 has one valid region (so with top_k 2 one selected region is invalid and must be masked), sample 1
-    none (CAA adds nothing)."""
+@pytest.mark.parametrize(
+    "region_valid",
+    [[[True] * R] * B, [[False, True, False], [False, False, False]]],
+    ids=["all_valid", "partly_valid"],
+)
+def test_caa_equals_explicit_computation(top_k, region_valid):
+    """Every region valid; or sample 0 with one valid region (so with top_k 2 one selected region is invalid and must
+    be masked) and sample 1 with none (CAA adds nothing)."""
     attn, hidden = _attention(), torch.randn(B, LQ, 16)
     reference = _reference(seed=5)
-    reference.region_valid[:] = torch.tensor([[False, True, False], [False, False, False]])
+    reference.region_valid[:] = torch.tensor(region_valid)
     caa = CAAAttnProcessor(16, EMBED, num_heads=2, top_k=top_k)
     torch.manual_seed(6)
     torch.nn.init.normal_(caa.caa_to_out.weight)
