@@ -139,7 +139,13 @@ def main() -> None:
     train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps=250, validation_steps=500)
     final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"))
     final.to(torch.float16).save_pretrained(os.path.join(args.output_dir, "shipped"))
-    write_shipped_card(os.path.join(args.output_dir, "shipped"), args)
+    description = f"""on the procedural synthetic set only: an
+`AutoencoderTiny` VAE ({args.vae_steps} steps), two SD-style UNets (48-96-96) and a pose encoder
+({args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction), a
+frozen random CLIP vision encoder. Weights in fp16; not a model of real people."""
+    write_shipped_card(
+        os.path.join(args.output_dir, "shipped"), args, "examples/train_demo_model.py", "runs/demo-model", description
+    )
 
 
 def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkpointing_steps: int, validation_steps: int) -> None:  # fmt: skip
@@ -160,8 +166,9 @@ def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkp
     )  # fmt: skip
 
 
-def write_shipped_card(folder: str, args: argparse.Namespace) -> None:
-    """The shipped folder's README: what it is and the command that made it."""
+def write_shipped_card(folder: str, args: argparse.Namespace, script: str, run_dir: str, description: str) -> None:
+    """The shipped folder's README: what it is (`description`, after "A small TruePose trained on CPU by `script`")
+    and the command that made it (`script --output_dir run_dir` and the step counts of `args`)."""
     card = f"""---
 license: apache-2.0
 library_name: diffusers
@@ -170,12 +177,9 @@ tags: [truepose, pose-transfer, person-image-synthesis]
 
 # TruePose demo model (synthetic people, {args.resolution[0]}x{args.resolution[1]})
 
-A small TruePose trained on CPU by `examples/train_demo_model.py` on the procedural synthetic set only: an
-`AutoencoderTiny` VAE ({args.vae_steps} steps), two SD-style UNets (48-96-96) and a pose encoder
-({args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction), a
-frozen random CLIP vision encoder. Weights in fp16; not a model of real people.
+A small TruePose trained on CPU by `{script}` {description}
 
-    OMP_NUM_THREADS=2 python examples/train_demo_model.py --output_dir runs/demo-model \\
+    OMP_NUM_THREADS=2 python {script} --output_dir {run_dir} \\
         --vae_steps {args.vae_steps} --train_steps {args.train_steps}
 
 ```python

@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderDC, UNet2DConditionModel
-from train_demo_model import EMBED_DIM, _synthetic_pixels, assemble_pipeline, train_unets
+from train_demo_model import EMBED_DIM, _synthetic_pixels, assemble_pipeline, train_unets, write_shipped_card
 
 from truepose import TruePosePipeline
 from truepose.data import SyntheticPoseDataset
@@ -151,36 +151,13 @@ def main() -> None:
     print(f"truepose train done in {time.time() - start:.0f}s (this run)", flush=True)
     final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"), dtype=torch.float16)
     final.save_pretrained(os.path.join(args.output_dir, "shipped"))
-    write_shipped_card(os.path.join(args.output_dir, "shipped"), args)
-
-
-def write_shipped_card(folder: str, args: argparse.Namespace) -> None:
-    """The shipped folder's README: what it is and the command that made it."""
-    card = f"""---
-license: apache-2.0
-library_name: diffusers
-tags: [truepose, pose-transfer, person-image-synthesis]
----
-
-# TruePose demo model (synthetic people, {args.resolution[0]}x{args.resolution[1]})
-
-A small TruePose trained on CPU by `examples/train_demo_model_dc.py` on the procedural synthetic set only: an
+    description = f"""on the procedural synthetic set only: an
 `AutoencoderDC` VAE (4x down, 16 latent channels; {args.vae_steps} steps of {args.vae_batch_size} 64x64 crops), two
 SD-style UNets (32-96-96 channels, attention at the two lower levels) and a pose encoder ({args.train_steps} steps of
 `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction), a frozen random CLIP vision
-encoder. Weights in fp16; not a model of real people. Scores on 200 held-out pairs: docs/install.md.
-
-    OMP_NUM_THREADS=2 python examples/train_demo_model_dc.py --output_dir runs/demo-model-dc \\
-        --vae_steps {args.vae_steps} --train_steps {args.train_steps}
-
-```python
-from truepose.demo import load_shipped_model
-
-pipe = load_shipped_model()
-```
-"""
-    with open(os.path.join(folder, "README.md"), "w") as f:
-        f.write(card)
+encoder. Weights in fp16; not a model of real people. Scores on 200 held-out pairs: docs/install.md."""
+    shipped = os.path.join(args.output_dir, "shipped")
+    write_shipped_card(shipped, args, "examples/train_demo_model_dc.py", "runs/demo-model-dc", description)
 
 
 if __name__ == "__main__":
