@@ -116,9 +116,8 @@ def main() -> None:
 
     pipe = load_shipped_model() if args.model is None else TruePosePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    items = [
-        SyntheticPoseDataset(args.num_pairs, image_size=size, seed=HELD_OUT_SEED)[i] for i in range(args.num_pairs)
-    ]
+    dataset = SyntheticPoseDataset(args.num_pairs, image_size=size, seed=HELD_OUT_SEED)
+    items = [dataset[i] for i in range(args.num_pairs)]
     truth = [np.asarray(item["target_image"]) for item in items]
 
     variants = {
@@ -144,7 +143,8 @@ def main() -> None:
         previous = TruePosePipeline.from_pretrained(args.previous_model, dtype=torch.float32)
         previous.set_progress_bar_config(disable=True)
         small = tuple(args.previous_resolution)
-        small_items = [SyntheticPoseDataset(args.num_pairs, small, HELD_OUT_SEED)[i] for i in range(args.num_pairs)]
+        small_dataset = SyntheticPoseDataset(args.num_pairs, small, HELD_OUT_SEED)
+        small_items = [small_dataset[i] for i in range(args.num_pairs)]
         for item, small_item in zip(items, small_items):  # the same scene at both sizes (same aspect ratio)
             expected = rescale_keypoints(small_item["target_keypoints"], small, size)
             if not np.allclose(expected[:, :2], item["target_keypoints"][:, :2], atol=0.5):
