@@ -277,3 +277,18 @@ def test_training_posterior_samples_follow_their_generators(pipe, source):
         mode = pipe.encode_source_latents([source[0]], 64, 64, "cpu")
     torch.testing.assert_close(first, again)
     assert not torch.allclose(first, other) and not torch.allclose(first, mode)
+
+
+def test_unets_in_another_dtype_than_the_frozen_encoders(pipe, source, keypoints):
+    """E.g. fp16 UNets beside an fp32 VAE and CLIP: the source's latents and CLIP embedding reach SourceNet in its
+    dtype, and the result is the all-float64 pipeline's up to the float32 encoders' rounding."""
+    import copy
+
+    reference = copy.deepcopy(pipe).to(torch.float64)
+    for name in ("source_unet", "target_unet", "pose_encoder"):
+        getattr(pipe, name).to(torch.float64)
+    assert pipe.vae.dtype == pipe.image_encoder.dtype == torch.float32
+    mixed, latents = generate(pipe, source, keypoints, latents=None, generator=torch.Generator().manual_seed(0))
+    expected, _ = generate(reference, source, keypoints, latents=None, generator=torch.Generator().manual_seed(0))
+    assert mixed.dtype == torch.float64
+    torch.testing.assert_close(mixed, expected, rtol=1e-4, atol=1e-4)

@@ -585,6 +585,25 @@ def test_frechet_distance_singular_product_adds_eps_to_the_diagonals(caplog):
     )
 
 
+def test_frechet_distance_silences_only_scipys_singular_matrix_warning(monkeypatch):
+    """The `LinAlgWarning` of a singular product is handled (eps on the diagonals); any other warning of `sqrtm`
+    still reaches the caller."""
+    import warnings
+
+    from scipy import linalg
+
+    sqrtm = linalg.sqrtm
+
+    def warning_sqrtm(matrix):
+        warnings.warn("another sqrtm problem", RuntimeWarning, stacklevel=2)
+        return sqrtm(matrix)
+
+    monkeypatch.setattr(linalg, "sqrtm", warning_sqrtm)
+    mu, sigma = np.zeros(2), np.eye(2)
+    with pytest.warns(RuntimeWarning, match="another sqrtm problem"):
+        assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-12)
+
+
 @pytest.mark.parametrize("negative, warns", [(-0.25, True), (-1e-6, False), (-1e-8, False)])
 def test_frechet_distance_warns_above_1e_3_imaginary_part(caplog, negative, warns):
     """sqrtm(diag(negative, 1)) = diag(i sqrt(-negative), 1): imaginary parts 0.5, exactly 1e-3, 1e-4."""
