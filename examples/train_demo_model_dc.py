@@ -208,7 +208,7 @@ def main() -> None:
 `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction), a frozen random CLIP vision
 encoder. Weights in fp16; not a model of real people. Scores on 200 held-out pairs: docs/install.md."""
     shipped = os.path.join(args.output_dir, "shipped")
-    write_shipped_card(shipped, args, "examples/train_demo_model_dc.py", "runs/demo-model-dc", description)
+    write_shipped_card(shipped, args, "examples/train_demo_model_dc.py", "runs/demo-model-dc96", description)
 
 
 if __name__ == "__main__":
