@@ -42,7 +42,7 @@ SELECT[pose_io]="truepose.conditioning.pose.x__is_* truepose.conditioning.pose.x
     truepose.conditioning.pose.x_parse_deepfashion_keypoints__* truepose.conditioning.pose.x_read_*
     truepose.conditioning.pose.x__looks_like_local_path__* truepose.conditioning.pose.x__resolve_files__*
     truepose.conditioning.pose.x__mm_stack_available__* truepose.conditioning.pose.xǁPoseDetectorǁ*"
-TESTS[pose_io]="tests/conditioning/test_pose.py tests/conditioning/test_correctness_pose.py"
+TESTS[pose_io]="tests/conditioning/test_pose.py tests/conditioning/test_pose_io.py tests/conditioning/test_input_forms.py"
 FILE[target_net]=src/truepose/models/target_net.py
 TESTS[target_net]="tests/models/test_correctness_target_net.py tests/models/test_attention.py"
 FILE[pose_encoder]=src/truepose/models/pose_encoder.py
