@@ -111,6 +111,8 @@ for target in "${targets[@]}"; do
         echo "only_mutate = ${FILE[$target]}"
         echo "pytest_add_cli_args_test_selection ="
         for t in ${TESTS[$target]}; do echo "    $t"; done
+        echo "also_copy ="  # tests that read the docs (docs/inputs.md's batching table)
+        echo "    docs"
         echo "pytest_add_cli_args ="
         echo "    -p"
         echo "    no:cacheprovider"
