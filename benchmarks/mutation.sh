@@ -43,6 +43,8 @@ SELECT[pose_io]="truepose.conditioning.pose.x__is_* truepose.conditioning.pose.x
     truepose.conditioning.pose.x__looks_like_local_path__* truepose.conditioning.pose.x__resolve_files__*
     truepose.conditioning.pose.x__mm_stack_available__* truepose.conditioning.pose.xǁPoseDetectorǁ*"
 TESTS[pose_io]="tests/conditioning/test_pose.py tests/conditioning/test_pose_io.py tests/conditioning/test_input_forms.py"
+FILE[image]=src/truepose/conditioning/image.py
+TESTS[image]="tests/conditioning/test_image.py tests/conditioning/test_input_forms.py"
 FILE[target_net]=src/truepose/models/target_net.py
 TESTS[target_net]="tests/models/test_correctness_target_net.py tests/models/test_attention.py"
 FILE[pose_encoder]=src/truepose/models/pose_encoder.py
@@ -91,7 +93,7 @@ SELECT[metrics_io]="truepose.evaluation.metrics.x_parse_size__* truepose.evaluat
     truepose.evaluation.metrics.x__default_device__* truepose.evaluation.metrics.x_default_cache_dir__*
     truepose.evaluation.metrics.x_main__*"
 TESTS[metrics_io]="tests/evaluation/test_evaluation_metrics.py"
-ALL=(parsing target_net train pose pipeline pose_encoder attention pose_io pipeline_io metrics metrics_io)
+ALL=(parsing image target_net train pose pipeline pose_encoder attention pose_io pipeline_io metrics metrics_io)
 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
