@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from truepose.conditioning import to_pil_images
-from truepose.conditioning.image import IMAGE_FORMS, is_batch_of_images, to_pil_image
+from truepose.conditioning.image import IMAGE_FORMS, _to_numpy_batch, is_batch_of_images, to_pil_image
 
 RNG = np.random.default_rng(0)
 PIXELS = RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8)  # (H, W, 3)
@@ -27,6 +27,13 @@ def test_float_images_are_the_uint8_pixels_over_255():
     extremes = np.zeros((2, 2, 3), np.float32)
     extremes[0] = 1.0  # the range's ends are inside it
     np.testing.assert_array_equal(np.asarray(to_pil_image(extremes, "x"))[:, 0, 0], [255, 0])
+
+
+def test_arrays_become_float32_batches_in_0_1():
+    for form in (PIXELS, PIXELS.astype(np.float64) / 255, torch.from_numpy(PIXELS).permute(2, 0, 1)):
+        batch = _to_numpy_batch(form, "x", batch=False)
+        assert batch.dtype == np.float32 and batch.shape == (1, 6, 5, 3)
+        np.testing.assert_allclose(batch[0], PIXELS / 255, atol=1e-6)
 
 
 def test_gray_and_single_channel_forms_become_rgb():
@@ -157,6 +164,8 @@ def test_other_types_are_refused_with_the_accepted_forms():
         to_pil_image([PIXELS], "x")
     with pytest.raises(TypeError, match="^`image` must be one image"):  # the default argument name
         to_pil_image(None)
+    with pytest.raises(TypeError, match="^`image` must be a PIL image"):
+        to_pil_images(None)
 
 
 @pytest.mark.parametrize(

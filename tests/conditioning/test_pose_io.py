@@ -38,6 +38,7 @@ ROWS = [(float(i), float(2 * i)) for i in range(18)]  # one pose as 18 (x, y) tu
         ([range(2), range(2)], False),  # rows must be lists, tuples or 1-D arrays
         ([("1", "2"), ("3", "4")], False),  # strings are not numbers
         ((np.zeros((2, 2)),), False),  # a 2-D row
+        ([np.array([np.zeros(2), np.zeros(3)] + [None], dtype=object)[:2]], False),  # a row of arrays
     ],
 )
 def test_what_a_number_table_is(value, expected):
@@ -76,6 +77,8 @@ def test_as_pose_batch_splits_each_documented_form():
 def test_as_pose_batch_rejects_an_empty_list_and_a_list_of_batches():
     with pytest.raises(ValueError, match=r"^`poses` is an empty list; pass at least one pose\.$"):
         as_pose_batch([], "poses")
+    with pytest.raises(ValueError, match=r"^`target_pose` is an empty list"):  # the default argument name
+        as_pose_batch([])
     keypoints = np.asarray(ROWS, dtype=np.float32)
     for batch in (np.stack([keypoints, keypoints]), torch.zeros(2, 3, 8, 8)):
         message = (
@@ -159,6 +162,12 @@ def test_resolve_files_names_every_missing_file_and_the_hub_repo(tmp_path):
         pose_module._resolve_files(tmp_path, ("a.pth", "b.pth"), None, False, "openpose")
     with pytest.raises(OSError, match=r"https://huggingface\.co/wanghaofan/dw-ll_ucoco_384\)"):
         pose_module._resolve_files(tmp_path, ("a.pth",), None, False, "dwpose")
+
+
+def test_an_openpose_folder_without_the_body_model_names_the_openpose_hub_repo(tmp_path):
+    with pytest.raises(OSError, match=r"^openpose: the folder .* lacks body_pose_model\.pth\. Download "
+                       r"body_pose_model\.pth \(e\.g\. from https://huggingface\.co/lllyasviel/Annotators\)"):  # fmt: skip
+        PoseDetector.from_pretrained(tmp_path)
 
 
 class RecordingHub:
