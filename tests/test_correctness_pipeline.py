@@ -292,3 +292,37 @@ def test_unets_in_another_dtype_than_the_frozen_encoders(pipe, source, keypoints
     expected, _ = generate(reference, source, keypoints, latents=None, generator=torch.Generator().manual_seed(0))
     assert mixed.dtype == torch.float64
     torch.testing.assert_close(mixed, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_initial_noise_is_drawn_in_the_unets_dtype(pipe):
+    """Noise is drawn directly in the requested dtype (float64 noise is another stream than float32 noise cast up),
+    and latents a caller passes are cast to it."""
+    shape = (2, 4, 16, 16)  # 32x32 images, the tiny VAE's factor 2
+    generator = torch.Generator().manual_seed(3)
+    noise = pipe.prepare_latents(2, 32, 32, torch.float64, torch.device("cpu"), torch.Generator().manual_seed(3))
+    expected = torch.randn(shape, generator=generator, dtype=torch.float64) * pipe.scheduler.init_noise_sigma
+    assert noise.dtype == torch.float64
+    torch.testing.assert_close(noise, expected, rtol=0, atol=0)
+    given = torch.randn(shape, generator=torch.Generator().manual_seed(4))
+    cast = pipe.prepare_latents(2, 32, 32, torch.float64, torch.device("cpu"), None, latents=given)
+    assert cast.dtype == torch.float64
+    torch.testing.assert_close(cast, given.double() * pipe.scheduler.init_noise_sigma)
+
+
+def test_prepare_latents_names_the_mismatch(pipe):
+    cpu = torch.device("cpu")
+    generators = [torch.Generator().manual_seed(0)]
+    with pytest.raises(ValueError, match=r"^`generator` is a list of 1 generators for 2 images\.$"):
+        pipe.prepare_latents(2, 32, 32, torch.float32, cpu, generators)
+    with pytest.raises(ValueError, match=r"^`latents` must have shape \(1, 4, 16, 16\), got \(1, 4, 8, 8\)\.$"):
+        pipe.prepare_latents(1, 32, 32, torch.float32, cpu, None, latents=torch.zeros(1, 4, 8, 8))
+
+
+def test_projecting_the_source_first_asks_an_offload_hook_to_move_targetnet(pipe):
+    """Under model CPU offload, projecting the source is not a `forward`, so TargetNet's hook is called by hand."""
+    moved = []
+    pipe.target_unet._hf_hook = type("Hook", (), {"pre_forward": lambda self, module: moved.append(module)})()
+    pipe.target_unet.project_source = lambda references: moved.append("projected") or references
+    references = {"a layer": "its reference"}
+    assert pipe.project_source(references) is references
+    assert moved == [pipe.target_unet, "projected"]  # moved first, then projected
