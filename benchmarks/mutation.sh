@@ -65,7 +65,8 @@ SELECT[pipeline_io]="truepose.pipeline.x_* truepose.pipeline.xǁTruePosePipeline
     truepose.pipeline.xǁTruePosePipelineǁencode_image__* truepose.pipeline.xǁTruePosePipelineǁparse_sources__*
     truepose.pipeline.xǁTruePosePipelineǁprepare_pose__* truepose.pipeline.xǁTruePosePipelineǁencode_pose__*
     truepose.pipeline.xǁTruePosePipelineǁcanonical_inputs__*"
-TESTS[pipeline_io]="tests/test_correctness_pipeline.py tests/test_pipeline.py"
+TESTS[pipeline_io]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/test_bad_inputs.py
+    tests/test_conventions.py tests/test_from_stable_diffusion.py tests/conditioning/test_input_forms.py"
 FILE[train]=src/truepose/train.py
 SELECT[train]="truepose.train.x_training_loss__*"
 TESTS[train]="tests/test_correctness_train.py"
@@ -92,7 +93,8 @@ SELECT[metrics_io]="truepose.evaluation.metrics.x_parse_size__* truepose.evaluat
     truepose.evaluation.metrics.x__loader__* truepose.evaluation.metrics.x__progress__*
     truepose.evaluation.metrics.x__default_device__* truepose.evaluation.metrics.x_default_cache_dir__*
     truepose.evaluation.metrics.x_main__*"
-TESTS[metrics_io]="tests/evaluation/test_evaluation_metrics.py"
+TESTS[metrics_io]="tests/evaluation/test_evaluation_metrics.py tests/evaluation/test_evaluation_regions.py
+    tests/test_bad_inputs.py"
 ALL=(parsing image target_net train pose pipeline pose_encoder attention pose_io pipeline_io metrics metrics_io)
 
 targets=("$@")
