@@ -326,3 +326,14 @@ def test_projecting_the_source_first_asks_an_offload_hook_to_move_targetnet(pipe
     references = {"a layer": "its reference"}
     assert pipe.project_source(references) is references
     assert moved == [pipe.target_unet, "projected"]  # moved first, then projected
+
+
+def test_the_callback_sees_each_step_and_its_timestep_35_steps_by_default(pipe, source, keypoints):
+    seen = []
+
+    def record(pipeline, step, timestep, callback_kwargs):
+        seen.append((step, int(timestep)))
+        return callback_kwargs
+
+    pipe(source[0], keypoints, source_parsing=source[1], output_type="latent", callback_on_step_end=record)
+    assert seen == list(enumerate(pipe.scheduler.timesteps.tolist())) and len(seen) == 35
