@@ -93,7 +93,7 @@ SELECT[metrics_io]="truepose.evaluation.metrics.x_parse_size__* truepose.evaluat
     truepose.evaluation.metrics.x__loader__* truepose.evaluation.metrics.x__progress__*
     truepose.evaluation.metrics.x__default_device__* truepose.evaluation.metrics.x_default_cache_dir__*
     truepose.evaluation.metrics.x_main__*"
-TESTS[metrics_io]="tests/evaluation/test_evaluation_metrics.py tests/evaluation/test_evaluation_regions.py
+TESTS[metrics_io]="tests/evaluation/test_evaluation_metrics.py tests/evaluation/test_metrics_io.py tests/evaluation/test_evaluation_regions.py
     tests/test_bad_inputs.py"
 ALL=(parsing image target_net train pose pipeline pose_encoder attention pose_io pipeline_io metrics metrics_io)
 
