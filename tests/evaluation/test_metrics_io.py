@@ -1,10 +1,12 @@
 """The metrics' input/output code case by case: where the FID cache lives, which device scores, the parsing maps a
 run needs, the files a run writes and the options `truepose metrics` passes on."""
 
+import hashlib
 import json
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +82,79 @@ def test_truepose_metrics_passes_every_option_on(tmp_path, monkeypatch, capsys):
     del calls["write"]
     metrics.main(["real", "fake"])  # no --json: nothing written
     assert "write" not in calls and calls["compute_metrics"][2]["size"] == "256x176"
+
+
+@pytest.fixture
+def real_folder(tmp_path):
+    """Three 8x8 images and a stand-in Inception weight file."""
+    from PIL import Image
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folder / f"{i}.png")
+    (tmp_path / "weights.pth").write_bytes(b"1234")
+    return folder
+
+
+def test_the_real_statistics_key_names_everything_the_statistics_depend_on(real_folder):
+    weights = real_folder.parent / "weights.pth"
+    key = metrics._real_statistics_key(real_folder, (8, 6), ["0.png", "1.png"], weights, "torchvision", 2048)
+    assert key == {
+        "folder": str(real_folder.resolve()),
+        "size": [8, 6],
+        "num_images": 2,
+        "names_sha1": hashlib.sha1(b"0.png\n1.png").hexdigest(),
+        "fid_backbone": "torchvision",
+        "fid_dims": 2048,
+        "inception_weights": ["weights.pth", 4, int(weights.stat().st_mtime)],
+    }
+
+
+def test_real_statistics_loads_the_backbone_computes_once_and_caches_by_key(real_folder, monkeypatch):
+    weights = real_folder.parent / "weights.pth"
+    calls, logged = [], []
+    model = object()
+    mu, sigma = np.arange(3.0), np.eye(3)
+
+    def load_fid_backbone(backbone, weights_path, dims, device):
+        calls.append(("load", backbone, weights_path, dims, device))
+        return model
+
+    def folder_statistics(folder, used_model, size, names, batch_size, num_workers):
+        calls.append(("statistics", folder, used_model is model, size, names, batch_size, num_workers))
+        return mu, sigma, len(names)
+
+    monkeypatch.setattr(metrics, "load_fid_backbone", load_fid_backbone)
+    monkeypatch.setattr(metrics, "folder_statistics", folder_statistics)
+    monkeypatch.setattr(metrics.logger, "info", logged.append)
+    monkeypatch.setenv("HOME", str(real_folder.parent))
+    monkeypatch.delenv(metrics.CACHE_ENV, raising=False)
+    got = metrics.real_statistics(real_folder, "8x6", inception_weights_path=weights)
+    assert calls == [
+        ("load", "torchvision", weights, 2048, "cpu"),
+        ("statistics", real_folder, True, (8, 6), ["0.png", "1.png", "2.png"], 32, 0),
+    ]
+    key = metrics._real_statistics_key(real_folder, (8, 6), ["0.png", "1.png", "2.png"], weights, "torchvision", 2048)
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    cache_file = real_folder.parent / ".cache/truepose/fid_stats" / f"train_8x6_{digest}.npz"  # folders created
+    assert [path.name for path in cache_file.parent.iterdir()] == [cache_file.name]
+    with np.load(cache_file) as cached:
+        assert str(cached["key"]) == json.dumps(key, sort_keys=True)
+        np.testing.assert_array_equal(cached["mu"], mu)
+    np.testing.assert_array_equal(got[1], sigma)
+    assert logged == [f"FID: cached real-set statistics in {cache_file}"]
+    calls.clear()
+    again = metrics.real_statistics(real_folder, "8x6", inception_weights_path=weights, device="meta", batch_size=2)
+    assert calls == [] and logged[-1] == f"FID: reusing real-set statistics from {cache_file}"
+    np.testing.assert_array_equal(again[0], mu)
+    other_cache = real_folder.parent / "my" / "cache"
+    metrics.real_statistics(real_folder, "8x6", inception_weights_path=weights, cache_dir=other_cache,
+                            device="meta", batch_size=2, num_workers=1)  # fmt: skip
+    assert calls == [
+        ("load", "torchvision", weights, 2048, "meta"),
+        ("statistics", real_folder, True, (8, 6), ["0.png", "1.png", "2.png"], 2, 1),
+    ]
+    assert (other_cache / cache_file.name).is_file()
+    with pytest.raises(ValueError, match=r"^`fid_dims` must be 2048 with the torchvision backbone, got 64\.$"):
+        metrics.real_statistics(real_folder, "8x6", inception_weights_path=weights, fid_dims=64)
