@@ -9,7 +9,8 @@ import pytest
 import torch
 from diffusers import EulerDiscreteScheduler
 
-from truepose.testing import tiny_pipeline
+from truepose.conditioning import retarget_keypoints
+from truepose.testing import tiny_person, tiny_pipeline
 
 STEPS = 2
 
@@ -337,3 +338,38 @@ def test_the_callback_sees_each_step_and_its_timestep_35_steps_by_default(pipe, 
 
     pipe(source[0], keypoints, source_parsing=source[1], output_type="latent", callback_on_step_end=record)
     assert seen == list(enumerate(pipe.scheduler.timesteps.tolist())) and len(seen) == 35
+
+
+def test_one_pose_for_many_sources_is_used_for_each(pipe, keypoints):
+    people = [tiny_person(0), tiny_person(1)]
+    latents = torch.randn(2, 4, 32, 32, generator=torch.Generator().manual_seed(7))
+    kwargs = {"num_inference_steps": STEPS, "output_type": "latent"}
+    together = pipe([p[0] for p in people], keypoints, source_parsing=[p[1] for p in people], latents=latents,
+                    **kwargs).images  # fmt: skip
+    for i, (image, parsing) in enumerate(people):
+        alone = pipe(image, keypoints, source_parsing=parsing, latents=latents[i : i + 1], **kwargs).images
+        torch.testing.assert_close(together[i : i + 1], alone)
+
+
+def test_a_photo_pose_is_retargeted_onto_the_source_persons_proportions(pipe, source, keypoints):
+    """``retarget_pose=True``: the detector reads the target photo and the source image; the drawn pose is
+    `retarget_keypoints(target, source)`, exactly as if those keypoints had been passed."""
+    photo = PIL.Image.new("RGB", (64, 64), (200, 30, 30))
+    present = keypoints[:, 2] > 0
+    target_keypoints = keypoints.copy()
+    target_keypoints[present, 1] = 20 + 0.6 * (keypoints[present, 1] - 20)  # a shorter person
+    source_keypoints = keypoints
+    seen = []
+
+    def detector(image):
+        is_target = image.getpixel((0, 0)) == (200, 30, 30)
+        seen.append("target" if is_target else "source")
+        return target_keypoints if is_target else source_keypoints
+
+    retargeted = retarget_keypoints(target_keypoints, source_keypoints)
+    assert not np.allclose(retargeted[present, :2], target_keypoints[present, :2])  # retargeting changes the pose
+    from_photo, _ = generate(pipe, source, photo, target_pose_is_photo=True, pose_detector=detector,
+                             retarget_pose=True)  # fmt: skip
+    from_keypoints, _ = generate(pipe, source, retargeted)
+    assert sorted(seen) == ["source", "target"]
+    torch.testing.assert_close(from_photo, from_keypoints)
