@@ -158,3 +158,33 @@ def test_real_statistics_loads_the_backbone_computes_once_and_caches_by_key(real
     assert (other_cache / cache_file.name).is_file()
     with pytest.raises(ValueError, match=r"^`fid_dims` must be 2048 with the torchvision backbone, got 64\.$"):
         metrics.real_statistics(real_folder, "8x6", inception_weights_path=weights, fid_dims=64)
+
+
+def test_the_markdown_table_written_out():
+    results = {"size": "256x176", "fid": 6.37149, "fid_backbone": "torchvision", "fid_dims": 2048, "lpips": 0.123456,
+               "ssim": 0.7, "ssim_256": None, "psnr": float("inf"), "num_images": 12}  # fmt: skip
+    assert metrics.format_markdown(results, name="Ours", include_paper=False) == (
+        "| Method | Size | FID ↓ | LPIPS ↓ | SSIM ↑ | SSIM_256 σ=1.5 ↑ | PSNR ↑ |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| Ours | 256x176 | 6.371 (torchvision) | 0.1235 | 0.7000 | n/a | inf |\n"
+        "\n"
+        "12 image pairs; SSIM: win 51 on [0,1]; SSIM_256: gaussian σ=1.5 on 0-255. FID backbones: torchvision = "
+        "torchvision Inception-v3 IMAGENET1K_V1 (CFLD's evaluation), pytorch-fid = TF-Inception pt_inception-2015-12-05 "
+        "(PIDM, PCDMs, GFLA scripts); FIDs of different backbones are not comparable.\n"
+    )
+    forced = {"fid": 1.0, "fid_backbone": None, "fid_dims": 64, "fid_reliable": False, "ssim_256_sigma": 1.2,
+              "fid_real_set": "train", "fid_real_dir": "/data/train"}  # fmt: skip
+    table = metrics.format_markdown(forced)
+    lines = table.splitlines()
+    assert lines[0] == "| Method | Size | FID ↓ | LPIPS ↓ | SSIM ↑ | SSIM_256 σ=1.2 ↑ | PSNR ↑ |"
+    assert lines[2] == "| This run | n/a | 1.000 (backbone unknown, 64-d) | n/a | n/a | n/a | n/a |"
+    assert lines[3] == "| TruePose (paper) | 512x352 | n/a | 0.1510 | 0.7440 | n/a | 17.627 |"
+    assert lines[5].startswith(
+        "? image pairs; SSIM: win 51 on [0,1]; SSIM_256: gaussian σ=1.2 on 0-255. FID backbones"
+    )
+    assert lines[5].endswith(
+        " FID real set: train (/data/train). FID forced on fewer than 65 images per set: not meaningful."
+    )
+    assert len(lines) == 6 and table.endswith("\n")
+    no_fid = metrics.format_markdown({"num_images": 3}, include_paper=False)
+    assert no_fid.splitlines()[-1] == "3 image pairs; SSIM: win 51 on [0,1]; SSIM_256: gaussian σ=1.5 on 0-255."
