@@ -373,3 +373,22 @@ def test_a_photo_pose_is_retargeted_onto_the_source_persons_proportions(pipe, so
     from_keypoints, _ = generate(pipe, source, retargeted)
     assert sorted(seen) == ["source", "target"]
     torch.testing.assert_close(from_photo, from_keypoints)
+
+
+def test_parsing_masks_follow_the_given_label_map(pipe, source):
+    """A LIP map: id 18 is a shoe in LIP and no label in ATR, 13 the face in LIP and a leg in ATR; the masks must come
+    from the table given."""
+    from truepose.conditioning import parsing as parsing_utils
+
+    parsing = np.zeros((64, 64), np.int64)  # the source image's size
+    parsing[8:56, 16:32], parsing[52:60, 32:48], parsing[4:12, 20:44] = 5, 18, 13  # upper clothes, left shoe, face
+    lip = parsing_utils.get_label_map("lip")
+    assert not np.array_equal(parsing_utils.person_mask(parsing, "lip"), parsing_utils.person_mask(parsing, "atr"))
+    person, regions, embeds = pipe.encode_parsing([source[0]], [parsing], lip, torch.device("cpu"))
+    np.testing.assert_array_equal(person[0, 0].numpy(), parsing_utils.person_mask(parsing, "lip"))
+    names, expected = parsing_utils.region_masks(parsing, "lip")
+    assert regions.shape == (1, len(names), 64, 64)  # padded to the largest count only
+    np.testing.assert_array_equal(regions[0].numpy(), expected)
+    assert embeds.shape[:2] == (1, len(names)) and (embeds != 0).any(dim=2).all()
+    one_region = np.where(parsing == 5, 5, 0)
+    assert pipe.encode_parsing([source[0]], [one_region], lip, torch.device("cpu"))[1].shape == (1, 1, 64, 64)
