@@ -57,7 +57,8 @@ SELECT[pipeline]="truepose.pipeline.xǁTruePosePipelineǁencode_parsing__* truep
     truepose.pipeline.xǁTruePosePipelineǁdecode_latents__* truepose.pipeline.xǁTruePosePipelineǁdenoise__*
     truepose.pipeline.xǁTruePosePipelineǁprepare_extra_step_kwargs__* truepose.pipeline.xǁTruePosePipelineǁ__call____*
     truepose.pipeline.xǁTruePosePipelineǁdo_classifier_free_guidance__* truepose.pipeline.xǁTruePosePipelineǁproject_source__*"
-TESTS[pipeline]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/test_bad_inputs.py"
+TESTS[pipeline]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/test_bad_inputs.py
+    tests/test_correctness_train.py"
 FILE[pipeline_io]=src/truepose/pipeline.py
 SELECT[pipeline_io]="truepose.pipeline.x_* truepose.pipeline.xǁTruePosePipelineǁ__init____*
     truepose.pipeline.xǁTruePosePipelineǁfrom_* truepose.pipeline.xǁTruePosePipelineǁsave_pretrained__*
