@@ -392,3 +392,18 @@ def test_parsing_masks_follow_the_given_label_map(pipe, source):
     assert embeds.shape[:2] == (1, len(names)) and (embeds != 0).any(dim=2).all()
     one_region = np.where(parsing == 5, 5, 0)
     assert pipe.encode_parsing([source[0]], [one_region], lip, torch.device("cpu"))[1].shape == (1, 1, 64, 64)
+
+
+def test_half_precision_unets_beside_float32_encoders(pipe, source, keypoints):
+    """fp16 UNets beside a float32 pose encoder and CLIP (whose pose features and region embeddings TargetNet casts
+    where they enter) give the float32 pipeline's result up to float16 rounding."""
+    import copy
+
+    reference = copy.deepcopy(pipe)
+    pipe.source_unet.half()
+    pipe.target_unet.half()
+    assert pipe.pose_encoder.dtype == pipe.image_encoder.dtype == torch.float32
+    half, _ = generate(pipe, source, keypoints, latents=None, generator=torch.Generator().manual_seed(0))
+    full, _ = generate(reference, source, keypoints, latents=None, generator=torch.Generator().manual_seed(0))
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), full, rtol=0, atol=0.05)
