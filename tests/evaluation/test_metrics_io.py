@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from truepose.evaluation import metrics
+from truepose.evaluation.regions import format_region_markdown
 
 
 def test_the_fid_cache_is_under_home_unless_the_environment_names_a_folder(tmp_path, monkeypatch):
@@ -162,11 +163,11 @@ def test_real_statistics_loads_the_backbone_computes_once_and_caches_by_key(real
 
 def test_the_markdown_table_written_out():
     results = {"size": "256x176", "fid": 6.37149, "fid_backbone": "torchvision", "fid_dims": 2048, "lpips": 0.123456,
-               "ssim": 0.7, "ssim_256": None, "psnr": float("inf"), "num_images": 12}  # fmt: skip
+               "ssim": 0.7, "ssim_256": 0.812345, "psnr": float("inf"), "num_images": 12}  # fmt: skip
     assert metrics.format_markdown(results, name="Ours", include_paper=False) == (
         "| Method | Size | FID ↓ | LPIPS ↓ | SSIM ↑ | SSIM_256 σ=1.5 ↑ | PSNR ↑ |\n"
         "|---|---|---|---|---|---|---|\n"
-        "| Ours | 256x176 | 6.371 (torchvision) | 0.1235 | 0.7000 | n/a | inf |\n"
+        "| Ours | 256x176 | 6.371 (torchvision) | 0.1235 | 0.7000 | 0.8123 | inf |\n"
         "\n"
         "12 image pairs; SSIM: win 51 on [0,1]; SSIM_256: gaussian σ=1.5 on 0-255. FID backbones: torchvision = "
         "torchvision Inception-v3 IMAGENET1K_V1 (CFLD's evaluation), pytorch-fid = TF-Inception pt_inception-2015-12-05 "
@@ -188,3 +189,27 @@ def test_the_markdown_table_written_out():
     assert len(lines) == 6 and table.endswith("\n")
     no_fid = metrics.format_markdown({"num_images": 3}, include_paper=False)
     assert no_fid.splitlines()[-1] == "3 image pairs; SSIM: win 51 on [0,1]; SSIM_256: gaussian σ=1.5 on 0-255."
+
+    regions = {"upper_clothes": {"num_images": 2, "area": 0.25, "ssim": 0.5, "psnr": 20.0, "lpips": None}}
+    with_regions = metrics.format_markdown({**results, "regions": regions}, name="Ours", include_paper=False)
+    expected = metrics.format_markdown(results, name="Ours", include_paper=False)
+    assert with_regions == expected + "\n" + format_region_markdown(regions)
+
+
+def test_image_folders_read_the_given_names_or_all(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (6, 4), (80 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    assert metrics.load_image_folder(tmp_path, (4, 6)).shape == (3, 4, 6, 3)
+    chosen = metrics.load_image_folder(tmp_path, (4, 6), names=["2.png"])
+    assert chosen.shape == (1, 4, 6, 3) and chosen[0, 0, 0, 0] == 160
+    empty = metrics.load_image_folder(tmp_path, (4, 6), names=[])
+    assert empty.shape == (0, 4, 6, 3) and empty.dtype == np.uint8
+
+    def first_values(batch):  # a stand-in backbone: three numbers per image
+        return batch.float().reshape(len(batch), -1)[:, :3]
+
+    mu, _, count = metrics.folder_statistics(tmp_path, first_values, (4, 6), names=["0.png", "2.png"])
+    assert count == 2 and mu.shape == (3,)
+    assert metrics.folder_statistics(tmp_path, first_values, (4, 6))[2] == 3
