@@ -213,3 +213,27 @@ def test_image_folders_read_the_given_names_or_all(tmp_path):
     mu, _, count = metrics.folder_statistics(tmp_path, first_values, (4, 6), names=["0.png", "2.png"])
     assert count == 2 and mu.shape == (3,)
     assert metrics.folder_statistics(tmp_path, first_values, (4, 6))[2] == 3
+
+
+def test_fid_backbones_load_frozen_and_name_a_file_that_is_not_a_state_dict(
+    inception_weights, pytorch_fid_weights, tmp_path
+):
+    torchvision_model = metrics.load_inception(inception_weights)
+    pytorch_fid_model = metrics.load_pytorch_fid_inception(pytorch_fid_weights, dims=64)
+    assert pytorch_fid_model.feature_dim == 64
+    for model in (torchvision_model, pytorch_fid_model):
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+    not_a_dict = tmp_path / "weights.pth"
+    torch.save(torch.zeros(1), not_a_dict)
+    with pytest.raises(ValueError, match=rf"^Inception-v3: {re.escape(repr(str(not_a_dict)))} is not a state dict"):
+        metrics.load_inception(not_a_dict)
+    with pytest.raises(ValueError, match=r"^pytorch-fid Inception: '.*weights\.pth' is not a state dict \(got Tensor"):
+        metrics.load_pytorch_fid_inception(not_a_dict)
+    with pytest.raises(ValueError, match=r"^`fid_dims` must be one of \(64, 192, 768, 2048\) with pytorch-fid"):
+        metrics.load_pytorch_fid_inception(pytorch_fid_weights, dims=100)
+    wrong_keys = tmp_path / "other.pth"
+    torch.save({"x": torch.zeros(1)}, wrong_keys)
+    with pytest.raises(ValueError, match=rf"^{re.escape(repr(str(wrong_keys)))} is not a torchvision Inception-v3"):
+        metrics.load_inception(wrong_keys)
+    with pytest.raises(ValueError, match=rf"^{re.escape(repr(str(wrong_keys)))} is not pytorch-fid's TF-Inception"):
+        metrics.load_pytorch_fid_inception(wrong_keys)
