@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,3 +238,34 @@ def test_fid_backbones_load_frozen_and_name_a_file_that_is_not_a_state_dict(
         metrics.load_inception(wrong_keys)
     with pytest.raises(ValueError, match=rf"^{re.escape(repr(str(wrong_keys)))} is not pytorch-fid's TF-Inception"):
         metrics.load_pytorch_fid_inception(wrong_keys)
+
+
+def test_check_weight_files_finds_both_by_default_and_lists_every_missing_one(
+    alexnet_weights, inception_weights, tmp_path, monkeypatch
+):
+    for variable in (metrics.ALEXNET_ENV, metrics.INCEPTION_ENV):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty torch hub cache
+    found = metrics.check_weight_files(lpips_backbone_path=alexnet_weights, inception_weights_path=inception_weights)
+    assert found == {"lpips": Path(alexnet_weights), "fid": Path(inception_weights)}
+    with pytest.raises(FileNotFoundError) as one:
+        metrics.check_weight_files(compute_lpips=False, inception_weights_path=tmp_path / "none.pth")
+    assert str(one.value).startswith("FID (torchvision Inception-v3) needs the weight file")
+    with pytest.raises(FileNotFoundError) as both:
+        metrics.check_weight_files(lpips_backbone_path=tmp_path / "a.pth", inception_weights_path=tmp_path / "b.pth")
+    message = str(both.value)
+    assert message.startswith("2 weight files are missing:\n- LPIPS (AlexNet backbone) needs the weight file")
+    assert "\n- FID (torchvision Inception-v3) needs the weight file" in message
+
+
+def test_load_fid_backbone_loads_the_given_file_of_the_given_backbone(
+    inception_weights, pytorch_fid_weights, tmp_path, monkeypatch
+):
+    for variable in (metrics.INCEPTION_ENV, metrics.PYTORCH_FID_ENV):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # only the given files exist
+    assert isinstance(metrics.load_fid_backbone("torchvision", inception_weights), metrics.InceptionFeatureExtractor)
+    pytorch_fid = metrics.load_fid_backbone("pytorch-fid", pytorch_fid_weights, dims=192)
+    assert isinstance(pytorch_fid, metrics.PytorchFIDFeatureExtractor) and pytorch_fid.feature_dim == 192
+    with pytest.raises(ValueError, match=r"^`fid_dims` must be 2048 with the torchvision backbone, got 64\.$"):
+        metrics.load_fid_backbone("torchvision", inception_weights, dims=64)
