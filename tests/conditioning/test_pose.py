@@ -267,36 +267,6 @@ def test_prepare_pose_image_errors(skeleton):
 # --- PoseDetector ---------------------------------------------------------------------------------------------
 
 
-class FakeOpenpose:
-    """Stands in for controlnet_aux's OpenposeDetector: two people, normalised to the resized frame."""
-
-    def __init__(self):
-        self.seen_shape = None
-
-    def detect_poses(self, image):
-        from controlnet_aux.open_pose import BodyResult, Keypoint, PoseResult
-
-        self.seen_shape = image.shape
-        small = [Keypoint(0.1 + 0.01 * i, 0.1 + 0.01 * i) for i in range(18)]
-        large = [Keypoint(0.2 + 0.04 * i, 0.05 + 0.05 * i) if i != 3 else None for i in range(18)]
-        return [PoseResult(BodyResult(k, 1.0, 18), None, None, None) for k in (small, large)]
-
-
-def test_pose_detector_maps_back_to_the_image_frame():
-    fake = FakeOpenpose()
-    detector = PoseDetector(fake, kind="openpose", detect_resolution=128)
-    image = PIL.Image.new("RGB", (100, 150))
-    keypoints = detector(image)
-    assert fake.seen_shape[:2] == (192, 128)  # controlnet_aux resized to multiples of 64
-    assert keypoints.shape == (18, 3)
-    np.testing.assert_array_equal(keypoints[3], [-1, -1, 0])
-    i = np.array([0, 1, 2, 4, 17])
-    # normalised x * 128 in the resized frame, mapped pixel-centre aligned back to width 100 (height 150 from 192)
-    np.testing.assert_allclose(keypoints[i, 0], ((0.2 + 0.04 * i) * 128 + 0.5) * 100 / 128 - 0.5, atol=1e-3)
-    np.testing.assert_allclose(keypoints[i, 1], ((0.05 + 0.05 * i) * 192 + 0.5) * 150 / 192 - 0.5, atol=1e-3)
-    assert len(detector.detect(image)) == 2
-
-
 def test_pose_detector_random_weights_finds_no_person(openpose_dir):
     from skimage.data import astronaut
 

@@ -351,14 +351,16 @@ def test_to_moves_the_network_of_each_kind():
 
 
 class FakeOpenpose:
-    """Stands in for controlnet_aux's `OpenposeDetector`: the given people, normalised to the resized frame."""
+    """Stands in for controlnet_aux's `OpenposeDetector`: the given people (normalised to the resized frame, `x < 0`
+    for a missing joint); records the shape of the image it was given."""
 
     def __init__(self, people):
-        self.people = people
+        self.people, self.seen_shape = people, None
 
     def detect_poses(self, image):
         from controlnet_aux.open_pose import BodyResult, Keypoint, PoseResult
 
+        self.seen_shape = image.shape
         bodies = [[Keypoint(x, y) if x >= 0 else None for x, y in person] for person in self.people]
         return [PoseResult(BodyResult(k, 1.0, 18), None, None, None) for k in bodies]
 
@@ -367,6 +369,23 @@ def box_person(x0: float, x1: float, y0: float, y1: float) -> list[tuple[float, 
     """18 normalised joints whose bounding box is [x0, x1] x [y0, y1] (joint 5 missing)."""
     xs, ys = np.linspace(x0, x1, 18), np.linspace(y0, y1, 18)
     return [(-1.0, -1.0) if i == 5 else (float(x), float(y)) for i, (x, y) in enumerate(zip(xs, ys))]
+
+
+def test_pose_detector_maps_back_to_the_image_frame():
+    small = [(0.1 + 0.01 * i, 0.1 + 0.01 * i) for i in range(18)]
+    large = [(0.2 + 0.04 * i, 0.05 + 0.05 * i) if i != 3 else (-1.0, -1.0) for i in range(18)]
+    fake = FakeOpenpose([small, large])
+    detector = PoseDetector(fake, kind="openpose", detect_resolution=128)
+    image = PIL.Image.new("RGB", (100, 150))
+    keypoints = detector(image)
+    assert fake.seen_shape[:2] == (192, 128)  # controlnet_aux resized to multiples of 64
+    assert keypoints.shape == (18, 3)
+    np.testing.assert_array_equal(keypoints[3], [-1, -1, 0])
+    i = np.array([0, 1, 2, 4, 17])
+    # normalised x * 128 in the resized frame, mapped pixel-centre aligned back to width 100 (height 150 from 192)
+    np.testing.assert_allclose(keypoints[i, 0], ((0.2 + 0.04 * i) * 128 + 0.5) * 100 / 128 - 0.5, atol=1e-3)
+    np.testing.assert_allclose(keypoints[i, 1], ((0.05 + 0.05 * i) * 192 + 0.5) * 150 / 192 - 0.5, atol=1e-3)
+    assert len(detector.detect(image)) == 2
 
 
 def test_detect_marks_found_joints_with_confidence_1_and_names_the_image_argument():
