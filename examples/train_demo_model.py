@@ -52,6 +52,11 @@ def _synthetic_pixels(dataset: SyntheticPoseDataset, step: int, batch_size: int)
     return pixels.permute(0, 3, 1, 2)
 
 
+def reconstruction_loss(reconstruction: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """The demo autoencoders' training loss: L1 + MSE between a reconstruction and its pixels `(N, 3, H, W)`."""
+    return F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels)
+
+
 def train_vae(vae: AutoencoderTiny, steps: int, size: tuple[int, int], batch_size: int, seed: int) -> AutoencoderTiny:
     """Autoencoder training with L1 + MSE reconstruction; latents then scaled to unit variance (SD's scaling_factor)."""
     torch.manual_seed(seed)
@@ -63,7 +68,7 @@ def train_vae(vae: AutoencoderTiny, steps: int, size: tuple[int, int], batch_siz
     for step in range(steps):
         pixels = _synthetic_pixels(dataset, step, batch_size)
         reconstruction = vae.decode(vae.encode(pixels).latents).sample
-        loss = F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels)
+        loss = reconstruction_loss(reconstruction, pixels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

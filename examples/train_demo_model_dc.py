@@ -20,9 +20,15 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderDC, UNet2DConditionModel
-from train_demo_model import EMBED_DIM, _synthetic_pixels, assemble_pipeline, train_unets, write_shipped_card
+from train_demo_model import (
+    EMBED_DIM,
+    _synthetic_pixels,
+    assemble_pipeline,
+    reconstruction_loss,
+    train_unets,
+    write_shipped_card,
+)
 
 from truepose import TruePosePipeline
 from truepose.data import SyntheticPoseDataset
@@ -89,7 +95,7 @@ def train_vae(vae: AutoencoderDC, args: argparse.Namespace, checkpoint: str) -> 
     for step in range(first_step, steps):
         pixels = random_crops(_synthetic_pixels(dataset, step, batch_size), 64, torch.Generator().manual_seed(step))
         reconstruction = vae.decode(vae.encode(pixels).latent).sample
-        loss = F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels)
+        loss = reconstruction_loss(reconstruction, pixels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -115,7 +121,7 @@ def train_vae(vae: AutoencoderDC, args: argparse.Namespace, checkpoint: str) -> 
         with torch.no_grad():
             latents = vae.encode(pixels).latent
         reconstruction = vae.decode(latents).sample
-        loss = F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels)
+        loss = reconstruction_loss(reconstruction, pixels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
