@@ -269,3 +269,158 @@ def test_load_fid_backbone_loads_the_given_file_of_the_given_backbone(
     assert isinstance(pytorch_fid, metrics.PytorchFIDFeatureExtractor) and pytorch_fid.feature_dim == 192
     with pytest.raises(ValueError, match=r"^`fid_dims` must be 2048 with the torchvision backbone, got 64\.$"):
         metrics.load_fid_backbone("torchvision", inception_weights, dims=64)
+
+
+class MeanDistance(torch.nn.Module):
+    """A stand-in LPIPS model: the mean absolute difference per image (per pixel with `spatial`)."""
+
+    def __init__(self, spatial: bool):
+        super().__init__()
+        self.spatial = spatial
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # `lpips_distance` reads the device off a parameter
+
+    def forward(self, real, fake, normalize):
+        distance = (real - fake).abs().mean(1, keepdim=True)
+        return distance if self.spatial else distance.mean((2, 3), keepdim=True)
+
+
+@pytest.fixture
+def scoring_folders(tmp_path):
+    """65 pairs `p00`..`p64` of 24x16 images with their ATR parsing maps, and a pair `q` outside the named set
+    (scored at 56x52: SSIM needs 51x51)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder in ("real", "fake", "parsing"):
+        (tmp_path / folder).mkdir()
+    parsing = np.zeros((24, 16), np.uint8)
+    parsing[4:20, 4:12] = 4  # ATR upper clothes
+    for stem in [f"p{i:02d}" for i in range(65)] + ["q"]:
+        real = rng.integers(0, 256, (24, 16, 3), dtype=np.uint8)
+        Image.fromarray(real).save(tmp_path / "real" / f"{stem}.png")
+        Image.fromarray(255 - real).save(tmp_path / "fake" / f"{stem}.png")
+        Image.fromarray(parsing).save(tmp_path / "parsing" / f"{stem}.png")
+    return tmp_path
+
+
+@pytest.fixture
+def recorded_models(monkeypatch):
+    """Replaces the LPIPS and FID loaders with stand-ins that record what they were asked to load, and where."""
+    loaded = []
+
+    def load_lpips(path, device=None, spatial=False):
+        loaded.append(("lpips", path, device, spatial))
+        return MeanDistance(spatial)
+
+    def load_fid_backbone(backbone, path=None, dims=None, device=None):
+        loaded.append((backbone, path, dims, device))
+        return lambda images: images.float().mean((1, 2))  # three numbers per image
+
+    monkeypatch.setattr(metrics, "load_lpips", load_lpips)
+    monkeypatch.setattr(metrics, "load_fid_backbone", load_fid_backbone)
+    return loaded
+
+
+def test_compute_metrics_gives_each_model_its_file_and_device_and_scores_the_named_pairs(
+    scoring_folders, recorded_models, alexnet_weights, pytorch_fid_weights, caplog
+):
+    import logging
+
+    names = [f"p{i:02d}" for i in range(65)]
+    with caplog.at_level(logging.WARNING):
+        results = metrics.compute_metrics(
+            scoring_folders / "real",
+            scoring_folders / "fake",
+            size=(56, 52),
+            device="cpu",
+            names=names,
+            lpips_backbone_path=alexnet_weights,
+            inception_weights_path=pytorch_fid_weights,
+            fid_backbone="pytorch-fid",
+            fid_dims=64,
+            parsing_dir=scoring_folders / "parsing",
+        )
+    cpu = torch.device("cpu")
+    assert recorded_models == [
+        ("lpips", Path(alexnet_weights), cpu, False),
+        ("pytorch-fid", Path(pytorch_fid_weights), 64, cpu),
+        ("lpips", Path(alexnet_weights), cpu, True),  # LPIPS maps for the regions
+    ]
+    assert caplog.records[0].getMessage() == "Evaluating at 56x52; the protocol's sizes are 256x176 and 512x352."
+    assert results["num_images"] == 65  # `q` is not among the names
+    assert results["fid_reliable"] is True  # 65 images per set are enough for 64-d features (not for 2048)
+    assert results["regions_label_map"] == "atr"  # the default label map
+    assert results["regions"]["upper_clothes"]["lpips"] == pytest.approx(results["lpips"], rel=0.2)
+
+
+def test_compute_metrics_loads_nothing_it_was_told_to_skip(scoring_folders, recorded_models):
+    results = metrics.compute_metrics(
+        scoring_folders / "real",
+        scoring_folders / "fake",
+        size=(56, 52),
+        compute_lpips=False,
+        compute_fid=False,
+        parsing_dir=scoring_folders / "parsing",
+    )
+    assert recorded_models == []  # not even the region LPIPS
+    assert results["lpips"] is None and results["regions"]["upper_clothes"]["lpips"] is None
+    assert results["fid"] is None and results["fid_reliable"] is None and results["fid_dims"] is None
+    assert results["num_images"] == 66
+
+
+def test_compute_metrics_refuses_a_bad_fid_setup_before_reading_anything(
+    scoring_folders, recorded_models, pytorch_fid_weights
+):
+    kwargs = dict(size=(56, 52), compute_lpips=False, fid_backbone="pytorch-fid", fid_dims=100)
+    with pytest.raises(ValueError, match=r"^`fid_dims` must be one of \(64, 192, 768, 2048\) with pytorch-fid"):
+        metrics.compute_metrics(scoring_folders / "no real folder", scoring_folders / "fake", **kwargs)
+    few = scoring_folders / "train"
+    few.mkdir()
+    for i in range(3):
+        (few / f"{i}.png").write_bytes((scoring_folders / "real" / "p00.png").read_bytes())
+    kwargs.update(fid_dims=64, fid_real_dir=few, inception_weights_path=pytorch_fid_weights)
+    names = [f"p{i:02d}" for i in range(65)]
+    with pytest.raises(ValueError, match="got 3 real and 65 generated images"):  # the training set counts
+        metrics.compute_metrics(scoring_folders / "real", scoring_folders / "fake", names=names, **kwargs)
+    assert recorded_models == []
+
+
+def test_the_pair_loader_keeps_file_order_in_batches_of_the_given_size():
+    """Pairs must come in file order: the parsing maps are matched to them by position."""
+    batches = [batch.tolist() for batch in metrics._loader(list(range(10)), 4, 0)]
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert metrics._loader(list(range(10)), 4, 1).num_workers == 1
+
+
+def test_progress_bars_are_named_transient_and_follow_diffusers_setting(monkeypatch):
+    import tqdm.auto
+    from diffusers.utils import logging
+
+    made = []
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda iterable, **kwargs: made.append(kwargs) or iterable)
+    was_enabled = logging.is_progress_bar_enabled()
+    try:
+        logging.enable_progress_bar()
+        assert list(metrics._progress([1, 2], "Scoring pairs")) == [1, 2]
+        logging.disable_progress_bar()
+        metrics._progress([], "Real-set features")
+    finally:
+        (logging.enable_progress_bar if was_enabled else logging.disable_progress_bar)()
+    assert made == [
+        {"desc": "Scoring pairs", "leave": False, "disable": False},
+        {"desc": "Real-set features", "leave": False, "disable": True},
+    ]
+
+
+def test_load_fid_backbone_passes_the_file_size_and_device_on(monkeypatch):
+    monkeypatch.setattr(metrics, "load_inception", lambda path, device: ("torchvision", path, device))
+    monkeypatch.setattr(
+        metrics, "load_pytorch_fid_inception", lambda path, dims, device: ("pytorch-fid", path, dims, device)
+    )
+    assert metrics.load_fid_backbone("torchvision", "a.pth", device="meta") == ("torchvision", "a.pth", "meta")
+    assert metrics.load_fid_backbone("pytorch-fid", "b.pth", dims=192, device="meta") == (
+        "pytorch-fid",
+        "b.pth",
+        192,
+        "meta",
+    )
