@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,16 @@ from PIL import Image
 from torch import nn
 
 from truepose.evaluation import metrics
+
+
+@pytest.fixture
+def no_weight_files(tmp_path, monkeypatch) -> Path:
+    """No weight file is found but at the paths a test passes: the weight variables unset, the torch hub cache an
+    empty `tmp_path/torch_home`. Returns that cache's `hub/checkpoints` folder (not created)."""
+    for variable in (metrics.ALEXNET_ENV, metrics.INCEPTION_ENV, metrics.PYTORCH_FID_ENV):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    return tmp_path / "torch_home" / "hub" / "checkpoints"
 
 
 @pytest.fixture(scope="session")

@@ -150,11 +150,8 @@ def test_evaluate_resumes_and_is_deterministic(
 
 
 def test_evaluate_checks_weights_and_fid_size_before_generating(
-    deepfashion_root, tiny_pipe, alexnet_weights, inception_weights, tmp_path, monkeypatch
+    deepfashion_root, tiny_pipe, alexnet_weights, inception_weights, no_weight_files, tmp_path
 ):
-    for env in (metrics.ALEXNET_ENV, metrics.INCEPTION_ENV, metrics.PYTORCH_FID_ENV):
-        monkeypatch.delenv(env, raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     pipe = CountingPipeline(tiny_pipe)
     common = dict(size=SIZE, num_inference_steps=1, fid_cache_dir=tmp_path / "cache")
     out = tmp_path / "run"

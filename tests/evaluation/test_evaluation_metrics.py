@@ -183,15 +183,12 @@ def test_lpips_equals_lpips_package(alexnet_weights, image_pairs, monkeypatch):
     np.testing.assert_array_equal(metrics.lpips_distance(model, real, real), 0.0)
 
 
-def test_missing_weights_raise_clear_errors(tmp_path, monkeypatch, alexnet_weights):
-    monkeypatch.delenv(metrics.ALEXNET_ENV, raising=False)
-    monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+def test_missing_weights_raise_clear_errors(tmp_path, monkeypatch, alexnet_weights, no_weight_files):
     with pytest.raises(FileNotFoundError) as error:
         metrics.load_lpips()
     message = str(error.value)
     assert metrics.ALEXNET_FILENAME in message and metrics.ALEXNET_URL in message
-    assert str(tmp_path / "torch_home" / "hub" / "checkpoints") in message
+    assert str(no_weight_files) in message
     with pytest.raises(FileNotFoundError) as error:
         metrics.load_inception(tmp_path / "missing.pth")
     message = str(error.value)
@@ -202,9 +199,8 @@ def test_missing_weights_raise_clear_errors(tmp_path, monkeypatch, alexnet_weigh
     metrics.load_lpips()
     monkeypatch.delenv(metrics.ALEXNET_ENV)
     metrics.load_lpips(os.path.dirname(alexnet_weights))
-    hub = tmp_path / "torch_home" / "hub" / "checkpoints"
-    hub.mkdir(parents=True)
-    shutil.copy(alexnet_weights, hub / metrics.ALEXNET_FILENAME)
+    no_weight_files.mkdir(parents=True)
+    shutil.copy(alexnet_weights, no_weight_files / metrics.ALEXNET_FILENAME)
     metrics.load_lpips()
 
 
@@ -475,10 +471,7 @@ def test_fid_backbone_arguments_are_checked(pytorch_fid_weights, inception_weigh
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def test_all_missing_weight_files_are_listed_at_once(image_folders, tmp_path, monkeypatch):
-    for env in (metrics.ALEXNET_ENV, metrics.INCEPTION_ENV, metrics.PYTORCH_FID_ENV):
-        monkeypatch.delenv(env, raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+def test_all_missing_weight_files_are_listed_at_once(image_folders, no_weight_files, tmp_path):
     real_dir, fake_dir = image_folders
     for backbone, filename in (
         ("torchvision", metrics.INCEPTION_FILENAME),

@@ -241,11 +241,8 @@ def test_fid_backbones_load_frozen_and_name_a_file_that_is_not_a_state_dict(
 
 
 def test_check_weight_files_finds_both_by_default_and_lists_every_missing_one(
-    alexnet_weights, inception_weights, tmp_path, monkeypatch
+    alexnet_weights, inception_weights, no_weight_files, tmp_path
 ):
-    for variable in (metrics.ALEXNET_ENV, metrics.INCEPTION_ENV):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty torch hub cache
     found = metrics.check_weight_files(lpips_backbone_path=alexnet_weights, inception_weights_path=inception_weights)
     assert found == {"lpips": Path(alexnet_weights), "fid": Path(inception_weights)}
     with pytest.raises(FileNotFoundError) as one:
@@ -259,11 +256,8 @@ def test_check_weight_files_finds_both_by_default_and_lists_every_missing_one(
 
 
 def test_load_fid_backbone_loads_the_given_file_of_the_given_backbone(
-    inception_weights, pytorch_fid_weights, tmp_path, monkeypatch
+    inception_weights, pytorch_fid_weights, no_weight_files
 ):
-    for variable in (metrics.INCEPTION_ENV, metrics.PYTORCH_FID_ENV):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # only the given files exist
     assert isinstance(metrics.load_fid_backbone("torchvision", inception_weights), metrics.InceptionFeatureExtractor)
     pytorch_fid = metrics.load_fid_backbone("pytorch-fid", pytorch_fid_weights, dims=192)
     assert isinstance(pytorch_fid, metrics.PytorchFIDFeatureExtractor) and pytorch_fid.feature_dim == 192
