@@ -4,6 +4,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from truepose.testing import TINY_KEYPOINTS, tiny_person  # noqa: E402
 
@@ -16,3 +17,20 @@ def source():
 @pytest.fixture
 def keypoints():
     return TINY_KEYPOINTS.copy()
+
+
+class DistributedWrapper(torch.nn.Module):
+    """What accelerate's `prepare` hands back under DDP: the model in `.module`, forward passed through."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+@pytest.fixture
+def wrap_like_ddp():
+    """Wraps a model the way DDP does (`.module`), without a process group."""
+    return DistributedWrapper

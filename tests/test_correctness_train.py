@@ -162,17 +162,6 @@ def test_condition_dropout_drops_rows_at_the_requested_rate(pipe):
     assert embeds.shape == (3, 1, 32) and np.count_nonzero(embeds.numpy()) == 0
 
 
-class Wrapped(torch.nn.Module):
-    """Stands for accelerate's DDP wrapper: the model in ``.module``, forward passed through."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
-
-
 def test_each_row_draws_only_from_its_own_generator(pipe):
     """Seeded by pair: a row's noise, timestep and dropout are the same alone or in a batch, and every call with
     the same seeds is identical (nothing comes from the global RNG)."""
@@ -189,7 +178,7 @@ def test_each_row_draws_only_from_its_own_generator(pipe):
             torch.testing.assert_close(x[1:], z)
 
 
-def test_the_models_passed_are_the_ones_trained(pipe):
+def test_the_models_passed_are_the_ones_trained(pipe, wrap_like_ddp):
     """Wrapped models (DDP) are unwrapped only for TargetNet's methods; the SourceNet passed (not the pipeline's)
     encodes the source."""
     import copy
@@ -203,7 +192,7 @@ def test_the_models_passed_are_the_ones_trained(pipe):
     try:
         batch = make_training_batch(32, 2)
         loss, _ = run_loss(
-            pipe, batch, "epsilon", 0.0, [1, 2], source_unet=source_unet, target_unet=Wrapped(pipe.target_unet)
+            pipe, batch, "epsilon", 0.0, [1, 2], source_unet=source_unet, target_unet=wrap_like_ddp(pipe.target_unet)
         )
     finally:
         handle.remove()

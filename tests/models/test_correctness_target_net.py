@@ -390,18 +390,7 @@ def test_caa_top_k_zero_is_allowed(nets):
     TargetNet(**{**dict(target_unet.config), "caa_top_k": 0})
 
 
-class _DistributedWrapper(torch.nn.Module):
-    """What accelerate/DDP hand back: the UNet in ``.module``, called through the wrapper."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
-
-
-def test_capture_defaults_to_timestep_0_unwraps_wrappers_and_leaves_a_working_unet():
+def test_capture_defaults_to_timestep_0_unwraps_wrappers_and_leaves_a_working_unet(wrap_like_ddp):
     source_unet = tiny_components()["source_unet"]
     g = torch.Generator().manual_seed(0)
     latents, states = torch.randn(1, 4, 32, 32, generator=g), torch.randn(1, 1, 32, generator=g)
@@ -410,7 +399,7 @@ def test_capture_defaults_to_timestep_0_unwraps_wrappers_and_leaves_a_working_un
         default = capture_reference_tokens(source_unet, latents, states)
         at_0 = capture_reference_tokens(source_unet, latents, states, timestep=0)
         at_500 = capture_reference_tokens(source_unet, latents, states, timestep=500)
-        wrapped = capture_reference_tokens(_DistributedWrapper(source_unet), latents, states)
+        wrapped = capture_reference_tokens(wrap_like_ddp(source_unet), latents, states)
         after = source_unet(latents, 0, states).sample
     assert set(default) == set(at_0) == set(wrapped) and len(default) > 0
     for name in default:
