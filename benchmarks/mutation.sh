@@ -64,7 +64,7 @@ SELECT[pipeline_io]="truepose.pipeline.x_* truepose.pipeline.xǁTruePosePipeline
     truepose.pipeline.xǁTruePosePipelineǁfrom_* truepose.pipeline.xǁTruePosePipelineǁsave_pretrained__*
     truepose.pipeline.xǁTruePosePipelineǁto__* truepose.pipeline.xǁTruePosePipelineǁcheck_inputs__*
     truepose.pipeline.xǁTruePosePipelineǁencode_image__* truepose.pipeline.xǁTruePosePipelineǁparse_sources__*
-    truepose.pipeline.xǁTruePosePipelineǁprepare_pose__* truepose.pipeline.xǁTruePosePipelineǁencode_pose__*
+    truepose.pipeline.xǁTruePosePipelineǁprepare_pose__*
     truepose.pipeline.xǁTruePosePipelineǁcanonical_inputs__*"
 TESTS[pipeline_io]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/test_bad_inputs.py
     tests/test_conventions.py tests/test_from_stable_diffusion.py tests/conditioning/test_input_forms.py"

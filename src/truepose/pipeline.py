@@ -573,11 +573,6 @@ class TruePosePipeline(DiffusionPipeline):
         ]
         return self.pose_image_processor.preprocess(pose_images, height, width).to(device=device, dtype=dtype)
 
-    def encode_pose(self, pose_images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:
-        """Skeleton images -> pose features `(batch, channels, height / f, width / f)`."""
-        width, height = pose_images[0].size
-        return self.pose_encoder(self.prepare_pose(pose_images, height, width, device, self.pose_encoder.dtype))
-
     def prepare_latents(
         self,
         batch_size: int,
