@@ -4,6 +4,7 @@ prepare_pose; broken checkpoint files name the file and field."""
 
 import doctest
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -98,6 +99,25 @@ def test_dtype_and_per_component_dtype_dict(saved):
     mixed = TruePosePipeline.from_pretrained(saved, dtype={"target_unet": torch.float16, "default": torch.float32})
     assert mixed.target_unet.dtype == torch.float16
     assert mixed.source_unet.dtype == mixed.vae.dtype == mixed.pose_encoder.dtype == torch.float32
+
+
+def test_to_casts_by_keyword_and_keeps_float16_on_cpu_quiet():
+    """`to` passes every argument on to diffusers and silences its "float16 cannot run on cpu" warning (untrue for
+    TruePose) unless the caller asks for it."""
+    pipe = tiny_pipeline(seed=0)
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    pipeline_logger = logging.getLogger("diffusers.pipelines.pipeline_utils")  # where DiffusionPipeline.to logs
+    pipeline_logger.addHandler(handler)
+    try:
+        pipe.to(dtype=torch.float16)
+        pipe.to("cpu")
+        assert pipe.target_unet.dtype == pipe.source_unet.dtype == torch.float16 and records == []
+        pipe.to("cpu", silence_dtype_warnings=False)
+    finally:
+        pipeline_logger.removeHandler(handler)
+    assert records and "cannot run with `cpu` device" in records[0].getMessage()
 
 
 def test_diffusion_pipeline_from_pretrained_loads_truepose(saved, pipe):

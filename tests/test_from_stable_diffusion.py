@@ -116,3 +116,10 @@ def test_missing_pieces_and_offline_hub_ids_give_clean_errors(replicas):
         TruePosePipeline.from_stable_diffusion(
             "stable-diffusion-v1-5/stable-diffusion-v1-5", "lambdalabs/sd-image-variations-diffusers"
         )
+
+
+def test_dtype_applies_to_every_loaded_model(replicas):
+    sd, variations, _, _ = replicas
+    pipe = TruePosePipeline.from_stable_diffusion(variations, dtype=torch.float16)
+    models = ("vae", "source_unet", "target_unet", "pose_encoder", "image_encoder")
+    assert {name: getattr(pipe, name).dtype for name in models} == dict.fromkeys(models, torch.float16)
