@@ -5,9 +5,12 @@ The replicas use the file names, folder names and `model_index.json` entries of 
 CLIP preprocessing lives in ``feature_extractor/``, beside ``image_encoder/``)."""
 
 import json
+import re
+import warnings
 
 import pytest
 import torch
+from diffusers import AutoencoderKL
 
 from truepose import TruePosePipeline
 from truepose.testing import TINY_KEYPOINTS, tiny_components, tiny_person, tiny_unet
@@ -112,10 +115,42 @@ def test_missing_pieces_and_offline_hub_ids_give_clean_errors(replicas):
     sd, variations, _, _ = replicas
     with pytest.raises(OSError):
         TruePosePipeline.from_stable_diffusion(sd)  # an SD-1.5 folder has no image encoder
-    with pytest.raises(OSError, match="hf download"):
-        TruePosePipeline.from_stable_diffusion(
-            "stable-diffusion-v1-5/stable-diffusion-v1-5", "lambdalabs/sd-image-variations-diffusers"
-        )
+    hub_ids = ("stable-diffusion-v1-5/stable-diffusion-v1-5", "lambdalabs/sd-image-variations-diffusers")
+    advice = (
+        "Without network access, download them elsewhere (`hf download <repo id> --local-dir <folder>`), copy the "
+        "folders here and pass their paths."
+    )
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(OSError) as offline:
+        warnings.simplefilter("always")
+        TruePosePipeline.from_stable_diffusion(*hub_ids)
+    assert caught == []  # nothing printed before the error, not even the libraries' deprecation notes
+    assert str(offline.value) == (
+        f"Could not load SD-1.5 {hub_ids[0]!r} and the CLIP image encoder {hub_ids[1]!r}: {hub_ids[0]} does not "
+        f"appear to have a file named config.json. {advice}"
+    )
+    with pytest.raises(OSError, match=re.escape(advice)):  # a local SD folder with a Hub id for CLIP: same advice
+        TruePosePipeline.from_stable_diffusion(sd, hub_ids[1])
+
+
+def test_a_cause_without_a_message_is_named_by_its_type(replicas, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError()
+
+    monkeypatch.setattr(AutoencoderKL, "from_pretrained", fail)
+    with pytest.raises(
+        OSError, match=r"^Could not load SD-1\.5 'org/sd' and the CLIP image encoder 'org/sd': OSError\. "
+    ):
+        TruePosePipeline.from_stable_diffusion("org/sd")
+
+
+def test_a_tower_in_a_named_subfolder_and_the_default_pose_encoder(replicas, tmp_path):
+    sd, variations, components, unet = replicas
+    components["image_encoder"].save_pretrained(tmp_path / "clip")
+    components["feature_extractor"].save_pretrained(tmp_path / "clip")
+    pipe = TruePosePipeline.from_stable_diffusion(sd, tmp_path, image_encoder_subfolder="clip")
+    check_pipeline(pipe, components, unet)
+    assert pipe.vae_scale_factor == 2  # one downsampling in the tiny VAE: channels 16, then 32
+    assert tuple(pipe.pose_encoder.config.block_out_channels) == (16, 32)
 
 
 def test_dtype_applies_to_every_loaded_model(replicas):

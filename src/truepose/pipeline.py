@@ -216,20 +216,28 @@ class TruePosePipeline(DiffusionPipeline):
             image_encoder_subfolder: the tower's subfolder. Default: ``image_encoder`` where that folder exists (for a
                 Hub id: where it loads), else the root. The preprocessing is read from the same folder, else from
                 ``feature_extractor/``.
+            dtype: dtype of every model (e.g. ``torch.float16``); default: as saved.
+            pose_encoder_channels: [`PoseEncoder`] channels. Default: 16, doubled at each of the VAE's downsamplings
+                (``(16, 32, 64, 128)`` for SD's 8x VAE).
         """
         image_encoder = stable_diffusion if image_encoder is None else image_encoder
         try:
-            vae = AutoencoderKL.from_pretrained(stable_diffusion, subfolder="vae", dtype=dtype)
-            unet = UNet2DConditionModel.from_pretrained(stable_diffusion, subfolder="unet", dtype=dtype)
-            scheduler = DDIMScheduler.from_pretrained(stable_diffusion, subfolder="scheduler")
-            encoder, feature_extractor = cls._load_clip_image_encoder(image_encoder, image_encoder_subfolder, dtype)
+            with warnings.catch_warnings():
+                # diffusers passes huggingface_hub's deprecated `local_dir_use_symlinks` when it downloads a config
+                warnings.filterwarnings("ignore", "The `local_dir_use_symlinks` argument is deprecated", UserWarning)
+                vae = AutoencoderKL.from_pretrained(stable_diffusion, subfolder="vae", dtype=dtype)
+                unet = UNet2DConditionModel.from_pretrained(stable_diffusion, subfolder="unet", dtype=dtype)
+                scheduler = DDIMScheduler.from_pretrained(stable_diffusion, subfolder="scheduler")
+                encoder, feature_extractor = cls._load_clip_image_encoder(
+                    image_encoder, image_encoder_subfolder, dtype
+                )
         except (OSError, ValueError) as error:
             if os.path.isdir(stable_diffusion) and os.path.isdir(image_encoder):
                 raise
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise OSError(
                 f"Could not load SD-1.5 {os.fspath(stable_diffusion)!r} and the CLIP image encoder "
-                f"{os.fspath(image_encoder)!r}: {reason}. Without network access, download them elsewhere "
+                f"{os.fspath(image_encoder)!r}: {reason.rstrip('.')}. Without network access, download them elsewhere "
                 "(`hf download <repo id> --local-dir <folder>`), copy the folders here and pass their paths."
             ) from None
         downsamplings = int(math.log2(vae_spatial_compression(vae)))
