@@ -214,19 +214,22 @@ def test_loading_and_saving_name_the_problem(tmp_path, pipe):
         TruePosePipeline.from_pretrained(tmp_path)
 
 
+EMPTY_SAVE_DIRECTORY = (
+    "`save_directory` is empty; name the folder to write the checkpoint into (use '.' for the current directory)."
+)
 SAVE_CASES = {
-    "empty path": ("", ValueError),
-    "blank path": ("  ", ValueError),
-    "a file": ("file.txt", ValueError),
-    "None": (None, TypeError),
+    "empty path": ("", ValueError, EMPTY_SAVE_DIRECTORY),
+    "blank path": ("  ", ValueError, EMPTY_SAVE_DIRECTORY),
+    "a file": ("file.txt", ValueError, "`save_directory` 'file.txt' is a file, not a folder."),
+    "None": (None, TypeError, "`save_directory` must be a folder path, got NoneType."),
 }
 
 
-@pytest.mark.parametrize("directory, error", SAVE_CASES.values(), ids=SAVE_CASES.keys())
-def test_save_pretrained_refuses_unintended_folders(pipe, tmp_path, monkeypatch, directory, error):
+@pytest.mark.parametrize("directory, error, message", SAVE_CASES.values(), ids=SAVE_CASES.keys())
+def test_save_pretrained_refuses_unintended_folders(pipe, tmp_path, monkeypatch, directory, error, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "file.txt").write_text("keep me")
-    with pytest.raises(error, match="save_directory"):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
         pipe.save_pretrained(directory)
     assert sorted(os.listdir(tmp_path)) == ["file.txt"] and (tmp_path / "file.txt").read_text() == "keep me"
 
