@@ -3,9 +3,12 @@ variants), dtype arguments, diffusers' own entry point, the docstring example, i
 prepare_pose; broken checkpoint files name the file and field."""
 
 import doctest
+import inspect
 import json
 import logging
+import re
 import shutil
+import typing
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 import truepose
+import truepose.pipeline as pipeline_module
 from truepose import TruePosePipeline
 from truepose.conditioning.pose import draw_skeleton
 from truepose.models import CAAAttnProcessor, HPFAAttnProcessor
@@ -157,6 +161,72 @@ def test_a_config_field_of_the_wrong_type_is_named(tmp_path, saved, component, f
     config_file.write_text(json.dumps(config))
     with pytest.raises(ValueError, match=rf"{component}.*`{field}` must be .*{expected}"):
         TruePosePipeline.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (
+            "sample_size",
+            "32",
+            "field `sample_size` must be int or list or null (like its default None), got str '32'.",
+        ),
+        ("hpfa_sigma", None, "field `hpfa_sigma` must be float or int (like its default 0.3), got NoneType None."),
+        ("block_out_channels", 64, "field `block_out_channels` must be list (like its default (320, 640, 1280, "),
+    ],
+)
+def test_config_type_errors_name_the_types_and_the_default(tmp_path, saved, field, value, message):
+    """`X | None` fields take null (and nothing else of the wrong type); fields with a non-null default do not."""
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    config_file = folder / "target_unet" / "config.json"
+    config = json.loads(config_file.read_text())
+    config[field] = value
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{config_file}: {message}')}"):
+        TruePosePipeline.from_pretrained(folder)
+
+
+def test_a_field_missing_from_a_config_takes_its_default(tmp_path, saved):
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    config_file = folder / "target_unet" / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["hpfa_sigma"], config["sample_size"]
+    config_file.write_text(json.dumps(config))
+    loaded = TruePosePipeline.from_pretrained(folder)
+    assert loaded.target_unet.config.hpfa_sigma == 0.3 and loaded.target_unet.config.sample_size is None
+
+
+def test_only_diffusers_and_truepose_config_classes_are_checked(tmp_path):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"block_out_channels": "64", "hidden_size": "64"}))
+    for library, class_name in [("transformers", "CLIPVisionConfig"), ("diffusers", "NoSuchModel"),
+                                ("truepose.models", "CAAAttnProcessor")]:  # fmt: skip
+        pipeline_module._check_config_types(str(config_file), library, class_name)  # not checked, nothing raised
+    with pytest.raises(ValueError, match="field `block_out_channels` must be list"):
+        pipeline_module._check_config_types(str(config_file), "diffusers", "UNet2DConditionModel")
+
+
+@pytest.mark.parametrize(
+    "annotation, default, expected",
+    [
+        (inspect.Parameter.empty, 3, (int,)),  # unannotated: the default's type
+        (inspect.Parameter.empty, None, None),  # unannotated, default None: cannot tell
+        (inspect.Parameter.empty, inspect.Parameter.empty, None),
+        ("int", 3, None),  # a string annotation is not evaluated
+        (float, 0.5, (int, float)),
+        (bool, True, (bool,)),
+        (tuple[int, ...], (1,), (list,)),
+        (dict, {}, None),
+        (type(None), None, (type(None),)),
+        (int | None, None, (int, type(None))),
+        (typing.Optional[str], None, (str, type(None))),  # noqa: UP045 (typing.Union, not types.UnionType)
+        (int | dict, 0, None),  # one member of unknown type: the field is not checked
+    ],
+)
+def test_json_types_of_a_config_field(annotation, default, expected):
+    assert pipeline_module._json_types(annotation, default) == expected
 
 
 def test_example_docstring_runs_with_the_shipped_model():
