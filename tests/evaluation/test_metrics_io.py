@@ -280,16 +280,17 @@ class MeanDistance(torch.nn.Module):
 
 @pytest.fixture
 def scoring_folders(tmp_path):
-    """65 pairs `p00`..`p64` of 24x16 images with their ATR parsing maps, and a pair `q` outside the named set
-    (scored at 56x52: SSIM needs 51x51)."""
+    """65 pairs `p00`..`p64` of 24x16 images with their parsing maps (two garments of other heights in each), and a
+    pair `q` outside the named set (scored at 56x52: SSIM needs 51x51)."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
     for folder in ("real", "fake", "parsing"):
         (tmp_path / folder).mkdir()
-    parsing = np.zeros((24, 16), np.uint8)
-    parsing[4:20, 4:12] = 4  # ATR upper clothes
-    for stem in [f"p{i:02d}" for i in range(65)] + ["q"]:
+    for i, stem in enumerate([f"p{i:02d}" for i in range(65)] + ["q"]):
+        parsing = np.zeros((24, 16), np.uint8)
+        parsing[4 : 6 + i % 12, 4:12] = 4  # ATR upper clothes (LIP: sunglasses)
+        parsing[18 - i % 4 :, 2:14] = 5  # ATR skirt (LIP: upper clothes)
         real = rng.integers(0, 256, (24, 16, 3), dtype=np.uint8)
         Image.fromarray(real).save(tmp_path / "real" / f"{stem}.png")
         Image.fromarray(255 - real).save(tmp_path / "fake" / f"{stem}.png")
@@ -316,10 +317,12 @@ def recorded_models(monkeypatch):
 
 
 def test_compute_metrics_gives_each_model_its_file_and_device_and_scores_the_named_pairs(
-    scoring_folders, recorded_models, alexnet_weights, pytorch_fid_weights, caplog
+    scoring_folders, recorded_models, alexnet_weights, pytorch_fid_weights, caplog, monkeypatch
 ):
     import logging
 
+    bars = []
+    monkeypatch.setattr(metrics, "_progress", lambda iterable, desc: bars.append(desc) or iter(iterable))
     names = [f"p{i:02d}" for i in range(65)]
     with caplog.at_level(logging.WARNING):
         results = metrics.compute_metrics(
@@ -333,6 +336,7 @@ def test_compute_metrics_gives_each_model_its_file_and_device_and_scores_the_nam
             fid_backbone="pytorch-fid",
             fid_dims=64,
             parsing_dir=scoring_folders / "parsing",
+            ssim_256_sigma=0.8,
         )
     cpu = torch.device("cpu")
     assert recorded_models == [
@@ -345,9 +349,19 @@ def test_compute_metrics_gives_each_model_its_file_and_device_and_scores_the_nam
     assert results["fid_reliable"] is True  # 65 images per set are enough for 64-d features (not for 2048)
     assert results["regions_label_map"] == "atr"  # the default label map
     assert results["regions"]["upper_clothes"]["lpips"] == pytest.approx(results["lpips"], rel=0.2)
+    real = metrics.load_image_folder(scoring_folders / "real", (56, 52), [f"{name}.png" for name in names])
+    fake = metrics.load_image_folder(scoring_folders / "fake", (56, 52), [f"{name}.png" for name in names])
+    assert results["ssim_256_sigma"] == 0.8
+    assert results["ssim_256"] == pytest.approx(
+        np.mean([metrics.ssim_256(r, f, sigma=0.8) for r, f in zip(real, fake)])
+    )
+    assert bars == ["Scoring pairs", f"Inception features of {scoring_folders / 'real'}"]
 
 
 def test_compute_metrics_loads_nothing_it_was_told_to_skip(scoring_folders, recorded_models):
+    from truepose.data.common import load_parsing
+    from truepose.evaluation.regions import score_regions
+
     results = metrics.compute_metrics(
         scoring_folders / "real",
         scoring_folders / "fake",
@@ -355,9 +369,15 @@ def test_compute_metrics_loads_nothing_it_was_told_to_skip(scoring_folders, reco
         compute_lpips=False,
         compute_fid=False,
         parsing_dir=scoring_folders / "parsing",
+        label_map="lip",
     )
     assert recorded_models == []  # not even the region LPIPS
-    assert results["lpips"] is None and results["regions"]["upper_clothes"]["lpips"] is None
+    assert results["lpips"] is None and results["regions_label_map"] == "lip"
+    # each pair scored with its own parsing map, read in the given label map
+    real = metrics.load_image_folder(scoring_folders / "real", (56, 52))
+    fake = metrics.load_image_folder(scoring_folders / "fake", (56, 52))
+    parsings = [load_parsing(path, "lip", (56, 52)) for path in sorted((scoring_folders / "parsing").iterdir())]
+    assert results["regions"] == score_regions(real, fake, parsings, label_map="lip")
     assert results["fid"] is None and results["fid_reliable"] is None and results["fid_dims"] is None
     assert results["num_images"] == 66
 
