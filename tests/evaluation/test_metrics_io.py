@@ -219,11 +219,12 @@ def test_image_folders_read_the_given_names_or_all(tmp_path):
 def test_fid_backbones_load_frozen_and_name_a_file_that_is_not_a_state_dict(
     inception_weights, pytorch_fid_weights, tmp_path
 ):
-    torchvision_model = metrics.load_inception(inception_weights)
-    pytorch_fid_model = metrics.load_pytorch_fid_inception(pytorch_fid_weights, dims=64)
+    torchvision_model = metrics.load_inception(inception_weights, device="meta")
+    pytorch_fid_model = metrics.load_pytorch_fid_inception(pytorch_fid_weights, dims=64, device="meta")
     assert pytorch_fid_model.feature_dim == 64
     for model in (torchvision_model, pytorch_fid_model):
         assert not model.training and not any(p.requires_grad for p in model.parameters())
+        assert {p.device.type for p in model.parameters()} == {"meta"}  # on the requested device
     not_a_dict = tmp_path / "weights.pth"
     torch.save(torch.zeros(1), not_a_dict)
     with pytest.raises(ValueError, match=rf"^Inception-v3: {re.escape(repr(str(not_a_dict)))} is not a state dict"):
