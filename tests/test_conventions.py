@@ -6,6 +6,7 @@ import doctest
 import inspect
 import json
 import logging
+import os
 import re
 import shutil
 import typing
@@ -227,6 +228,97 @@ def test_only_diffusers_and_truepose_config_classes_are_checked(tmp_path):
 )
 def test_json_types_of_a_config_field(annotation, default, expected):
     assert pipeline_module._json_types(annotation, default) == expected
+
+
+def break_copy(saved, folder, change) -> str:
+    """A copy of the saved checkpoint in `folder`, broken by `change(folder)`; returns its path as a string."""
+    shutil.copytree(saved, folder)
+    change(folder)
+    return str(folder)
+
+
+def edit_index(**entries):
+    def change(folder):
+        index = json.loads((folder / "model_index.json").read_text())
+        index.update(entries)
+        index = {k: v for k, v in index.items() if v != "drop"}
+        (folder / "model_index.json").write_text(json.dumps(index))
+
+    return change
+
+
+def remove_config(component):
+    def change(folder):
+        (folder / component / "config.json").unlink()
+        (folder / component / "diffusion_pytorch_model.safetensors.index.json").write_text("{}")  # not a config
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (edit_index(pose_encoder="drop"), "is incomplete: model_index.json has no `pose_encoder` component."),
+        (edit_index(pose_encoder=[None, None]), "is incomplete: model_index.json has no `pose_encoder` component."),
+        (
+            edit_index(pose_encoder=["diffusers", None]),
+            "is incomplete: model_index.json has no `pose_encoder` component.",
+        ),
+        (edit_index(pose_encoder=["truepose"]), "is incomplete: model_index.json has no `pose_encoder` component."),
+        (
+            lambda folder: shutil.rmtree(folder / "vae"),
+            f"is incomplete: missing {os.path.join('vae', 'config.json')}.",
+        ),
+        (remove_config("vae"), f"is incomplete: missing {os.path.join('vae', 'config.json')}."),
+    ],
+    ids=["no entry", "null entry", "null class", "short entry", "no folder", "only a weight index"],
+)
+def test_an_incomplete_checkpoint_names_what_it_lacks(tmp_path, saved, change, message):
+    path = break_copy(saved, tmp_path / "broken", change)
+    with pytest.raises(OSError, match=f"^{re.escape(f'Checkpoint {path!r} {message}')}$"):
+        TruePosePipeline.from_pretrained(path)
+
+
+def test_a_model_index_that_is_not_an_object_is_named(tmp_path, saved):
+    path = break_copy(saved, tmp_path / "broken", lambda folder: (folder / "model_index.json").write_text("[]"))
+    expected = f"{os.path.join(path, 'model_index.json')} must hold a JSON object, got list."
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        TruePosePipeline.from_pretrained(path)
+
+
+def test_safetensors_are_looked_for_only_where_there_are_some(tmp_path, pipe):
+    pipe.save_pretrained(tmp_path / "safetensors")
+    pipe.save_pretrained(tmp_path / "bin", safe_serialization=False)  # transformers still writes safetensors
+    assert pipeline_module._check_checkpoint_folder(str(tmp_path / "safetensors")) is True
+    assert pipeline_module._check_checkpoint_folder(str(tmp_path / "bin")) is True
+    encoder_folder = tmp_path / "bin" / "image_encoder"
+    torch.save(pipe.image_encoder.state_dict(), encoder_folder / "pytorch_model.bin")
+    (encoder_folder / "model.safetensors").unlink()
+    assert pipeline_module._check_checkpoint_folder(str(tmp_path / "bin")) is False
+    loaded = TruePosePipeline.from_pretrained(tmp_path / "bin")
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(generate(loaded), generate(pipe), atol=1e-6)
+
+
+def test_loading_hides_only_the_autoencoder_tiny_config_note(tmp_path):
+    """diffusers notes that an AutoencoderTiny config holds `block_out_channels` (which the class registers itself);
+    that note is dropped, other config notes (an unexpected field) still reach the user."""
+    from truepose.demo import SHIPPED_MODEL
+
+    path = break_copy(SHIPPED_MODEL, tmp_path / "model", lambda folder: None)
+    config_file = tmp_path / "model" / "pose_encoder" / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "unexpected_field": 1}))
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    config_logger = logging.getLogger("diffusers.configuration_utils")
+    config_logger.addHandler(handler)
+    try:
+        TruePosePipeline.from_pretrained(path)
+    finally:
+        config_logger.removeHandler(handler)
+    messages = [record.getMessage() for record in records]
+    assert len(messages) == 1 and "{'unexpected_field': 1} were passed to PoseEncoder" in messages[0]
 
 
 def test_example_docstring_runs_with_the_shipped_model():

@@ -888,7 +888,7 @@ def _check_checkpoint_folder(path: str) -> bool:
     has_safetensors = False
     for name in _REQUIRED_COMPONENTS:
         entry = index.get(name)
-        if not isinstance(entry, list) or len(entry) != 2 or entry[0] is None:
+        if not isinstance(entry, list) or len(entry) != 2 or None in entry:
             raise OSError(f"Checkpoint {path!r} is incomplete: model_index.json has no `{name}` component.")
         folder = os.path.join(path, name)
         files = os.listdir(folder) if os.path.isdir(folder) else []
