@@ -2,6 +2,7 @@
 variants), dtype arguments, diffusers' own entry point, the docstring example, interrupt, callback objects and
 prepare_pose; broken checkpoint files name the file and field."""
 
+import contextlib
 import doctest
 import inspect
 import json
@@ -10,6 +11,7 @@ import os
 import re
 import shutil
 import typing
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from transformers.utils import logging as transformers_logging
 
 import truepose
 import truepose.pipeline as pipeline_module
@@ -35,6 +38,19 @@ def generate(pipe, seed=0, **kwargs):
         image, TINY_KEYPOINTS, source_parsing=parsing, num_inference_steps=STEPS,
         generator=torch.Generator().manual_seed(seed), **kwargs,
     ).images  # fmt: skip
+
+
+@contextlib.contextmanager
+def recorded_logs(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The records of warnings and above that logger `name` (and those below it) emit inside the block."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger(name).addHandler(handler)
+    try:
+        yield records
+    finally:
+        logging.getLogger(name).removeHandler(handler)
 
 
 @pytest.fixture(scope="module")
@@ -110,18 +126,11 @@ def test_to_casts_by_keyword_and_keeps_float16_on_cpu_quiet():
     """`to` passes every argument on to diffusers and silences its "float16 cannot run on cpu" warning (untrue for
     TruePose) unless the caller asks for it."""
     pipe = tiny_pipeline(seed=0)
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    pipeline_logger = logging.getLogger("diffusers.pipelines.pipeline_utils")  # where DiffusionPipeline.to logs
-    pipeline_logger.addHandler(handler)
-    try:
+    with recorded_logs("diffusers.pipelines.pipeline_utils") as records:  # where DiffusionPipeline.to logs
         pipe.to(dtype=torch.float16)
         pipe.to("cpu")
         assert pipe.target_unet.dtype == pipe.source_unet.dtype == torch.float16 and records == []
         pipe.to("cpu", silence_dtype_warnings=False)
-    finally:
-        pipeline_logger.removeHandler(handler)
     assert records and "cannot run with `cpu` device" in records[0].getMessage()
 
 
@@ -295,9 +304,23 @@ def test_safetensors_are_looked_for_only_where_there_are_some(tmp_path, pipe):
     torch.save(pipe.image_encoder.state_dict(), encoder_folder / "pytorch_model.bin")
     (encoder_folder / "model.safetensors").unlink()
     assert pipeline_module._check_checkpoint_folder(str(tmp_path / "bin")) is False
-    loaded = TruePosePipeline.from_pretrained(tmp_path / "bin")
+    with recorded_logs("diffusers") as records:  # no "error ... no file named *.safetensors", "unsafe serialization"
+        loaded = TruePosePipeline.from_pretrained(tmp_path / "bin")
+    assert records == []
     loaded.set_progress_bar_config(disable=True)
     np.testing.assert_allclose(generate(loaded), generate(pipe), atol=1e-6)
+
+
+def test_a_missing_folder_or_unreachable_hub_id_gives_the_whole_advice():
+    with pytest.raises(OSError, match=r"^No TruePose checkpoint folder at '\./nowhere': the folder does not exist\.$"):
+        TruePosePipeline.from_pretrained("./nowhere")  # looks like a Hub id, but a relative path
+    advice = (
+        "Could not load the TruePose checkpoint 'truepose-org/no-such-model' from the Hugging Face Hub (OSError). "
+        "Without network access, download it elsewhere (`hf download truepose-org/no-such-model --local-dir "
+        "truepose-model`), copy the folder here and pass its path: `TruePosePipeline.from_pretrained('truepose-model')`."
+    )
+    with pytest.raises(OSError, match=f"^{re.escape(advice)}$"):
+        TruePosePipeline.from_pretrained("truepose-org/no-such-model")
 
 
 def test_loading_hides_only_the_autoencoder_tiny_config_note(tmp_path):
@@ -308,17 +331,15 @@ def test_loading_hides_only_the_autoencoder_tiny_config_note(tmp_path):
     path = break_copy(SHIPPED_MODEL, tmp_path / "model", lambda folder: None)
     config_file = tmp_path / "model" / "pose_encoder" / "config.json"
     config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "unexpected_field": 1}))
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
     config_logger = logging.getLogger("diffusers.configuration_utils")
-    config_logger.addHandler(handler)
-    try:
+    filters_before = list(config_logger.filters)
+    transformers_logging.enable_progress_bar()
+    with recorded_logs("diffusers.configuration_utils") as records:
         TruePosePipeline.from_pretrained(path)
-    finally:
-        config_logger.removeHandler(handler)
     messages = [record.getMessage() for record in records]
     assert len(messages) == 1 and "{'unexpected_field': 1} were passed to PoseEncoder" in messages[0]
+    # the load leaves nothing behind: no filter on diffusers' logger, transformers' bars on as they were
+    assert config_logger.filters == filters_before and transformers_logging.is_progress_bar_enabled()
 
 
 def test_example_docstring_runs_with_the_shipped_model():
