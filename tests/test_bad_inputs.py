@@ -171,6 +171,130 @@ def test_pipeline_call_refuses_bad_input_before_any_work(pipe, kwargs, error, ma
         call(pipe, **kwargs)
 
 
+# The pipeline's own argument checks, message by message (the conditioning helpers' messages are checked in
+# tests/conditioning/).
+MULTIPLES = "`height` and `width` must be positive multiples of 2"  # the tiny VAE's factor
+DETECTOR_HINT = "`truepose.conditioning.PoseDetector.from_pretrained('lllyasviel/Annotators')`."
+GENERATOR = "`generator` must be a torch.Generator or a list of them, got"
+NO_PARSER = (
+    "`source_parsing` is required: this pipeline has no `parser`. Pass a parsing map per source image, or load a human "
+    "parser into the pipeline (see docs/inputs.md)."
+)
+RETARGET = (
+    "`retarget_pose=True` needs `target_pose_is_photo=True` (the source person's keypoints come from the "
+    "`pose_detector`); keypoints and skeleton images are used as they are."
+)
+CHECK_MESSAGES = {
+    "height float": ({"height": 64.0}, TypeError, "`height` must be an int, got float 64.0."),
+    "width string": ({"width": "64"}, TypeError, "`width` must be an int, got str '64'."),
+    "height 63": ({"height": 63}, ValueError, f"{MULTIPLES}, got 63x64."),
+    "height 0": ({"height": 0}, ValueError, f"{MULTIPLES}, got 0x64."),
+    "width -2": ({"width": -2}, ValueError, f"{MULTIPLES}, got 64x-2."),
+    "steps float": ({"num_inference_steps": 2.5}, TypeError, "`num_inference_steps` must be an int, got float 2.5."),
+    "images 0": ({"num_images_per_prompt": 0}, ValueError, "`num_images_per_prompt` must be a positive int, got 0."),
+    "images True": (
+        {"num_images_per_prompt": True},
+        TypeError,
+        "`num_images_per_prompt` must be an int, got bool True.",
+    ),
+    "guidance string": ({"guidance_scale": "2"}, TypeError, "`guidance_scale` must be a number, got str '2'."),
+    "guidance -1": ({"guidance_scale": -1.0}, ValueError, "`guidance_scale` must be a finite number >= 0, got -1.0."),
+    "eta nan": ({"eta": math.nan}, ValueError, "`eta` must be a finite number >= 0, got nan."),
+    "eta None": ({"eta": None}, TypeError, "`eta` must be a number, got NoneType None."),
+    "sources of two sizes": (
+        {"source_image": [SOURCE, SOURCE.resize((32, 32))], "source_parsing": [PARSING, PARSING]},
+        ValueError,
+        "All `source_image`s must have the same size, got [(64, 64), (32, 32)].",
+    ),
+    "2 sources, 3 poses": (
+        {"source_image": [SOURCE] * 2, "source_parsing": [PARSING] * 2, "target_pose": [TINY_KEYPOINTS] * 3},
+        ValueError,
+        "`source_image` and `target_pose` batch sizes must match (or one be 1), got 2 and 3.",
+    ),
+    "2 maps, 1 source": (
+        {"source_parsing": [PARSING] * 2},
+        ValueError,
+        "`source_parsing` has 2 maps for 1 source images.",
+    ),
+    "no parsing, no parser": ({"source_parsing": None}, ValueError, NO_PARSER),
+    "photo, no detector": (
+        {"target_pose": SOURCE, "target_pose_is_photo": True},
+        ValueError,
+        f"`target_pose_is_photo=True` needs a `pose_detector`, e.g. {DETECTOR_HINT}",
+    ),
+    "detector a string": (
+        {"target_pose": SOURCE, "target_pose_is_photo": True, "pose_detector": "openpose"},
+        TypeError,
+        "`pose_detector` must be callable (image -> keypoints), got str.",
+    ),
+    "retarget keypoints": ({"retarget_pose": True}, ValueError, RETARGET),
+    "generator 0": ({"generator": 0}, TypeError, f"{GENERATOR} 0."),
+    "generator []": ({"generator": []}, TypeError, f"{GENERATOR} []."),
+    "3 generators, 2 images": (
+        {"generator": [torch.Generator()] * 3, "num_images_per_prompt": 2},
+        ValueError,
+        "`generator` is a list of 3 generators for 2 images.",
+    ),
+    "latents array": (
+        {"latents": np.zeros((1, 4, 32, 32))},
+        TypeError,
+        "`latents` must be a torch.Tensor, got ndarray.",
+    ),
+    "latents 8x8": (
+        {"latents": torch.zeros(1, 4, 8, 8)},
+        ValueError,
+        "`latents` must have shape (1, 4, 32, 32), got (1, 4, 8, 8).",
+    ),
+    "latents NaN": (
+        {"latents": torch.full((1, 4, 32, 32), math.nan)},
+        ValueError,
+        "`latents` holds non-finite values (NaN or inf).",
+    ),
+    "output_type jpg": (
+        {"output_type": "jpg"},
+        ValueError,
+        "`output_type` must be 'pil', 'np', 'pt' or 'latent', got 'jpg'.",
+    ),
+    "callback 5": ({"callback_on_step_end": 5}, TypeError, "`callback_on_step_end` must be callable, got int."),
+    "callback input noise": (
+        {"callback_on_step_end_tensor_inputs": ["noise"]},
+        ValueError,
+        "`callback_on_step_end_tensor_inputs` must be in ['latents']: ['noise'].",
+    ),
+}
+
+
+@pytest.mark.parametrize("kwargs, error, message", CHECK_MESSAGES.values(), ids=CHECK_MESSAGES.keys())
+def test_pipeline_argument_errors_say_what_was_expected(pipe, kwargs, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        call(pipe, **kwargs)
+
+
+def test_legal_calls_near_the_limits_run_without_a_warning(pipe):
+    """A source at the output's (non-square) aspect ratio, one source for two poses, every callable and output type
+    the checks accept (any warning fails the test: pyproject.toml turns warnings into errors)."""
+    tall, tall_parsing = SOURCE.crop((16, 0, 48, 64)), PARSING[:, 16:48]
+    tall_pose = rescale_keypoints(TINY_KEYPOINTS, (64, 64), (64, 32))
+    assert (
+        call(pipe, source_image=tall, source_parsing=tall_parsing, target_pose=tall_pose, width=32).images.shape[-1]
+        == 16
+    )
+    assert len(call(pipe, target_pose=[TINY_KEYPOINTS] * 2, output_type="pt").images) == 2
+    detector_calls = []
+    detector = lambda image: detector_calls.append(image.size) or TINY_KEYPOINTS.copy()  # noqa: E731
+    call(
+        pipe, target_pose=SOURCE, target_pose_is_photo=True, pose_detector=detector, callback_on_step_end=lambda *a: {}
+    )
+    assert detector_calls == [(64, 64), (64, 64)]  # the target photo, then the source to retarget onto
+    assert len(call(pipe, generator=[torch.Generator()] * 2, num_images_per_prompt=2).images) == 2
+
+
+def test_the_aspect_ratio_warning_points_at_the_callers_line(pipe):
+    with pytest.warns(UserWarning, match="another aspect ratio") as record:
+        call(pipe, width=32, target_pose=rescale_keypoints(TINY_KEYPOINTS, (64, 64), (64, 32)))
+    assert record[0].filename == __file__  # not torch's no_grad wrapper, not the pipeline
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Legal but suspicious: one warning, and the call still runs
 # ----------------------------------------------------------------------------------------------------------------

@@ -344,6 +344,24 @@ def test_autoencoder_tiny_works_as_the_vae(source, keypoints):
     assert run(pipe, source, keypoints).shape == (1, 64, 64, 3)
 
 
+@pytest.mark.parametrize("blocks, factor", [(1, 1), (2, 2), (3, 4), (4, 8)])
+def test_vae_spatial_compression_halves_per_block_after_the_first(blocks, factor):
+    """SD's 4-block VAE: 8 pixels per latent; AutoencoderTiny reads the same field."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    from truepose.pipeline import vae_spatial_compression
+
+    channels = (8,) * blocks
+    kl = AutoencoderKL(block_out_channels=channels, down_block_types=("DownEncoderBlock2D",) * blocks,
+                       up_block_types=("UpDecoderBlock2D",) * blocks, norm_num_groups=4)  # fmt: skip
+    tiny = AutoencoderTiny(encoder_block_out_channels=channels, decoder_block_out_channels=channels,
+                           num_encoder_blocks=(1,) * blocks, num_decoder_blocks=(1,) * blocks)  # fmt: skip
+    assert vae_spatial_compression(kl) == vae_spatial_compression(tiny) == factor
+    with torch.no_grad():
+        assert kl.encode(torch.zeros(1, 3, 16, 16)).latent_dist.mean.shape[-1] == 16 // factor  # what it means
+        assert tiny.encode(torch.zeros(1, 3, 16, 16)).latents.shape[-1] == 16 // factor
+
+
 def test_autoencoder_dc_works_as_the_vae(tmp_path, source, keypoints):
     from diffusers import AutoencoderDC
 

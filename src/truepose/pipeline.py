@@ -419,7 +419,7 @@ class TruePosePipeline(DiffusionPipeline):
                 f"`source_image` of size (height, width) = ({source_height}, {source_width}) has another aspect ratio "
                 f"than the output ({height}, {width}); it is stretched. Crop or pad it to the output's aspect ratio.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller's line: check_inputs <- __call__ <- torch.no_grad's wrapper <- caller
             )
 
     def encode_image(self, images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:
