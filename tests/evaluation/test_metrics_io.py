@@ -345,7 +345,13 @@ def test_compute_metrics_gives_each_model_its_file_and_device_and_scores_the_nam
         ("pytorch-fid", Path(pytorch_fid_weights), 64, cpu),
         ("lpips", Path(alexnet_weights), cpu, True),  # LPIPS maps for the regions
     ]
-    assert caplog.records[0].getMessage() == "Evaluating at 56x52; the protocol's sizes are 256x176 and 512x352."
+    assert [record.getMessage() for record in caplog.records] == [
+        "Evaluating at 56x52; the protocol's sizes are 256x176 and 512x352.",
+        "FID: no `fid_real_dir` given, so the real set is the ground-truth test images; the protocol uses all "
+        "training images (pass --fid-real-dir) and numbers are not comparable to papers.",
+    ]
+    assert results["fid_real_dir"] == str(scoring_folders / "real")
+    assert results["fid_real_set"] == "ground-truth test images" and results["fid_backbone"] == "pytorch-fid"
     assert results["num_images"] == 65  # `q` is not among the names
     assert results["fid_reliable"] is True  # 65 images per set are enough for 64-d features (not for 2048)
     assert results["regions_label_map"] == "atr"  # the default label map
@@ -353,6 +359,10 @@ def test_compute_metrics_gives_each_model_its_file_and_device_and_scores_the_nam
     real = metrics.load_image_folder(scoring_folders / "real", (56, 52), [f"{name}.png" for name in names])
     fake = metrics.load_image_folder(scoring_folders / "fake", (56, 52), [f"{name}.png" for name in names])
     assert results["ssim_256_sigma"] == 0.8
+    # FID of the named pairs' stand-in features (mean colours), the real set being their ground truths
+    real_stats = metrics.feature_statistics(torch.from_numpy(real).float().mean((1, 2)))
+    fake_stats = metrics.feature_statistics(torch.from_numpy(fake).float().mean((1, 2)))
+    assert results["fid"] == pytest.approx(metrics.frechet_distance(*real_stats, *fake_stats), rel=1e-9)
     assert results["ssim_256"] == pytest.approx(
         np.mean([metrics.ssim_256(r, f, sigma=0.8) for r, f in zip(real, fake)])
     )
@@ -374,6 +384,11 @@ def test_compute_metrics_loads_nothing_it_was_told_to_skip(scoring_folders, reco
     )
     assert recorded_models == []  # not even the region LPIPS
     assert results["lpips"] is None and results["regions_label_map"] == "lip"
+    assert sorted(results) == [
+        "fid", "fid_backbone", "fid_dims", "fid_real_dir", "fid_real_set", "fid_reliable", "lpips", "num_images", "psnr",
+        "regions", "regions_label_map", "size", "ssim", "ssim_256", "ssim_256_sigma",
+    ]  # fmt: skip
+    assert results["fid_backbone"] is None and results["fid_real_dir"] is None and results["fid_real_set"] is None
     # each pair scored with its own parsing map, read in the given label map
     real = metrics.load_image_folder(scoring_folders / "real", (56, 52))
     fake = metrics.load_image_folder(scoring_folders / "fake", (56, 52))
@@ -381,6 +396,43 @@ def test_compute_metrics_loads_nothing_it_was_told_to_skip(scoring_folders, reco
     assert results["regions"] == score_regions(real, fake, parsings, label_map="lip")
     assert results["fid"] is None and results["fid_reliable"] is None and results["fid_dims"] is None
     assert results["num_images"] == 66
+
+
+def test_compute_metrics_takes_the_training_set_statistics_with_every_setting(
+    scoring_folders, recorded_models, pytorch_fid_weights, monkeypatch
+):
+    calls = []
+
+    def real_statistics(folder, size, **kwargs):
+        calls.append((folder, size, kwargs))
+        return np.zeros(3), np.eye(3)
+
+    monkeypatch.setattr(metrics, "real_statistics", real_statistics)
+    names = [f"p{i:02d}" for i in range(65)]
+    results = metrics.compute_metrics(
+        scoring_folders / "real", scoring_folders / "fake", size=(56, 52), names=names, fid_real_dir=scoring_folders / "real",
+        compute_lpips=False, fid_backbone="pytorch-fid", fid_dims=64, inception_weights_path=pytorch_fid_weights,
+        fid_cache_dir=scoring_folders / "cache", batch_size=5, num_workers=0,
+    )  # fmt: skip
+    (backbone,) = recorded_models
+    assert calls == [
+        (
+            scoring_folders / "real",
+            (56, 52),
+            {
+                "inception_weights_path": Path(pytorch_fid_weights), "model": calls[0][2]["model"],
+                "cache_dir": scoring_folders / "cache", "batch_size": 5, "num_workers": 0,
+                "fid_backbone": "pytorch-fid", "fid_dims": 64,
+            },
+        )
+    ]  # fmt: skip
+    assert calls[0][2]["model"] is not None and backbone == (
+        "pytorch-fid",
+        Path(pytorch_fid_weights),
+        64,
+        torch.device("cpu"),
+    )
+    assert results["fid_real_dir"] == str(scoring_folders / "real") and results["fid_real_set"] == "training images"
 
 
 def test_compute_metrics_refuses_a_bad_fid_setup_before_reading_anything(
