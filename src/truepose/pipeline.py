@@ -33,6 +33,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from transformers.utils import logging as transformers_logging
 
+from ._warnings import warn_caller
 from .conditioning import ImageInput, as_parsing_batch, as_pose_batch, to_pil_images
 from .conditioning import parsing as parsing_utils
 from .conditioning.pose import prepare_pose_image
@@ -415,11 +416,9 @@ class TruePosePipeline(DiffusionPipeline):
             )
         source_width, source_height = sources[0].size
         if abs((source_height / source_width) / (height / width) - 1) > parsing_utils.ASPECT_RATIO_TOLERANCE:
-            warnings.warn(
+            warn_caller(
                 f"`source_image` of size (height, width) = ({source_height}, {source_width}) has another aspect ratio "
-                f"than the output ({height}, {width}); it is stretched. Crop or pad it to the output's aspect ratio.",
-                UserWarning,
-                stacklevel=4,  # the caller's line: check_inputs <- __call__ <- torch.no_grad's wrapper <- caller
+                f"than the output ({height}, {width}); it is stretched. Crop or pad it to the output's aspect ratio."
             )
 
     def encode_image(self, images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:

@@ -31,6 +31,7 @@ import PIL.Image
 import torch
 from diffusers.utils import logging
 
+from .._warnings import warn_caller
 from .image import to_pil_image
 
 logger = logging.get_logger(__name__)
@@ -390,11 +391,9 @@ def prepare_pose_image(
         keypoints = as_keypoints(target_pose, "target_pose")
         _check_in_frame(keypoints, height, width, "target_pose")
         if not _present(keypoints).any():
-            warnings.warn(
+            warn_caller(
                 "`target_pose` has no visible joint (all missing: -1, NaN or confidence 0); the skeleton is an empty "
-                "black image and the pose is left to the model.",
-                UserWarning,
-                stacklevel=2,
+                "black image and the pose is left to the model."
             )
         from_photo = False
     elif isinstance(target_pose, (PIL.Image.Image, np.ndarray, torch.Tensor)):
@@ -407,12 +406,10 @@ def prepare_pose_image(
                 )
             if image.size != (width, height):
                 if abs((image.height / image.width) / (height / width) - 1) > 0.01:
-                    warnings.warn(
+                    warn_caller(
                         f"`target_pose` skeleton image of size (height, width) = ({image.height}, {image.width}) has "
                         f"another aspect ratio than the output ({height}, {width}); it is stretched. Draw it at the "
-                        "output's aspect ratio (or pass keypoints).",
-                        UserWarning,
-                        stacklevel=2,
+                        "output's aspect ratio (or pass keypoints)."
                     )
                 image = image.resize((width, height), resample=PIL.Image.BILINEAR)
             return image
