@@ -343,6 +343,7 @@ SAVE_CASES = {
     "blank path": ("  ", ValueError, EMPTY_SAVE_DIRECTORY),
     "a file": ("file.txt", ValueError, "`save_directory` 'file.txt' is a file, not a folder."),
     "None": (None, TypeError, "`save_directory` must be a folder path, got NoneType."),
+    "a number": (5, TypeError, "`save_directory` must be a folder path, got int."),
 }
 
 

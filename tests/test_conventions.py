@@ -96,6 +96,11 @@ def test_set_default_attn_processor_restores_replaced_truepose_processors():
     np.testing.assert_allclose(generate(pipe), expected, atol=1e-5)
 
 
+def test_save_pretrained_passes_positional_arguments_on(tmp_path, pipe):
+    pipe.save_pretrained(tmp_path, False)  # DiffusionPipeline.save_pretrained(save_directory, safe_serialization)
+    assert (tmp_path / "target_unet" / "diffusion_pytorch_model.bin").is_file()
+
+
 @pytest.mark.parametrize(
     "save_kwargs, load_kwargs, weight_file",
     [
