@@ -491,3 +491,119 @@ def test_load_fid_backbone_passes_the_file_size_and_device_on(monkeypatch):
         192,
         "meta",
     )
+
+
+def test_sizes_parse_in_every_written_form_and_say_what_is_wrong():
+    for size in ("256x176", "256,176", "256X176", " 256 x 176 ", (256, 176), [256, 176]):
+        assert metrics.parse_size(size) == (256, 176)
+    assert metrics.parse_size((1, 1)) == (1, 1)
+    for size, message in [
+        ("256", "`size` must look like 'HxW' (e.g. '256x176'), got '256'."),
+        ((256,), "`size` must be (height, width), got (256,)."),
+        ("8x0", "`size` must be positive, got (8, 0)."),
+        ((0, 8), "`size` must be positive, got (0, 8)."),
+    ]:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            metrics.parse_size(size)
+
+
+def test_image_folder_errors_name_the_folders_and_list_the_names(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    message = f"Image folder {str(tmp_path / 'empty')!r} contains no images (expected files ending in "
+    with pytest.raises(ValueError, match=f"^{re.escape(message + str(metrics.IMAGE_EXTENSIONS))}\\)\\.$"):
+        metrics.list_image_files(tmp_path / "empty")
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    real.mkdir(), fake.mkdir()
+    for i in range(12):
+        Image.new("RGB", (4, 4)).save(real / f"{i:02d}.png")
+    for i in range(10, 21):
+        Image.new("RGB", (4, 4)).save(fake / f"{i:02d}.png")
+    expected = "\n".join([
+        f"Cannot pair {str(real)!r} (real) with {str(fake)!r} (fake) by file name:",
+        "  missing in fake_dir: 00, 01, 02, 03, 04, 05, 06, 07, 08, 09",  # ten: all shown
+        "  missing in real_dir: 12, 13, 14, 15, 16, 17, 18, 19, 20",
+    ])  # fmt: skip
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        metrics.pair_image_folders(real, fake)
+    Image.new("RGB", (4, 4)).save(real / "21.png")
+    Image.new("RGB", (4, 4)).save(real / "22.png")  # 12 missing in fake_dir: the first ten, then the count
+    expected = expected.replace("08, 09\n", "08, 09, ... (12 in all)\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        metrics.pair_image_folders(real, fake)
+    Image.new("RGB", (4, 4)).save(real / "00.jpg")
+    message = f"Folder {str(real)!r} holds two images named '00': '00.jpg' and '00.png'."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        metrics.pair_image_folders(real, fake)
+
+
+def test_a_missing_weight_file_says_where_it_was_looked_for(no_weight_files, tmp_path, monkeypatch):
+    spec = metrics.WEIGHT_FILES["lpips"]
+    advice = (
+        f"Nothing is downloaded at evaluation time: fetch it once from {metrics.ALEXNET_URL} and either put it at "
+        f"{str(no_weight_files / metrics.ALEXNET_FILENAME)!r} (the torch hub cache), set "
+        f"${metrics.ALEXNET_ENV}=/path/to/{metrics.ALEXNET_FILENAME}, or pass `lpips_backbone_path / --lpips-backbone`."
+    )
+    start = f"LPIPS (AlexNet backbone) needs the weight file '{metrics.ALEXNET_FILENAME}', which was not found at"
+    for path, looked_in, where in [
+        (None, "the torch hub cache", no_weight_files / metrics.ALEXNET_FILENAME),
+        (tmp_path / "mine.pth", "`lpips_backbone_path / --lpips-backbone`", tmp_path / "mine.pth"),
+        (tmp_path, "`lpips_backbone_path / --lpips-backbone`", tmp_path / metrics.ALEXNET_FILENAME),
+    ]:
+        message = f"{start} {str(where)!r} (looked in {looked_in}). {advice}"
+        with pytest.raises(FileNotFoundError, match=f"^{re.escape(message)}$"):
+            metrics.resolve_weights_file(path, **spec)
+    monkeypatch.setenv(metrics.ALEXNET_ENV, str(tmp_path / "env.pth"))
+    message = f"{start} {str(tmp_path / 'env.pth')!r} (looked in ${metrics.ALEXNET_ENV}). {advice}"
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(message)}$"):
+        metrics.resolve_weights_file(None, **spec)
+
+
+def test_pytorch_fid_backbone_without_the_package_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pytorch_fid" else find_spec(name, *a)
+    )
+    message = (
+        "`fid_backbone='pytorch-fid'` needs the pytorch-fid package: `pip install pytorch-fid` (or "
+        "`pip install truepose[eval]`)."
+    )
+    with pytest.raises(ImportError, match=f"^{re.escape(message)}$"):
+        metrics.check_fid_backbone("pytorch-fid", 2048)
+
+
+def test_lpips_loads_quietly_onto_the_device_and_names_a_wrong_file(alexnet_weights, tmp_path, capsys):
+    model = metrics.load_lpips(alexnet_weights, device="meta")
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert capsys.readouterr() == ("", "")  # lpips' "Setting up [LPIPS] ..." lines stay off
+    torch.save(torch.zeros(1), tmp_path / "tensor.pth")
+    message = f"LPIPS backbone: {str(tmp_path / 'tensor.pth')!r} is not a state dict (got Tensor)."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        metrics.load_lpips(tmp_path / "tensor.pth")
+    torch.save({"classifier.1.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    message = (
+        f"{str(tmp_path / 'other.pth')!r} is not a torchvision AlexNet state dict: key 'features.0.weight' is missing "
+        f"(expected the file from {metrics.ALEXNET_URL})."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        metrics.load_lpips(tmp_path / "other.pth")
+
+
+class RunsCode:
+    """A pickle that would call `print` when unpickled with arbitrary objects allowed."""
+
+    def __reduce__(self):
+        return print, ("unpickling ran code",)
+
+
+def test_weight_files_are_unpickled_as_tensors_only(tmp_path, capsys):
+    import pickle
+
+    torch.save({"weight": RunsCode()}, tmp_path / "evil.pth")
+    with pytest.raises(pickle.UnpicklingError):
+        metrics.load_inception(tmp_path / "evil.pth")
+    assert "unpickling ran code" not in capsys.readouterr().out
