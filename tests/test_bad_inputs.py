@@ -272,14 +272,13 @@ def test_pipeline_argument_errors_say_what_was_expected(pipe, kwargs, error, mes
 
 
 def test_legal_calls_near_the_limits_run_without_a_warning(pipe):
-    """A source at the output's (non-square) aspect ratio, one source for two poses, every callable and output type
-    the checks accept (any warning fails the test: pyproject.toml turns warnings into errors)."""
-    tall, tall_parsing = SOURCE.crop((16, 0, 48, 64)), PARSING[:, 16:48]
-    tall_pose = rescale_keypoints(TINY_KEYPOINTS, (64, 64), (64, 32))
-    assert (
-        call(pipe, source_image=tall, source_parsing=tall_parsing, target_pose=tall_pose, width=32).images.shape[-1]
-        == 16
-    )
+    """A source at the output's (non-square) aspect ratio, 36 pixels wide (a multiple of the tiny VAE's factor 2, not
+    of SD's 8), one source for two poses, every callable and output type the checks accept (any warning fails the
+    test: pyproject.toml turns warnings into errors)."""
+    tall, tall_parsing = SOURCE.crop((14, 0, 50, 64)), PARSING[:, 14:50]
+    tall_pose = rescale_keypoints(TINY_KEYPOINTS, (64, 64), (64, 36))
+    latents = call(pipe, source_image=tall, source_parsing=tall_parsing, target_pose=tall_pose, width=36).images
+    assert latents.shape[-2:] == (32, 18)
     assert len(call(pipe, target_pose=[TINY_KEYPOINTS] * 2, output_type="pt").images) == 2
     detector_calls = []
     detector = lambda image: detector_calls.append(image.size) or TINY_KEYPOINTS.copy()  # noqa: E731
@@ -287,6 +286,8 @@ def test_legal_calls_near_the_limits_run_without_a_warning(pipe):
         pipe, target_pose=SOURCE, target_pose_is_photo=True, pose_detector=detector, callback_on_step_end=lambda *a: {}
     )
     assert detector_calls == [(64, 64), (64, 64)]  # the target photo, then the source to retarget onto
+    call(pipe, pose_detector=detector)  # keypoints: the detector is not needed, not called
+    assert len(detector_calls) == 2
     assert len(call(pipe, generator=[torch.Generator()] * 2, num_images_per_prompt=2).images) == 2
 
 

@@ -24,7 +24,7 @@ from transformers.utils import logging as transformers_logging
 import truepose
 import truepose.pipeline as pipeline_module
 from truepose import TruePosePipeline
-from truepose.conditioning.pose import draw_skeleton
+from truepose.conditioning.pose import draw_skeleton, rescale_keypoints
 from truepose.models import CAAAttnProcessor, HPFAAttnProcessor
 from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline
 
@@ -405,12 +405,14 @@ def test_pipeline_callback_objects(pipe):
     assert record.steps == list(range(STEPS)) and torch.count_nonzero(latents) == 0
 
 
-def test_prepare_pose_gives_skeleton_pixels(pipe):
+def test_prepare_pose_gives_skeleton_pixels():
+    """In [0, 1], at any size the VAE factor divides (36: a multiple of the tiny VAE's 2, not of SD's 8)."""
+    pipe = tiny_pipeline(seed=0)  # built here: the pose image processor is made in __init__
     smaller = TINY_KEYPOINTS.copy()
     smaller[:, :2] = np.where(smaller[:, 2:] > 0, smaller[:, :2] * 0.5, -1)
-    poses = [TINY_KEYPOINTS, smaller]
-    pixels = pipe.prepare_pose(poses, 64, 48, torch.device("cpu"), torch.float32)
-    assert pixels.shape == (2, 3, 64, 48) and pixels.dtype == torch.float32
+    poses = [rescale_keypoints(TINY_KEYPOINTS, (64, 64), (64, 36)), smaller]
+    pixels = pipe.prepare_pose(poses, 64, 36, torch.device("cpu"), torch.float32)
+    assert pixels.shape == (2, 3, 64, 36) and pixels.dtype == torch.float32
     for row, keypoints in zip(pixels, poses):
-        expected = np.asarray(draw_skeleton(keypoints, 64, 48), dtype=np.float32) / 255
+        expected = np.asarray(draw_skeleton(keypoints, 64, 36), dtype=np.float32) / 255
         np.testing.assert_allclose(row.permute(1, 2, 0).numpy(), expected, atol=1e-6)
