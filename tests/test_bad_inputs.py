@@ -271,6 +271,22 @@ def test_pipeline_argument_errors_say_what_was_expected(pipe, kwargs, error, mes
         call(pipe, **kwargs)
 
 
+def test_parse_sources_names_the_argument_and_the_map_at_fault(pipe):
+    """`parse_sources` (public, also called outside `__call__`) names each map of a batch by its index."""
+    no_person = np.zeros((64, 64), np.int64)
+    person_hint = ": none of its pixels has a body, clothing or face label. Check that the parsing map and its "
+    cases = [
+        (([SOURCE], [], "atr"), "`source_parsing` is an empty list; pass one parsing map per source image."),
+        (([SOURCE], PARSING, "nonsense"), "Unknown `parsing_label_map` 'nonsense'; known names are ['atr', 'cihp', 'deepfashion', 'lip']."),
+        (([SOURCE], no_person, "atr"), f"no person found in source_parsing{person_hint}`label_map` match the image."),
+        (([SOURCE] * 2, [PARSING, no_person], "atr"), f"no person found in source_parsing[1]{person_hint}`label_map` match the image."),
+        (([SOURCE] * 2, [PARSING[:, :32], PARSING], "atr"), "`source_parsing[0]` has size (H, W) = (64, 32) but the image is (64, 64)"),
+    ]  # fmt: skip
+    for arguments, message in cases:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+            pipe.parse_sources(*arguments)
+
+
 def test_legal_calls_near_the_limits_run_without_a_warning(pipe):
     """A source at the output's (non-square) aspect ratio, 36 pixels wide (a multiple of the tiny VAE's factor 2, not
     of SD's 8), one source for two poses, every callable and output type the checks accept (any warning fails the
