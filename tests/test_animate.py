@@ -92,6 +92,7 @@ def test_per_frame_generators_give_per_frame_noise(animation, source):
     "kwargs, error, match",
     [
         ({"poses": np.zeros((2, 17, 2))}, ValueError, r"shape \(2, 17, 2\)"),
+        ({"poses": []}, ValueError, r"^`poses` is an empty list; pass at least one pose\.$"),  # its own name
         ({"frames_per_batch": 0}, ValueError, "frames_per_batch"),
         ({"generator": [torch.Generator()]}, ValueError, "1 generators for 2"),
         ({"output_type": "latent"}, ValueError, "output_type"),

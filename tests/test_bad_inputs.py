@@ -218,6 +218,11 @@ CHECK_MESSAGES = {
         "`source_parsing` has 2 maps for 1 source images.",
     ),
     "no parsing, no parser": ({"source_parsing": None}, ValueError, NO_PARSER),
+    "no parsing maps": (
+        {"source_parsing": []},
+        ValueError,
+        "`source_parsing` is an empty list; pass one parsing map per source image.",
+    ),
     "photo, no detector": (
         {"target_pose": SOURCE, "target_pose_is_photo": True},
         ValueError,
