@@ -67,7 +67,8 @@ SELECT[pipeline_io]="truepose.pipeline.x_* truepose.pipeline.xǁTruePosePipeline
     truepose.pipeline.xǁTruePosePipelineǁprepare_pose__*
     truepose.pipeline.xǁTruePosePipelineǁcanonical_inputs__*"
 TESTS[pipeline_io]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/test_bad_inputs.py
-    tests/test_conventions.py tests/test_from_stable_diffusion.py tests/conditioning/test_input_forms.py"
+    tests/test_conventions.py tests/test_from_stable_diffusion.py tests/conditioning/test_input_forms.py
+    tests/test_animate.py"
 FILE[train]=src/truepose/train.py
 SELECT[train]="truepose.train.x_training_loss__*"
 TESTS[train]="tests/test_correctness_train.py"
