@@ -290,6 +290,9 @@ def test_parse_sources_names_the_argument_and_the_map_at_fault(pipe):
     for arguments, message in cases:
         with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
             pipe.parse_sources(*arguments)
+    lip = np.where(PARSING > 0, 19, 0)  # 19: LIP's right shoe, beyond ATR's ids 0-17
+    maps, label_map = pipe.parse_sources([SOURCE], lip, "lip")
+    assert label_map.name == "lip" and np.array_equal(maps[0], lip)
 
 
 def test_legal_calls_near_the_limits_run_without_a_warning(pipe):

@@ -96,6 +96,16 @@ def test_set_default_attn_processor_restores_replaced_truepose_processors():
     np.testing.assert_allclose(generate(pipe), expected, atol=1e-5)
 
 
+def test_a_float16_image_encoder_gets_float16_pixels():
+    pipe = tiny_pipeline(seed=0)
+    source, _ = tiny_person(0)
+    full = pipe.encode_image([source], torch.device("cpu"))
+    pipe.image_encoder.to(torch.float16)
+    half = pipe.encode_image([source], torch.device("cpu"))
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), full, atol=2e-2, rtol=2e-2)
+
+
 def test_save_pretrained_passes_positional_arguments_on(tmp_path, pipe):
     pipe.save_pretrained(tmp_path, False)  # DiffusionPipeline.save_pretrained(save_directory, safe_serialization)
     assert (tmp_path / "target_unet" / "diffusion_pytorch_model.bin").is_file()
