@@ -96,7 +96,7 @@ def test_set_default_attn_processor_restores_replaced_truepose_processors():
     np.testing.assert_allclose(generate(pipe), expected, atol=1e-5)
 
 
-def test_a_float16_image_encoder_gets_float16_pixels():
+def test_a_float16_image_encoder_gives_float16_embeddings_close_to_float32():
     pipe = tiny_pipeline(seed=0)
     source, _ = tiny_person(0)
     full = pipe.encode_image([source], torch.device("cpu"))
