@@ -23,6 +23,21 @@ def no_weight_files(tmp_path, monkeypatch) -> Path:
     return tmp_path / "torch_home" / "hub" / "checkpoints"
 
 
+class PooledColour(nn.Module):
+    """A cheap stand-in for Inception on `(N, H, W, 3)` uint8 batches: 4-d features (channel means + grey std), so the
+    real scipy sqrtm path runs fast (a 2048x2048 sqrtm takes about a minute on a 2-core CPU)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).double() / 255
+        return torch.cat([x.mean((2, 3)), x.mean(1).flatten(1).std(1, keepdim=True)], dim=1)
+
+
+@pytest.fixture
+def pooled_colour() -> nn.Module:
+    """A `PooledColour` FID backbone stand-in (Inception itself is checked in test_evaluation_metrics.py)."""
+    return PooledColour()
+
+
 @pytest.fixture(scope="session")
 def alexnet_weights(tmp_path_factory) -> str:
     """A random-init torchvision AlexNet state dict saved under its real file name (stands in for the ImageNet one)."""

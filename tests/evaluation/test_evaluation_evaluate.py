@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from truepose.evaluation import evaluate as ev
@@ -28,14 +27,6 @@ class CountingPipeline:
         self.seeds += [g.initial_seed() for g in kwargs["generator"]]
         self.calls.append(kwargs)
         return self.pipeline(**kwargs)
-
-
-class PooledColour(torch.nn.Module):
-    """Cheap Inception stand-in (4-d features), see test_evaluation_metrics.py."""
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).double() / 255
-        return torch.cat([x.mean((2, 3)), x.mean(1).flatten(1).std(1, keepdim=True)], dim=1)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +60,7 @@ def test_save_image_atomic(tmp_path):
 
 
 def test_evaluate_resumes_and_is_deterministic(
-    deepfashion_root, tiny_pipe, alexnet_weights, inception_weights, tmp_path, monkeypatch
+    deepfashion_root, tiny_pipe, alexnet_weights, inception_weights, pooled_colour, tmp_path, monkeypatch
 ):
     from truepose.data import DeepFashionDataset
 
@@ -102,7 +93,7 @@ def test_evaluate_resumes_and_is_deterministic(
 
     # The full run generates only the missing pairs, then scores all of them (FID against DATA_ROOT/train_highres,
     # forced: 4 images are far fewer than a meaningful 2048-d FID needs).
-    monkeypatch.setattr(metrics, "load_inception", lambda *args, **kwargs: PooledColour())
+    monkeypatch.setattr(metrics, "load_inception", lambda *args, **kwargs: pooled_colour)
     pipe = CountingPipeline(tiny_pipe)
     results = ev.evaluate(pipe, deepfashion_root, out, batch_size=2, force_fid=True, **common)
     assert sorted(pipe.seeds) == sorted(ev.seed_of(n) for n in names[2:])

@@ -278,17 +278,8 @@ def test_inception_features_follow_torchvision(inception_weights, image_pairs):
     torch.testing.assert_close(features, expected, rtol=1e-4, atol=1e-5)
 
 
-class PooledColour(torch.nn.Module):
-    """A cheap stand-in for Inception (4-d features: channel means + grey std), so the real scipy sqrtm path runs fast
-    (a 2048x2048 sqrtm takes about a minute on a 2-core CPU; Inception itself is checked above)."""
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).double() / 255
-        return torch.cat([x.mean((2, 3)), x.mean(1).flatten(1).std(1, keepdim=True)], dim=1)
-
-
 def test_compute_metrics_end_to_end(
-    image_folders, image_pairs, alexnet_weights, inception_weights, tmp_path, monkeypatch
+    image_folders, image_pairs, alexnet_weights, inception_weights, pooled_colour, tmp_path, monkeypatch
 ):
     real_dir, fake_dir = image_folders
     size = (128, 96)
@@ -300,7 +291,7 @@ def test_compute_metrics_end_to_end(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(metrics, "folder_statistics", counting_statistics)
-    monkeypatch.setattr(metrics, "load_inception", lambda *args, **kwargs: PooledColour())
+    monkeypatch.setattr(metrics, "load_inception", lambda *args, **kwargs: pooled_colour)
     kwargs = dict(
         size=size,
         fid_real_dir=real_dir,
@@ -328,9 +319,8 @@ def test_compute_metrics_end_to_end(
     assert results["lpips"] == pytest.approx(metrics.lpips_distance(lpips_model, real, fake).mean(), rel=1e-5)
 
     # FID is the Fréchet distance of the feature statistics of both sets.
-    features = PooledColour()
-    stats_real = metrics.feature_statistics(features(torch.from_numpy(real)))
-    stats_fake = metrics.feature_statistics(features(torch.from_numpy(fake)))
+    stats_real = metrics.feature_statistics(pooled_colour(torch.from_numpy(real)))
+    stats_fake = metrics.feature_statistics(pooled_colour(torch.from_numpy(fake)))
     assert results["fid"] == pytest.approx(_eig_frechet(*stats_real, *stats_fake), rel=1e-6)
     assert results["fid"] > 0 and results["fid_real_set"] == "training images"
 
@@ -489,7 +479,9 @@ def test_all_missing_weight_files_are_listed_at_once(image_folders, no_weight_fi
     assert results["lpips"] is None and results["fid"] is None and 0 < results["ssim"] < 1
 
 
-def test_fid_refuses_too_few_images_unless_forced(image_folders, alexnet_weights, inception_weights, monkeypatch):
+def test_fid_refuses_too_few_images_unless_forced(
+    image_folders, alexnet_weights, inception_weights, pooled_colour, monkeypatch
+):
     real_dir, fake_dir = image_folders
     assert metrics.min_fid_images(2048) == 2049 and metrics.min_fid_images(64) == 65
     kwargs = dict(size=(128, 96), device="cpu", inception_weights_path=inception_weights, compute_lpips=False)
@@ -500,7 +492,7 @@ def test_fid_refuses_too_few_images_unless_forced(image_folders, alexnet_weights
     assert "got 5 real and 5 generated" in str(error.value) and scored == []  # refused before scoring
     monkeypatch.undo()
 
-    monkeypatch.setattr(metrics, "load_fid_backbone", lambda *args, **kw: PooledColour())
+    monkeypatch.setattr(metrics, "load_fid_backbone", lambda *args, **kw: pooled_colour)
     forced = metrics.compute_metrics(real_dir, fake_dir, force_fid=True, **kwargs)
     assert forced["fid_reliable"] is False and np.isfinite(forced["fid"])
     assert "FID forced on fewer than 2049 images per set: not meaningful." in metrics.format_markdown(forced)

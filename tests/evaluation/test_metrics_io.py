@@ -197,7 +197,7 @@ def test_the_markdown_table_written_out():
     assert with_regions == expected + "\n" + format_region_markdown(regions)
 
 
-def test_image_folders_read_the_given_names_or_all(tmp_path):
+def test_image_folders_read_the_given_names_or_all(tmp_path, pooled_colour):
     from PIL import Image
 
     for i in range(3):
@@ -208,12 +208,9 @@ def test_image_folders_read_the_given_names_or_all(tmp_path):
     empty = metrics.load_image_folder(tmp_path, (4, 6), names=[])
     assert empty.shape == (0, 4, 6, 3) and empty.dtype == np.uint8
 
-    def first_values(batch):  # a stand-in backbone: three numbers per image
-        return batch.float().reshape(len(batch), -1)[:, :3]
-
-    mu, _, count = metrics.folder_statistics(tmp_path, first_values, (4, 6), names=["0.png", "2.png"])
-    assert count == 2 and mu.shape == (3,)
-    assert metrics.folder_statistics(tmp_path, first_values, (4, 6))[2] == 3
+    mu, _, count = metrics.folder_statistics(tmp_path, pooled_colour, (4, 6), names=["0.png", "2.png"])
+    assert count == 2 and mu.shape == (4,)
+    assert metrics.folder_statistics(tmp_path, pooled_colour, (4, 6))[2] == 3
 
 
 def test_fid_backbones_load_frozen_and_name_a_file_that_is_not_a_state_dict(
@@ -300,7 +297,7 @@ def scoring_folders(tmp_path):
 
 
 @pytest.fixture
-def recorded_models(monkeypatch):
+def recorded_models(monkeypatch, pooled_colour):
     """Replaces the LPIPS and FID loaders with stand-ins that record what they were asked to load, and where."""
     loaded = []
 
@@ -310,7 +307,7 @@ def recorded_models(monkeypatch):
 
     def load_fid_backbone(backbone, path=None, dims=None, device=None):
         loaded.append((backbone, path, dims, device))
-        return lambda images: images.float().mean((1, 2))  # three numbers per image
+        return pooled_colour
 
     monkeypatch.setattr(metrics, "load_lpips", load_lpips)
     monkeypatch.setattr(metrics, "load_fid_backbone", load_fid_backbone)
@@ -318,7 +315,7 @@ def recorded_models(monkeypatch):
 
 
 def test_compute_metrics_gives_each_model_its_file_and_device_and_scores_the_named_pairs(
-    scoring_folders, recorded_models, alexnet_weights, pytorch_fid_weights, caplog, monkeypatch
+    scoring_folders, recorded_models, alexnet_weights, pytorch_fid_weights, pooled_colour, caplog, monkeypatch
 ):
     import logging
 
@@ -359,9 +356,9 @@ def test_compute_metrics_gives_each_model_its_file_and_device_and_scores_the_nam
     real = metrics.load_image_folder(scoring_folders / "real", (56, 52), [f"{name}.png" for name in names])
     fake = metrics.load_image_folder(scoring_folders / "fake", (56, 52), [f"{name}.png" for name in names])
     assert results["ssim_256_sigma"] == 0.8
-    # FID of the named pairs' stand-in features (mean colours), the real set being their ground truths
-    real_stats = metrics.feature_statistics(torch.from_numpy(real).float().mean((1, 2)))
-    fake_stats = metrics.feature_statistics(torch.from_numpy(fake).float().mean((1, 2)))
+    # FID of the named pairs' stand-in features, the real set being their ground truths
+    real_stats = metrics.feature_statistics(pooled_colour(torch.from_numpy(real)))
+    fake_stats = metrics.feature_statistics(pooled_colour(torch.from_numpy(fake)))
     assert results["fid"] == pytest.approx(metrics.frechet_distance(*real_stats, *fake_stats), rel=1e-9)
     assert results["ssim_256"] == pytest.approx(
         np.mean([metrics.ssim_256(r, f, sigma=0.8) for r, f in zip(real, fake)])
@@ -405,7 +402,7 @@ def test_compute_metrics_takes_the_training_set_statistics_with_every_setting(
 
     def real_statistics(folder, size, **kwargs):
         calls.append((folder, size, kwargs))
-        return np.zeros(3), np.eye(3)
+        return np.zeros(4), np.eye(4)  # the statistics of 4-d PooledColour features
 
     monkeypatch.setattr(metrics, "real_statistics", real_statistics)
     names = [f"p{i:02d}" for i in range(65)]
