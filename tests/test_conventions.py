@@ -188,6 +188,31 @@ def test_a_config_field_of_the_wrong_type_is_named(tmp_path, saved, component, f
         TruePosePipeline.from_pretrained(folder)
 
 
+def break_copy(saved, folder, change) -> str:
+    """A copy of the saved checkpoint in `folder`, broken by `change(folder)`; returns its path as a string."""
+    shutil.copytree(saved, folder)
+    change(folder)
+    return str(folder)
+
+
+def edit_json(name: str, **entries):
+    """A `change` for `break_copy`: sets `entries` in the checkpoint's JSON file `name` ("drop" deletes an entry)."""
+
+    def change(folder):
+        content = {**json.loads((folder / name).read_text()), **entries}
+        (folder / name).write_text(json.dumps({k: v for k, v in content.items() if v != "drop"}))
+
+    return change
+
+
+def remove_config(component):
+    def change(folder):
+        (folder / component / "config.json").unlink()
+        (folder / component / "diffusion_pytorch_model.safetensors.index.json").write_text("{}")  # not a config
+
+    return change
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [
@@ -202,24 +227,17 @@ def test_a_config_field_of_the_wrong_type_is_named(tmp_path, saved, component, f
 )
 def test_config_type_errors_name_the_types_and_the_default(tmp_path, saved, field, value, message):
     """`X | None` fields take null (and nothing else of the wrong type); fields with a non-null default do not."""
-    folder = tmp_path / "copy"
-    shutil.copytree(saved, folder)
-    config_file = folder / "target_unet" / "config.json"
-    config = json.loads(config_file.read_text())
-    config[field] = value
-    config_file.write_text(json.dumps(config))
+    path = break_copy(saved, tmp_path / "copy", edit_json("target_unet/config.json", **{field: value}))
+    config_file = os.path.join(path, "target_unet", "config.json")
     with pytest.raises(ValueError, match=f"^{re.escape(f'{config_file}: {message}')}"):
-        TruePosePipeline.from_pretrained(folder)
+        TruePosePipeline.from_pretrained(path)
 
 
 def test_a_field_missing_from_a_config_takes_its_default(tmp_path, saved):
-    folder = tmp_path / "copy"
-    shutil.copytree(saved, folder)
-    config_file = folder / "target_unet" / "config.json"
-    config = json.loads(config_file.read_text())
-    del config["hpfa_sigma"], config["sample_size"]
-    config_file.write_text(json.dumps(config))
-    loaded = TruePosePipeline.from_pretrained(folder)
+    path = break_copy(
+        saved, tmp_path / "copy", edit_json("target_unet/config.json", hpfa_sigma="drop", sample_size="drop")
+    )
+    loaded = TruePosePipeline.from_pretrained(path)
     assert loaded.target_unet.config.hpfa_sigma == 0.3 and loaded.target_unet.config.sample_size is None
 
 
@@ -254,41 +272,25 @@ def test_json_types_of_a_config_field(annotation, default, expected):
     assert pipeline_module._json_types(annotation, default) == expected
 
 
-def break_copy(saved, folder, change) -> str:
-    """A copy of the saved checkpoint in `folder`, broken by `change(folder)`; returns its path as a string."""
-    shutil.copytree(saved, folder)
-    change(folder)
-    return str(folder)
-
-
-def edit_index(**entries):
-    def change(folder):
-        index = json.loads((folder / "model_index.json").read_text())
-        index.update(entries)
-        index = {k: v for k, v in index.items() if v != "drop"}
-        (folder / "model_index.json").write_text(json.dumps(index))
-
-    return change
-
-
-def remove_config(component):
-    def change(folder):
-        (folder / component / "config.json").unlink()
-        (folder / component / "diffusion_pytorch_model.safetensors.index.json").write_text("{}")  # not a config
-
-    return change
-
-
 @pytest.mark.parametrize(
     "change, message",
     [
-        (edit_index(pose_encoder="drop"), "is incomplete: model_index.json has no `pose_encoder` component."),
-        (edit_index(pose_encoder=[None, None]), "is incomplete: model_index.json has no `pose_encoder` component."),
         (
-            edit_index(pose_encoder=["diffusers", None]),
+            edit_json("model_index.json", pose_encoder="drop"),
             "is incomplete: model_index.json has no `pose_encoder` component.",
         ),
-        (edit_index(pose_encoder=["truepose"]), "is incomplete: model_index.json has no `pose_encoder` component."),
+        (
+            edit_json("model_index.json", pose_encoder=[None, None]),
+            "is incomplete: model_index.json has no `pose_encoder` component.",
+        ),
+        (
+            edit_json("model_index.json", pose_encoder=["diffusers", None]),
+            "is incomplete: model_index.json has no `pose_encoder` component.",
+        ),
+        (
+            edit_json("model_index.json", pose_encoder=["truepose"]),
+            "is incomplete: model_index.json has no `pose_encoder` component.",
+        ),
         (
             lambda folder: shutil.rmtree(folder / "vae"),
             f"is incomplete: missing {os.path.join('vae', 'config.json')}.",
@@ -343,9 +345,7 @@ def test_loading_hides_only_the_autoencoder_tiny_config_note(tmp_path):
     that note is dropped, other config notes (an unexpected field) still reach the user."""
     from truepose.demo import SHIPPED_MODEL
 
-    path = break_copy(SHIPPED_MODEL, tmp_path / "model", lambda folder: None)
-    config_file = tmp_path / "model" / "pose_encoder" / "config.json"
-    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "unexpected_field": 1}))
+    path = break_copy(SHIPPED_MODEL, tmp_path / "model", edit_json("pose_encoder/config.json", unexpected_field=1))
     config_logger = logging.getLogger("diffusers.configuration_utils")
     filters_before = list(config_logger.filters)
     transformers_logging.enable_progress_bar()
