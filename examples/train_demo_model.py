@@ -12,6 +12,12 @@ Three stages, all on the procedural synthetic set (no download):
    no gradient at high noise, where the source and pose must decide the image: trained with it, a first version
    learnt to denoise but barely used the source); the shipped folder is the trained pipeline stored in fp16
    (loaded as float32), with a model card.
+
+With ``--init_from FOLDER`` stages 1-2 are skipped: `truepose train` continues from a trained pipeline (the shipped
+model is made by one such continuation of the from-scratch run; docs/install.md gives both commands):
+
+    OMP_NUM_THREADS=2 python examples/train_demo_model.py --output_dir runs/demo-model-continued \
+        --init_from runs/demo-model/shipped --train_steps 1900 --learning_rate 3e-4 --ema_decay 0.999 --seed 1
 """
 
 import argparse
@@ -134,29 +140,55 @@ def main() -> None:
     parser.add_argument("--learning_rate", type=float, default=6e-4)
     parser.add_argument("--num_pairs", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ema_decay", type=float, default=None, help="keep an EMA of the weights (default: none)")
+    parser.add_argument("--init_from", default=None, help="a trained pipeline folder to continue training from")
     args = parser.parse_args()
     size = tuple(args.resolution)
 
-    init_dir = os.path.join(args.output_dir, "init")
+    init_dir = args.init_from or os.path.join(args.output_dir, "init")
     if not os.path.isfile(os.path.join(init_dir, "model_index.json")):
         vae = train_vae(build_vae(), args.vae_steps, size, batch_size=8, seed=args.seed)
         build_pipeline(vae, args.seed).save_pretrained(init_dir)
-    train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps=250, validation_steps=500)
-    final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"))
-    final.to(torch.float16).save_pretrained(os.path.join(args.output_dir, "shipped"))
-    description = f"""on the procedural synthetic set only: an
-`AutoencoderTiny` VAE ({args.vae_steps} steps), two SD-style UNets (48-96-96) and a pose encoder
-({args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction), a
+    checkpointing_steps, validation_steps = (200, args.train_steps // 2) if args.init_from else (250, 500)
+    train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps, validation_steps)
+    ship(args)
+
+
+def ship(args: argparse.Namespace) -> None:
+    """`output_dir/final` stored in fp16 as `output_dir/shipped`, with a model card that gives the command."""
+    final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"), dtype=torch.float16)
+    final.save_pretrained(os.path.join(args.output_dir, "shipped"))
+    ema = "" if args.ema_decay is None else f", EMA {args.ema_decay}"
+    training = f"{args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction{ema}"
+    if args.init_from:
+        description = f"by continuing the trained pipeline in `{args.init_from}` ({training}); its own card follows."
+        options = f"--init_from {args.init_from} --train_steps {args.train_steps} --learning_rate {args.learning_rate}"
+        options += "" if args.ema_decay is None else f" --ema_decay {args.ema_decay}"
+        options += f" --seed {args.seed}"
+    else:
+        description = f"""by `examples/train_demo_model.py` on the procedural synthetic set only: an
+`AutoencoderTiny` VAE ({args.vae_steps} steps), two SD-style UNets (48-96-96) and a pose encoder ({training}), a
 frozen random CLIP vision encoder. Weights in fp16; not a model of real people."""
-    write_shipped_card(
-        os.path.join(args.output_dir, "shipped"), args, "examples/train_demo_model.py", "runs/demo-model", description
-    )
+        options = f"--vae_steps {args.vae_steps} --train_steps {args.train_steps}"
+    command = f"python examples/train_demo_model.py --output_dir {args.output_dir} {options}"
+    shipped = os.path.join(args.output_dir, "shipped")
+    write_shipped_card(shipped, args.resolution, command, description)
+    start_card = os.path.join(args.init_from or "", "README.md")
+    if args.init_from and os.path.isfile(start_card):
+        with open(start_card) as f:
+            start_text = (
+                f.read().split("---\n", 2)[-1].replace("# TruePose demo model", "## It continues: TruePose demo model")
+            )
+        with open(os.path.join(shipped, "README.md"), "a") as f:
+            f.write("\n" + start_text)
 
 
 def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkpointing_steps: int, validation_steps: int) -> None:  # fmt: skip
-    """`truepose train` of the untrained pipeline in `init_dir` on synthetic pairs: v-prediction, cosine lr, checkpoints
-    every `checkpointing_steps` (resumed with `--resume_from_checkpoint latest`), 4 validation pairs."""
+    """`truepose train` of the pipeline in `init_dir` (untrained, or one to continue) on synthetic pairs: v-prediction,
+    cosine lr, checkpoints every `checkpointing_steps` (resumed with `--resume_from_checkpoint latest`), 4 validation
+    pairs, an EMA of the weights when `args.ema_decay` is set."""
     height, width = args.resolution
+    ema = [] if args.ema_decay is None else ["--use_ema", "--ema_decay", str(args.ema_decay)]
     train_main(
         [
             "--pretrained_model", init_dir, "--output_dir", output_dir,
@@ -168,24 +200,24 @@ def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkp
             "--resume_from_checkpoint", "latest", "--validation_steps", str(validation_steps),
             "--num_validation_pairs", "4", "--seed", str(args.seed), "--report_to", "tensorboard",
         ]
+        + ema
     )  # fmt: skip
 
 
-def write_shipped_card(folder: str, args: argparse.Namespace, script: str, run_dir: str, description: str) -> None:
-    """The shipped folder's README: what it is (`description`, after "A small TruePose trained on CPU by `script`")
-    and the command that made it (`script --output_dir run_dir` and the step counts of `args`)."""
+def write_shipped_card(folder: str, resolution: list[int], command: str, description: str) -> None:
+    """The shipped folder's README: what it is ("A small TruePose trained on CPU " + `description`) and the `command`
+    that made it (run with `OMP_NUM_THREADS=2`)."""
     card = f"""---
 license: apache-2.0
 library_name: diffusers
 tags: [truepose, pose-transfer, person-image-synthesis]
 ---
 
-# TruePose demo model (synthetic people, {args.resolution[0]}x{args.resolution[1]})
+# TruePose demo model (synthetic people, {resolution[0]}x{resolution[1]})
 
-A small TruePose trained on CPU by `{script}` {description}
+A small TruePose trained on CPU {description}
 
-    OMP_NUM_THREADS=2 python {script} --output_dir {run_dir} \\
-        --vae_steps {args.vae_steps} --train_steps {args.train_steps}
+    OMP_NUM_THREADS=2 {command}
 
 ```python
 from truepose.demo import load_shipped_model

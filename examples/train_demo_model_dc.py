@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--learning_rate", type=float, default=6e-4)
     parser.add_argument("--num_pairs", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ema_decay", type=float, default=None, help="keep an EMA of the weights (default: none)")
     args = parser.parse_args()
     size = tuple(args.resolution)
     os.makedirs(args.output_dir, exist_ok=True)
@@ -208,13 +209,14 @@ def main() -> None:
     print(f"truepose train done in {time.time() - start:.0f}s (this run)", flush=True)
     final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"), dtype=torch.float16)
     final.save_pretrained(os.path.join(args.output_dir, "shipped"))
-    description = f"""on the procedural synthetic set only: an
+    description = f"""by `examples/train_demo_model_dc.py` on the procedural synthetic set only: an
 `AutoencoderDC` VAE (4x down, 16 latent channels standardised per channel; {args.vae_steps} steps of
 {args.vae_batch_size} 64x64 crops), two SD-style UNets (48-96-96 channels) and a pose encoder ({args.train_steps} steps of
 `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction), a frozen random CLIP vision
 encoder. Weights in fp16; not a model of real people. Scores on 200 held-out pairs: docs/install.md."""
     shipped = os.path.join(args.output_dir, "shipped")
-    write_shipped_card(shipped, args, "examples/train_demo_model_dc.py", "runs/demo-model-dc96", description)
+    command = f"python examples/train_demo_model_dc.py --output_dir {args.output_dir} --vae_steps {args.vae_steps} --train_steps {args.train_steps}"
+    write_shipped_card(shipped, args.resolution, command, description)
 
 
 if __name__ == "__main__":
