@@ -145,6 +145,8 @@ def main() -> None:
     args = parser.parse_args()
     size = tuple(args.resolution)
 
+    if args.init_from and not os.path.isfile(os.path.join(args.init_from, "model_index.json")):
+        parser.error(f"--init_from {args.init_from!r} is not a pipeline folder (no model_index.json)")
     init_dir = args.init_from or os.path.join(args.output_dir, "init")
     if not os.path.isfile(os.path.join(init_dir, "model_index.json")):
         vae = train_vae(build_vae(), args.vae_steps, size, batch_size=8, seed=args.seed)
@@ -173,9 +175,8 @@ frozen random CLIP vision encoder. Weights in fp16; not a model of real people."
     command = f"python examples/train_demo_model.py --output_dir {args.output_dir} {options}"
     shipped = os.path.join(args.output_dir, "shipped")
     write_shipped_card(shipped, args.resolution, command, description)
-    start_card = os.path.join(args.init_from or "", "README.md")
-    if args.init_from and os.path.isfile(start_card):
-        with open(start_card) as f:
+    if args.init_from and os.path.isfile(os.path.join(args.init_from, "README.md")):
+        with open(os.path.join(args.init_from, "README.md")) as f:
             start_text = (
                 f.read().split("---\n", 2)[-1].replace("# TruePose demo model", "## It continues: TruePose demo model")
             )
