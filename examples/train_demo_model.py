@@ -157,9 +157,7 @@ def main() -> None:
 
 
 def ship(args: argparse.Namespace) -> None:
-    """`output_dir/final` stored in fp16 as `output_dir/shipped`, with a model card that gives the command."""
-    final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"), dtype=torch.float16)
-    final.save_pretrained(os.path.join(args.output_dir, "shipped"))
+    """`output_dir/final` stored as `output_dir/shipped` (`store_shipped`), its card naming this script's command."""
     ema = "" if args.ema_decay is None else f", EMA {args.ema_decay}"
     training = f"{args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction{ema}"
     if args.init_from:
@@ -173,8 +171,7 @@ def ship(args: argparse.Namespace) -> None:
 frozen random CLIP vision encoder. Weights in fp16; not a model of real people."""
         options = f"--vae_steps {args.vae_steps} --train_steps {args.train_steps}"
     command = f"python examples/train_demo_model.py --output_dir {args.output_dir} {options}"
-    shipped = os.path.join(args.output_dir, "shipped")
-    write_shipped_card(shipped, args.resolution, command, description)
+    shipped = store_shipped(args.output_dir, args.resolution, command, description)
     if args.init_from and os.path.isfile(os.path.join(args.init_from, "README.md")):
         with open(os.path.join(args.init_from, "README.md")) as f:
             start_text = (
@@ -205,9 +202,11 @@ def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkp
     )  # fmt: skip
 
 
-def write_shipped_card(folder: str, resolution: list[int], command: str, description: str) -> None:
-    """The shipped folder's README: what it is ("A small TruePose trained on CPU " + `description`) and the `command`
-    that made it (run with `OMP_NUM_THREADS=2`)."""
+def store_shipped(output_dir: str, resolution: list[int], command: str, description: str) -> str:
+    """`output_dir/final` saved in fp16 as `output_dir/shipped` (returned), with a README: what it is ("A small
+    TruePose trained on CPU " + `description`) and the `command` that made it (run with `OMP_NUM_THREADS=2`)."""
+    shipped = os.path.join(output_dir, "shipped")
+    TruePosePipeline.from_pretrained(os.path.join(output_dir, "final"), dtype=torch.float16).save_pretrained(shipped)
     card = f"""---
 license: apache-2.0
 library_name: diffusers
@@ -226,8 +225,9 @@ from truepose.demo import load_shipped_model
 pipe = load_shipped_model()
 ```
 """
-    with open(os.path.join(folder, "README.md"), "w") as f:
+    with open(os.path.join(shipped, "README.md"), "w") as f:
         f.write(card)
+    return shipped
 
 
 if __name__ == "__main__":

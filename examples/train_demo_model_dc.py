@@ -26,8 +26,8 @@ from train_demo_model import (
     _synthetic_pixels,
     assemble_pipeline,
     reconstruction_loss,
+    store_shipped,
     train_unets,
-    write_shipped_card,
 )
 
 from truepose import TruePosePipeline
@@ -207,16 +207,13 @@ def main() -> None:
     start = time.time()
     train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps=200, validation_steps=1300)
     print(f"truepose train done in {time.time() - start:.0f}s (this run)", flush=True)
-    final = TruePosePipeline.from_pretrained(os.path.join(args.output_dir, "final"), dtype=torch.float16)
-    final.save_pretrained(os.path.join(args.output_dir, "shipped"))
     description = f"""by `examples/train_demo_model_dc.py` on the procedural synthetic set only: an
 `AutoencoderDC` VAE (4x down, 16 latent channels standardised per channel; {args.vae_steps} steps of
 {args.vae_batch_size} 64x64 crops), two SD-style UNets (48-96-96 channels) and a pose encoder ({args.train_steps} steps of
 `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction), a frozen random CLIP vision
 encoder. Weights in fp16; not a model of real people. Scores on 200 held-out pairs: docs/install.md."""
-    shipped = os.path.join(args.output_dir, "shipped")
     command = f"python examples/train_demo_model_dc.py --output_dir {args.output_dir} --vae_steps {args.vae_steps} --train_steps {args.train_steps}"
-    write_shipped_card(shipped, args.resolution, command, description)
+    store_shipped(args.output_dir, args.resolution, command, description)
 
 
 if __name__ == "__main__":
