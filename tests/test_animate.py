@@ -93,6 +93,8 @@ def test_per_frame_generators_give_per_frame_noise(animation, source):
     [
         ({"poses": np.zeros((2, 17, 2))}, ValueError, r"shape \(2, 17, 2\)"),
         ({"poses": []}, ValueError, r"^`poses` is an empty list; pass at least one pose\.$"),  # its own name
+        ({"poses": [moved(0), np.zeros((17, 2))]}, ValueError, r"^`poses\[1\]` must have shape \(18, 2\)"),
+        ({"poses": [moved(0), "pose.png"]}, TypeError, r"^`poses\[1\]` must be keypoints"),
         ({"frames_per_batch": 0}, ValueError, "frames_per_batch"),
         ({"generator": [torch.Generator()]}, ValueError, "1 generators for 2"),
         ({"output_type": "latent"}, ValueError, "output_type"),

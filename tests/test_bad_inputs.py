@@ -125,6 +125,24 @@ PIPELINE_CASES = {
         "target_pose",
     ),
     "pose list holding a batch": ({"target_pose": [np.stack([TINY_KEYPOINTS] * 2)]}, ValueError, r"target_pose\[0\]"),
+    "second of two poses (17, 2)": (
+        {
+            "source_image": [SOURCE] * 2,
+            "source_parsing": [PARSING] * 2,
+            "target_pose": [TINY_KEYPOINTS, np.zeros((17, 2))],
+        },
+        ValueError,
+        r"^`target_pose\[1\]` must have shape \(18, 2\)",  # the bad element, by its index
+    ),
+    "second of two poses out of the frame": (
+        {
+            "source_image": [SOURCE] * 2,
+            "source_parsing": [PARSING] * 2,
+            "target_pose": [TINY_KEYPOINTS, keypoints_with(4, 70, 30)],
+        },
+        ValueError,
+        r"^`target_pose\[1\]` has joints outside .*right_wrist",
+    ),
     "skeleton array with alpha": ({"target_pose": np.zeros((64, 64, 4), np.uint8)}, ValueError, "target_pose.*alpha"),
     "skeleton float array in 0..255": ({"target_pose": np.full((64, 64, 3), 200.0)}, ValueError, "target_pose"),
     "photo without a detector": (

@@ -139,7 +139,7 @@ class TruePoseAnimationPipeline(TruePosePipeline):
         layer_references = self.project_source(self.target_unet.prepare_reference(source_reference, latent_size))
 
         # 3. Skeletons of all poses (checked before any denoising) and the initial noise
-        pose_pixels = self.prepare_pose(poses, height, width, device, self.pose_encoder.dtype)
+        pose_pixels = self.prepare_pose(poses, height, width, device, self.pose_encoder.dtype, poses_argument="poses")
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (1 if generator is None or isinstance(generator, torch.Generator) else num_frames, *latent_size)
         if latents is None:

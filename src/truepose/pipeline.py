@@ -554,12 +554,14 @@ class TruePosePipeline(DiffusionPipeline):
         target_pose_is_photo: bool = False,
         pose_detector: Callable | None = None,
         retarget_pose: bool | None = None,
+        poses_argument: str = "target_pose",
     ) -> torch.Tensor:
         """Target poses -> skeleton pixels `(batch, 3, height, width)` in [0, 1], the pose encoder's input.
 
         Like ControlNet's ``prepare_image``. Each pose (keypoints, skeleton image, or with ``target_pose_is_photo``
         a person photo read by ``pose_detector``) is drawn at `(height, width)`; ``sources`` (one per pose) are only
-        needed to retarget poses taken from photos onto the source person.
+        needed to retarget poses taken from photos onto the source person. Errors name a bad pose
+        ``{poses_argument}[i]`` (``{poses_argument}`` alone for a single pose).
         """
         detect = pose_detector if target_pose_is_photo else None
         pose_images = [
@@ -575,8 +577,9 @@ class TruePosePipeline(DiffusionPipeline):
                     else None
                 ),
                 retarget=retarget_pose,
+                argument_name=f"{poses_argument}[{index}]" if len(target_pose) > 1 else poses_argument,
             )
-            for pose, source in zip(target_pose, sources or [None] * len(target_pose))
+            for index, (pose, source) in enumerate(zip(target_pose, sources or [None] * len(target_pose)))
         ]
         return self.pose_image_processor.preprocess(pose_images, height, width).to(device=device, dtype=dtype)
 

@@ -354,6 +354,7 @@ def prepare_pose_image(
     detector: Callable[[PIL.Image.Image], Any] | None = None,
     source_keypoints: Any | None = None,
     retarget: bool | None = None,
+    argument_name: str = "target_pose",
 ) -> PIL.Image.Image:
     """Turns any accepted form of `target_pose` into the RGB skeleton image the pose encoder reads.
 
@@ -375,6 +376,7 @@ def prepare_pose_image(
         retarget: whether to move/scale the target pose onto the source person (`retarget_keypoints`). Defaults
             to `True` for a photo with `source_keypoints` given, `False` otherwise. Needs keypoints (not a
             skeleton image) and `source_keypoints`.
+        argument_name: the name error messages give `target_pose` (e.g. `poses[3]` for one pose of a sequence).
 
     Returns:
         `PIL.Image.Image` RGB of size `(width, height)`.
@@ -387,29 +389,29 @@ def prepare_pose_image(
 
     if _is_keypoints(target_pose):
         if is_photo:
-            raise ValueError("`is_photo=True` expects `target_pose` to be an image, got a keypoint array.")
-        keypoints = as_keypoints(target_pose, "target_pose")
-        _check_in_frame(keypoints, height, width, "target_pose")
+            raise ValueError(f"`is_photo=True` expects `{argument_name}` to be an image, got a keypoint array.")
+        keypoints = as_keypoints(target_pose, argument_name)
+        _check_in_frame(keypoints, height, width, argument_name)
         if not _present(keypoints).any():
             warn_caller(
-                "`target_pose` has no visible joint (all missing: -1, NaN or confidence 0); the skeleton is an empty "
-                "black image and the pose is left to the model."
+                f"`{argument_name}` has no visible joint (all missing: -1, NaN or confidence 0); the skeleton is an "
+                "empty black image and the pose is left to the model."
             )
         from_photo = False
     elif isinstance(target_pose, (PIL.Image.Image, np.ndarray, torch.Tensor)):
-        image = to_pil_image(target_pose, "target_pose")
+        image = to_pil_image(target_pose, argument_name)
         if not is_photo:
             if retarget:
                 raise ValueError(
-                    "`retarget=True` needs `target_pose` as keypoints or a photo (with `is_photo=True`); a skeleton "
-                    "image cannot be retargeted."
+                    f"`retarget=True` needs `{argument_name}` as keypoints or a photo (with `is_photo=True`); a "
+                    "skeleton image cannot be retargeted."
                 )
             if image.size != (width, height):
                 if abs((image.height / image.width) / (height / width) - 1) > 0.01:
                     warn_caller(
-                        f"`target_pose` skeleton image of size (height, width) = ({image.height}, {image.width}) has "
-                        f"another aspect ratio than the output ({height}, {width}); it is stretched. Draw it at the "
-                        "output's aspect ratio (or pass keypoints)."
+                        f"`{argument_name}` skeleton image of size (height, width) = ({image.height}, {image.width}) "
+                        f"has another aspect ratio than the output ({height}, {width}); it is stretched. Draw it at "
+                        "the output's aspect ratio (or pass keypoints)."
                     )
                 image = image.resize((width, height), resample=PIL.Image.BILINEAR)
             return image
@@ -421,13 +423,14 @@ def prepare_pose_image(
             )
         detected = as_keypoints(detector(image), "detector output")
         if not _present(detected).any():
-            raise ValueError("no person found in `target_pose` by the pose detector.")
+            raise ValueError(f"no person found in `{argument_name}` by the pose detector.")
         keypoints = rescale_keypoints(detected, (image.height, image.width), (height, width))
         from_photo = True
     else:
         raise TypeError(
-            "`target_pose` must be keypoints ((18, 2) or (18, 3) array, list or tensor), or a skeleton/photo image "
-            f"(PIL.Image.Image, np.ndarray (H, W, 3), torch.Tensor (3, H, W)), got {type(target_pose).__name__}."
+            f"`{argument_name}` must be keypoints ((18, 2) or (18, 3) array, list or tensor), or a skeleton/photo "
+            "image (PIL.Image.Image, np.ndarray (H, W, 3), torch.Tensor (3, H, W)), got "
+            f"{type(target_pose).__name__}."
         )
 
     if retarget is None:
