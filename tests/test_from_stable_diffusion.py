@@ -125,8 +125,8 @@ def test_missing_pieces_and_offline_hub_ids_give_clean_errors(replicas):
         TruePosePipeline.from_stable_diffusion(*hub_ids)
     assert caught == []  # nothing printed before the error, not even the libraries' deprecation notes
     assert str(offline.value) == (
-        f"Could not load SD-1.5 {hub_ids[0]!r} and the CLIP image encoder {hub_ids[1]!r}: {hub_ids[0]} does not "
-        f"appear to have a file named config.json. {advice}"
+        f"Could not load SD-1.5 {hub_ids[0]!r} and the CLIP image encoder {hub_ids[1]!r} (OSError: {hub_ids[0]} does "
+        f"not appear to have a file named config.json). {advice}"
     )
     with pytest.raises(OSError, match=re.escape(advice)):  # a local SD folder with a Hub id for CLIP: same advice
         TruePosePipeline.from_stable_diffusion(sd, hub_ids[1])
@@ -138,7 +138,7 @@ def test_a_cause_without_a_message_is_named_by_its_type(replicas, monkeypatch):
 
     monkeypatch.setattr(AutoencoderKL, "from_pretrained", fail)
     with pytest.raises(
-        OSError, match=r"^Could not load SD-1\.5 'org/sd' and the CLIP image encoder 'org/sd': OSError\. "
+        OSError, match=r"^Could not load SD-1\.5 'org/sd' and the CLIP image encoder 'org/sd' \(OSError\)\. "
     ):
         TruePosePipeline.from_stable_diffusion("org/sd")
 

@@ -33,6 +33,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from transformers.utils import logging as transformers_logging
 
+from ._errors import describe_error
 from ._warnings import warn_caller
 from .conditioning import ImageInput, as_parsing_batch, as_pose_batch, to_pil_images
 from .conditioning import parsing as parsing_utils
@@ -235,11 +236,10 @@ class TruePosePipeline(DiffusionPipeline):
         except (OSError, ValueError) as error:
             if os.path.isdir(stable_diffusion) and os.path.isdir(image_encoder):
                 raise
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise OSError(
                 f"Could not load SD-1.5 {os.fspath(stable_diffusion)!r} and the CLIP image encoder "
-                f"{os.fspath(image_encoder)!r}: {reason.rstrip('.')}. Without network access, download them elsewhere "
-                "(`hf download <repo id> --local-dir <folder>`), copy the folders here and pass their paths."
+                f"{os.fspath(image_encoder)!r} ({describe_error(error)}). Without network access, download them "
+                "elsewhere (`hf download <repo id> --local-dir <folder>`), copy the folders here and pass their paths."
             ) from None
         downsamplings = int(math.log2(vae_spatial_compression(vae)))
         channels = pose_encoder_channels or tuple(16 * 2**i for i in range(downsamplings + 1))

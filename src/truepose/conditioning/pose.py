@@ -31,6 +31,7 @@ import PIL.Image
 import torch
 from diffusers.utils import logging
 
+from .._errors import describe_error
 from .._warnings import warn_caller
 from .image import to_pil_image
 
@@ -599,9 +600,8 @@ def _resolve_files(
         try:
             paths.append(hf_hub_download(name, filename, cache_dir=cache_dir, local_files_only=local_files_only))
         except Exception as error:  # offline, missing repo or file, auth: all end the same way for the user
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise OSError(
-                f"{what}: could not get {filename!r} from the Hub repo {name!r} ({type(error).__name__}: {reason}). "
+                f"{what}: could not get {filename!r} from the Hub repo {name!r} ({describe_error(error)}). "
                 f"Without network, download {listing} from https://huggingface.co/{name} and pass the folder "
                 "holding them, e.g. `PoseDetector.from_pretrained('/path/to/annotators')`."
             ) from None
@@ -665,8 +665,7 @@ class PoseDetector:
                 body = open_pose.Body(body_path)
             except Exception as error:
                 raise OSError(
-                    f"openpose: {body_path!r} is not a valid OpenPose body model ({type(error).__name__}: "
-                    f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})."
+                    f"openpose: {body_path!r} is not a valid OpenPose body model ({describe_error(error)})."
                 ) from None
             detector = open_pose.OpenposeDetector(body)
         elif kind == "dwpose":
