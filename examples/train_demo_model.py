@@ -153,24 +153,34 @@ def main() -> None:
         build_pipeline(vae, args.seed).save_pretrained(init_dir)
     checkpointing_steps, validation_steps = (200, args.train_steps // 2) if args.init_from else (250, 500)
     train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps, validation_steps)
-    ship(args)
+    ship(args, reproduce_command(parser, args, "train_demo_model.py"))
 
 
-def ship(args: argparse.Namespace) -> None:
-    """`output_dir/final` stored as `output_dir/shipped` (`store_shipped`), its card naming this script's command."""
+def reproduce_command(parser: argparse.ArgumentParser, args: argparse.Namespace, script: str) -> str:
+    """The command line of `examples/<script>` that gives `args`: `--output_dir` and every option that differs from
+    its default, in lines of about 100 characters joined by shell continuations (indented for a model card)."""
+    defaults = vars(parser.parse_args([]))
+    lines = [f"python examples/{script}"]
+    for name, value in vars(args).items():
+        if value != defaults[name] or name == "output_dir":
+            option = f"--{name} " + " ".join(map(str, value if isinstance(value, list) else [value]))
+            if len(lines[-1]) + len(option) >= 100:
+                lines.append(option)
+            else:
+                lines[-1] += " " + option
+    return " \\\n        ".join(lines)
+
+
+def ship(args: argparse.Namespace, command: str) -> None:
+    """`output_dir/final` stored as `output_dir/shipped` (`store_shipped`), its card naming `command`."""
     ema = "" if args.ema_decay is None else f", EMA {args.ema_decay}"
     training = f"{args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction{ema}"
     if args.init_from:
         description = f"by continuing the trained pipeline in `{args.init_from}` ({training}); its own card follows."
-        options = f"--init_from {args.init_from} --train_steps {args.train_steps} --learning_rate {args.learning_rate}"
-        options += "" if args.ema_decay is None else f" --ema_decay {args.ema_decay}"
-        options += f" --seed {args.seed}"
     else:
         description = f"""by `examples/train_demo_model.py` on the procedural synthetic set only: an
 `AutoencoderTiny` VAE ({args.vae_steps} steps), two SD-style UNets (48-96-96) and a pose encoder ({training}), a
 frozen random CLIP vision encoder. Weights in fp16; not a model of real people."""
-        options = f"--vae_steps {args.vae_steps} --train_steps {args.train_steps}"
-    command = f"python examples/train_demo_model.py --output_dir {args.output_dir} {options}"
     shipped = store_shipped(args.output_dir, args.resolution, command, description)
     if args.init_from and os.path.isfile(os.path.join(args.init_from, "README.md")):
         with open(os.path.join(args.init_from, "README.md")) as f:
