@@ -62,3 +62,25 @@ def test_demo_pair_is_one_of_the_figure_pairs():
 
     figure_pairs = sorted(np.random.default_rng(0).choice(200, 8, replace=False).tolist())
     assert demo.DEMO_PAIR == figure_pairs[0]
+
+
+def test_docs_quote_the_shipped_model_results():
+    """docs/install.md's learning table and the README's one-line summary are the numbers in
+    docs/demo_model_results.json (what `examples/evaluate_demo_model.py` wrote), so a re-evaluation cannot leave
+    them behind."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    results = json.loads((root / "docs/demo_model_results.json").read_text())["results"]
+    table_rows = set()
+    for line in (root / "docs/install.md").read_text().splitlines():
+        cells = [cell.strip().strip("*") for cell in line.strip().strip("|").split("|")]
+        table_rows.add(tuple(cells[-6:]))
+    for name, scores in results.items():
+        formats = {"ssim": 4, "psnr": 2, "person_ssim": 4, "person_psnr": 2, "garment_delta_e": 2, "garment_edge_ssim": 4}  # fmt: skip
+        row = tuple(f"{scores[column]:.{digits}f}" for column, digits in formats.items())
+        assert row in table_rows, f"docs/install.md has no table row {row} for {name!r}"
+    truepose, copy = results["TruePose (guidance 2.0)"], results["copy the source image"]
+    summary = f"it scores SSIM {truepose['ssim']:.3f} where copying the source scores {copy['ssim']:.3f}"
+    assert summary in " ".join((root / "README.md").read_text().split())
