@@ -171,10 +171,15 @@ def reproduce_command(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return " \\\n        ".join(lines)
 
 
+def unet_training_summary(args: argparse.Namespace) -> str:
+    """What `train_unets` runs, for a model card: steps, batch, learning rate, objective and EMA."""
+    ema = "" if args.ema_decay is None else f", EMA {args.ema_decay}"
+    return f"{args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction{ema}"  # fmt: skip
+
+
 def ship(args: argparse.Namespace, command: str) -> None:
     """`output_dir/final` stored as `output_dir/shipped` (`store_shipped`), its card naming `command`."""
-    ema = "" if args.ema_decay is None else f", EMA {args.ema_decay}"
-    training = f"{args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction{ema}"
+    training = unet_training_summary(args)
     if args.init_from:
         description = f"by continuing the trained pipeline in `{args.init_from}` ({training}); its own card follows."
     else:

@@ -32,6 +32,7 @@ from train_demo_model import (
     reproduce_command,
     store_shipped,
     train_unets,
+    unet_training_summary,
 )
 
 from truepose import TruePosePipeline
@@ -212,12 +213,11 @@ def main() -> None:
     start = time.time()
     train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps=200, validation_steps=1300)
     print(f"truepose train done in {time.time() - start:.0f}s (this run)", flush=True)
-    ema = "" if args.ema_decay is None else f", EMA {args.ema_decay}"
     description = f"""by `examples/train_demo_model_dc.py` on the procedural synthetic set only: an
 `AutoencoderDC` VAE (4x down, {args.latent_channels} latent channels standardised per channel; {args.vae_steps} steps of
-{args.vae_batch_size} 64x64 crops), two SD-style UNets (48-96-96 channels) and a pose encoder ({args.train_steps} steps of
-`truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction{ema}), a frozen random CLIP vision
-encoder. Weights in fp16; not a model of real people. Scores on 200 held-out pairs: docs/install.md."""
+{args.vae_batch_size} 64x64 crops), two SD-style UNets (48-96-96 channels) and a pose encoder
+({unet_training_summary(args)}), a frozen random CLIP vision encoder. Weights in fp16; not a model of real
+people. Scores on 200 held-out pairs: docs/install.md."""
     store_shipped(
         args.output_dir, args.resolution, reproduce_command(parser, args, "train_demo_model_dc.py"), description
     )
