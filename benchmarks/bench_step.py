@@ -64,7 +64,6 @@ from truepose.models import (  # noqa: E402
     SourceReference,
     TargetNet,
     capture_reference_tokens,
-    install_reference_capture,
 )
 from truepose.models.attention import (  # noqa: E402
     HPFAAttnProcessor,
@@ -573,7 +572,6 @@ def build_unets(size: Size, device: torch.device, dtype: torch.dtype) -> dict[st
             for name in unets["reference"].attn_processors
         }
     )
-    install_reference_capture(unets["source"])
     return unets
 
 
@@ -707,14 +705,14 @@ class CachedSourceHPFAAttnProcessor(HPFAAttnProcessor):
     rows through the source, so compare it with the unsplit library row)."""
 
     def __init__(self, source_key: torch.Tensor, source_value: torch.Tensor):
-        super().__init__()
+        super().__init__("layer")
         self.source_key, self.source_value = source_key, source_value
 
-    def attend(self, attn: Attention, hidden_states: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def attend(
+        self, attn: Attention, hidden_states: torch.Tensor, reference=None, recorder=None
+    ) -> tuple[torch.Tensor, None]:
         query, key, value = (self._project_heads(attn, hidden_states, f) for f in (attn.to_q, attn.to_k, attn.to_v))
-        out, _ = fused_reference_attention(
-            query, key, value, self.source_key, self.source_value, self.reference.log_weight
-        )
+        out, _ = fused_reference_attention(query, key, value, self.source_key, self.source_value, reference.log_weight)
         return out.transpose(1, 2).reshape(hidden_states.shape[0], -1, attn.heads * value.shape[-1]), None
 
 
@@ -737,21 +735,23 @@ def layer_breakdown(size: Size, device: torch.device, dtype: torch.dtype, repeat
         region_valid=torch.ones(2, 5, dtype=torch.bool, device=device),
         num_source_free_rows=1,  # the library skips the source keys for the CFG unconditional row
     )
-    hpfa = HPFAAttnProcessor()
+    hpfa = HPFAAttnProcessor("layer")
     with torch.inference_mode():
         cached = CachedSourceHPFAAttnProcessor(
             hpfa._project_heads(attn, tokens, attn.to_k), hpfa._project_heads(attn, tokens, attn.to_v)
         )
-    unsplit = HPFAAttnProcessor()  # the unconditional row attends to [target ; source] with a -inf bias
+    unsplit = HPFAAttnProcessor("layer")  # the unconditional row attends to [target ; source] with a -inf bias
     baseline = ReferenceAttnProcessor()
     baseline.tokens = tokens
-    hpfa.reference = reference
-    unsplit.reference = cached.reference = dataclasses.replace(reference, num_source_free_rows=0)
+    unsplit_reference = dataclasses.replace(reference, num_source_free_rows=0)
+    references = {hpfa: reference, unsplit: unsplit_reference, cached: unsplit_reference}
 
     def call(processor, form: str | None = None) -> Callable[[], object]:
+        kwargs = {"layer_references": {"layer": references[processor]}} if processor in references else {}
+
         def run():
             with torch.inference_mode(), attention_form(form or "library"):
-                return processor(attn, hidden_states)
+                return processor(attn, hidden_states, **kwargs)
 
         return run
 

@@ -57,7 +57,7 @@ SELECT[pipeline]="truepose.pipeline.xǁTruePosePipelineǁencode_parsing__* truep
     truepose.pipeline.xǁTruePosePipelineǁdecode_latents__* truepose.pipeline.xǁTruePosePipelineǁdenoise__*
     truepose.pipeline.xǁTruePosePipelineǁprepare_extra_step_kwargs__* truepose.pipeline.xǁTruePosePipelineǁ__call____*
     truepose.pipeline.xǁTruePosePipelineǁdo_classifier_free_guidance__* truepose.pipeline.xǁTruePosePipelineǁproject_source__*"
-TESTS[pipeline]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/test_bad_inputs.py
+TESTS[pipeline]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/bad_inputs/test_bad_inputs.py
     tests/test_correctness_train.py"
 FILE[pipeline_io]=src/truepose/pipeline.py
 SELECT[pipeline_io]="truepose.pipeline.x_* truepose.pipeline.xǁTruePosePipelineǁ__init____*
@@ -66,7 +66,7 @@ SELECT[pipeline_io]="truepose.pipeline.x_* truepose.pipeline.xǁTruePosePipeline
     truepose.pipeline.xǁTruePosePipelineǁencode_image__* truepose.pipeline.xǁTruePosePipelineǁparse_sources__*
     truepose.pipeline.xǁTruePosePipelineǁprepare_pose__*
     truepose.pipeline.xǁTruePosePipelineǁcanonical_inputs__*"
-TESTS[pipeline_io]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/test_bad_inputs.py
+TESTS[pipeline_io]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/bad_inputs/test_bad_inputs.py
     tests/test_conventions.py tests/test_from_stable_diffusion.py tests/conditioning/test_input_forms.py
     tests/test_animate.py"
 FILE[train]=src/truepose/train.py
@@ -96,7 +96,7 @@ SELECT[metrics_io]="truepose.evaluation.metrics.x_parse_size__* truepose.evaluat
     truepose.evaluation.metrics.x__default_device__* truepose.evaluation.metrics.x_default_cache_dir__*
     truepose.evaluation.metrics.x_main__*"
 TESTS[metrics_io]="tests/evaluation/test_evaluation_metrics.py tests/evaluation/test_metrics_io.py tests/evaluation/test_evaluation_regions.py
-    tests/test_bad_inputs.py"
+    tests/bad_inputs/test_bad_inputs.py"
 ALL=(parsing image target_net train pose pipeline pose_encoder attention pose_io pipeline_io metrics metrics_io)
 
 targets=("$@")

@@ -33,14 +33,14 @@ def recorded(pipe, person):
     def count(module, args):
         step["index"] += 1
 
-    def grab(module, args):
+    def grab(module, args, kwargs):
         if step["index"] == STEP:
             captured["hidden_states"] = args[0].detach().clone()
-            captured["reference"] = module.processor.reference
+            captured["reference"] = kwargs["layer_references"][LAYER + ".processor"]
 
     handles = [
         pipe.target_unet.register_forward_pre_hook(count),
-        pipe.target_unet.get_submodule(LAYER).register_forward_pre_hook(grab),
+        pipe.target_unet.get_submodule(LAYER).register_forward_pre_hook(grab, with_kwargs=True),
     ]
     try:
         shares = attention_shares(
@@ -159,10 +159,13 @@ def test_pipeline_is_left_as_found(pipe, person, recorded):
     source, parsing = person
     assert "prepare_reference" not in vars(pipe.target_unet)
     assert not any(m._forward_pre_hooks for m in pipe.target_unet.modules())
-    assert all(p.recorder is None for p in pipe.target_unet.hpfa_processors.values())
-    with pytest.raises(ValueError, match="No HPFA/CAA processors named"):
-        with pipe.target_unet.recording({"down_blocks.9.attn1.processor": print}):
-            pass
+    # recorders travel with the call: no processor holds one, or any other per-call attribute
+    assert all(
+        not hasattr(p, "recorder") and not hasattr(p, "reference") for p in pipe.target_unet.hpfa_processors.values()
+    )
+    with pytest.raises(ValueError, match=r"^No HPFA/CAA processors named \['down_blocks.9.attn1.processor'\]"):
+        pipe(source, TINY_KEYPOINTS, source_parsing=parsing, num_inference_steps=1,
+             cross_attention_kwargs={"recorders": {"down_blocks.9.attn1.processor": print}})  # fmt: skip
     with pytest.raises(ValueError, match="timestep_index"):
         attention_shares(pipe, source, TINY_KEYPOINTS, parsing, num_inference_steps=2, timestep_index=2)
 

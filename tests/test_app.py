@@ -135,6 +135,55 @@ def test_generation_in_the_browser_equals_the_python_api(browser, app_url, tmp_p
     np.testing.assert_array_equal(np.asarray(generated), np.asarray(expected))
 
 
+def _set_number(driver, elem_id, value):
+    field = _find(driver, f"#{elem_id} input[type=number]")[0]
+    field.clear()
+    field.send_keys(str(value))
+    field.send_keys("\t")
+    time.sleep(0.5)
+
+
+def test_generate_and_attention_shares_pressed_together_both_succeed(browser, app_url, tmp_path):
+    """Two events on the one pipeline at the same time (issue 24): both finish, and the image is the one the Python
+    API gives for the same settings."""
+    steps = 12  # long enough for the two events to overlap
+    person = example_person(0)
+    person["source_image"].save(tmp_path / "person.png")
+    PIL.Image.fromarray(person["source_parsing"].astype(np.uint8)).save(tmp_path / "parsing.png")
+    _open(browser, app_url)
+    _upload(browser, "source", tmp_path / "person.png")
+    _wait(lambda: _find(browser, "#source img"), what="the source preview")
+    _upload(browser, "parsing", tmp_path / "parsing.png")
+    _wait(lambda: _find(browser, "#pose-gallery button.thumbnail-item"), what="the pose gallery")[GALLERY_POSE].click()
+    _wait(lambda: _image_of(browser, "skeleton"), what="the skeleton preview")
+    _set_number(browser, "steps", steps)
+    _find(browser, "#generate")[0].click()
+    first = _wait(lambda: _image_of(browser, "result"), what="the first generated image")
+    _wait(lambda: _find(browser, "#chart")[0].is_enabled(), what="the attention-shares button")
+    _set_number(browser, "seed", 1)  # another image, so the new result is told from the first
+
+    browser.execute_script("document.querySelector('#generate').click(); document.querySelector('#chart').click();")
+    chart = _wait(lambda: _image_of(browser, "chart-image"), timeout=300, what="the attention-shares chart")
+    generated = _wait(
+        lambda: (image := _image_of(browser, "result")) and image.tobytes() != first.tobytes() and image,
+        timeout=300,
+        what="the second generated image",
+    )
+    assert "Error" not in " ".join(toast.text for toast in _find(browser, ".toast-body"))
+    assert chart.width > 100 and chart.height > 100
+
+    expected = load_shipped_model()(
+        person["source_image"],
+        load_pose_gallery()[GALLERY_POSE],
+        source_parsing=person["source_parsing"],
+        parsing_label_map="atr",
+        num_inference_steps=steps,
+        guidance_scale=2.0,
+        generator=torch.Generator().manual_seed(1),
+    ).images[0]
+    np.testing.assert_array_equal(np.asarray(generated), np.asarray(expected))
+
+
 def test_a_bad_upload_shows_an_error_message(browser, app_url, tmp_path):
     (tmp_path / "parsing.png").write_text("not an image")
     _open(browser, app_url)
@@ -161,13 +210,14 @@ def test_app_actions_settings_and_attention_chart_without_a_browser(tmp_path):
     image, parsing = tiny_person()
     pose = {"keypoints": TINY_KEYPOINTS, "frame": (64, 64)}
     kwargs = app.generation_kwargs(image, parsing, "atr", pose, 2, 2.0, 3, "Euler", 0.2, 0.5, 1, False)
-    config = app.pipe.target_unet.config
-    assert (config.hpfa_sigma, config.hpfa_delta, config.caa_top_k) == (1.0, 0.0, 1)  # HPFA off: plain reference
-    assert type(app.pipe.scheduler).__name__ == "EulerDiscreteScheduler"
     fractions = []
     generated = app.generate(kwargs, lambda fraction, **_: fractions.append(fraction))
     assert fractions == [(1, 2), (2, 2)]
-    expected = app.pipe(**{k: v for k, v in kwargs.items() if k != "seed"}, generator=torch.Generator().manual_seed(3))
+    config = app.pipe.target_unet.config
+    assert (config.hpfa_sigma, config.hpfa_delta, config.caa_top_k) == (1.0, 0.0, 1)  # HPFA off: plain reference
+    assert type(app.pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+    pipeline_kwargs = {k: v for k, v in kwargs.items() if k not in ("seed", "settings")}
+    expected = app.pipe(**pipeline_kwargs, generator=torch.Generator().manual_seed(3))
     np.testing.assert_array_equal(np.asarray(generated), np.asarray(expected.images[0]))
     chart = app.attention_chart(kwargs)
     assert isinstance(chart, PIL.Image.Image) and chart.width > 300

@@ -21,18 +21,24 @@ def pipe():
 
 
 class SchedulerSpy:
-    """Records every ``scheduler.step`` call's model output and sample, then runs the real step."""
+    """Records every ``scheduler.step`` call's model output, sample and keyword arguments, then runs the real step.
+
+    Each pipeline call steps its own copy of the pipeline's scheduler, so the spy is a subclass of the scheduler's
+    class (copies keep it) whose ``step`` has the real one's signature (the pipeline reads it)."""
 
     def __init__(self, scheduler):
-        self.model_outputs, self.samples = [], []
-        step = scheduler.step
+        self.model_outputs, self.samples, self.kwargs, self.schedulers = [], [], [], []
+        base = type(scheduler)
 
-        def spy(model_output, timestep, sample, *args, **kwargs):
+        @functools.wraps(base.step)
+        def step(scheduler, model_output, timestep, sample, *args, **kwargs):
             self.model_outputs.append(model_output.clone())
             self.samples.append(sample.clone())
-            return step(model_output, timestep, sample, *args, **kwargs)
+            self.kwargs.append(kwargs)
+            self.schedulers.append(scheduler)
+            return base.step(scheduler, model_output, timestep, sample, *args, **kwargs)
 
-        scheduler.step = spy
+        scheduler.__class__ = type(base.__name__, (base,), {"step": step})
 
 
 class UNetHook:
@@ -94,11 +100,13 @@ def test_initial_latents_are_scaled_by_init_noise_sigma(pipe, source, keypoints)
     unet_inputs = []
     pipe.target_unet.register_forward_pre_hook(lambda m, args: unet_inputs.append(args[0].clone()))
     _, latents = generate(pipe, source, keypoints, guidance_scale=1.0)
-    init_noise_sigma = float(pipe.scheduler.init_noise_sigma)  # of the timesteps set for this call
+    scheduler = spy.schedulers[0]  # the call's own copy of the pipeline's scheduler
+    assert scheduler is not pipe.scheduler and all(s is scheduler for s in spy.schedulers)
+    init_noise_sigma = float(scheduler.init_noise_sigma)  # of the timesteps set for this call
     assert init_noise_sigma > 5  # Euler: a wrong or missing scaling shows (DDIM's is 1)
     torch.testing.assert_close(spy.samples[0], latents * init_noise_sigma)
     # Euler's `scale_model_input` divides by sqrt(sigma_0^2 + 1) before the UNet.
-    sigma_0 = float(pipe.scheduler.sigmas[0])
+    sigma_0 = float(scheduler.sigmas[0])
     expected = latents * init_noise_sigma / (sigma_0**2 + 1) ** 0.5
     torch.testing.assert_close(unet_inputs[0], expected, rtol=1e-4, atol=1e-4)
 
@@ -152,19 +160,11 @@ def test_denoising_loop_is_the_schedulers_own_loop(pipe, source, keypoints):
 
 
 def test_eta_and_generator_reach_the_scheduler(pipe, source, keypoints):
-    calls = []
-    step = pipe.scheduler.step
-
-    @functools.wraps(step)  # the pipeline reads `step`'s signature to know what to pass
-    def spy(model_output, timestep, sample, *args, **kwargs):
-        calls.append(kwargs)
-        return step(model_output, timestep, sample, *args, **kwargs)
-
-    pipe.scheduler.step = spy
+    spy = SchedulerSpy(pipe.scheduler)
     generator = torch.Generator().manual_seed(3)
     pipe(source[0], keypoints, source_parsing=source[1], num_inference_steps=STEPS, eta=0.7, generator=generator,
          output_type="latent")  # fmt: skip
-    assert len(calls) == STEPS and all(c["eta"] == 0.7 and c["generator"] is generator for c in calls)
+    assert len(spy.kwargs) == STEPS and all(c["eta"] == 0.7 and c["generator"] is generator for c in spy.kwargs)
 
 
 def test_latents_returned_by_the_callback_are_used(pipe, source, keypoints):
@@ -330,14 +330,17 @@ def test_projecting_the_source_first_asks_an_offload_hook_to_move_targetnet(pipe
 
 
 def test_the_callback_sees_each_step_and_its_timestep_35_steps_by_default(pipe, source, keypoints):
-    seen = []
+    seen, schedulers = [], set()
 
     def record(pipeline, step, timestep, callback_kwargs):
         seen.append((step, int(timestep)))
+        schedulers.add(pipeline.scheduler)  # inside the call: the call's own scheduler
         return callback_kwargs
 
     pipe(source[0], keypoints, source_parsing=source[1], output_type="latent", callback_on_step_end=record)
-    assert seen == list(enumerate(pipe.scheduler.timesteps.tolist())) and len(seen) == 35
+    (scheduler,) = schedulers
+    assert seen == list(enumerate(scheduler.timesteps.tolist())) and len(seen) == 35
+    assert scheduler is not pipe.scheduler and pipe.scheduler.num_inference_steps is None
 
 
 def test_one_pose_for_many_sources_is_used_for_each(pipe, keypoints):

@@ -52,13 +52,12 @@ class Spy:
             sample = kwargs.get("sample", sample)
             timestep = kwargs.get("timestep", timestep)
             encoder_hidden_states = kwargs.get("encoder_hidden_states", encoder_hidden_states)
-            log_weights = {n: p.reference.log_weight.clone() for n, p in target_unet.hpfa_processors.items()}
+            references = kwargs["layer_references"]  # one per HPFA/CAA processor (KeyError otherwise)
+            log_weights = {n: references[n].log_weight.clone() for n in target_unet.hpfa_processors}
             self.calls["unet_in"] = (sample.clone(), torch.as_tensor(timestep).clone(), encoder_hidden_states.clone())
             self.calls["log_weights"] = log_weights
-            self.calls["source_free_rows"] = {
-                p.reference.num_source_free_rows for p in target_unet.hpfa_processors.values()
-            }
-            self.calls["pose_features"] = target_unet._pose_features.detach().clone()
+            self.calls["source_free_rows"] = {references[n].num_source_free_rows for n in target_unet.hpfa_processors}
+            self.calls["pose_features"] = kwargs["pose_features"].detach().clone()
 
         def record_output(module, args, output):
             self.calls["prediction"] = output.sample.detach().clone()
@@ -95,7 +94,7 @@ def run_loss(
         )
     finally:
         spy.remove()
-    (backward_loss,) = backward_calls  # backward runs once, on the loss, inside TargetNet's conditions
+    (backward_loss,) = backward_calls  # backward runs once, on the loss
     assert backward_loss.requires_grad and backward_loss.item() == loss.item()
     return loss, spy.calls
 

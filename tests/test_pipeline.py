@@ -7,9 +7,10 @@ import PIL.Image
 import pytest
 import torch
 from diffusers import EulerDiscreteScheduler
+from diffusers.models.attention_processor import AttnProcessor2_0
 
 from truepose import TruePosePipeline
-from truepose.models import ReferenceCaptureAttnProcessor
+from truepose.models.target_net import _POSE_FEATURES, _REFERENCE_BANK
 from truepose.testing import tiny_person as make_source
 from truepose.testing import tiny_pipeline
 
@@ -52,10 +53,11 @@ def test_a_second_call_keeps_no_state_from_the_first(source, keypoints):
     expected = run(pipe, other_source, keypoints)
     run(pipe, source, keypoints)
     np.testing.assert_array_equal(run(pipe, other_source, keypoints), expected)
-    assert all(p.reference is None for p in pipe.target_unet.hpfa_processors.values())
-    # SourceNet's capture processors are installed for the capture only; its own processors are back afterwards
-    assert not any(isinstance(p, ReferenceCaptureAttnProcessor) for p in pipe.source_unet.attn_processors.values())
-    assert pipe.target_unet._pose_features is None
+    # nothing of a call stays on the models: TargetNet's processors hold no reference, SourceNet keeps diffusers'
+    # own processors, and no bank or pose features are left set
+    assert all(not hasattr(p, "reference") for p in pipe.target_unet.hpfa_processors.values())
+    assert all(type(p) is AttnProcessor2_0 for p in pipe.source_unet.attn_processors.values())
+    assert _REFERENCE_BANK.get() is None and _POSE_FEATURES.get() is None
 
 
 def test_source_net_clip_and_pose_encoder_run_once_per_call(pipe, source, keypoints):

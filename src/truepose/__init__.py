@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from .animation import TruePoseAnimationOutput, TruePoseAnimationPipeline, write_animation
-from .models import CAAAttnProcessor, HPFAAttnProcessor, PoseEncoder, ReferenceCaptureAttnProcessor, TargetNet
+from .models import CAAAttnProcessor, HPFAAttnProcessor, PoseEncoder, TargetNet
 from .pipeline import CUSTOM_PIPELINE, TruePosePipeline, TruePosePipelineOutput
 
 __all__ = [
@@ -11,7 +11,6 @@ __all__ = [
     "CAAAttnProcessor",
     "HPFAAttnProcessor",
     "PoseEncoder",
-    "ReferenceCaptureAttnProcessor",
     "TargetNet",
     "TruePoseAnimationOutput",
     "TruePoseAnimationPipeline",

@@ -16,9 +16,10 @@ rows never see the source). A source token that covers several groups counts for
 The masses come from the same trick as CAA: group/region masks are resized to each layer's token grid by
 [`~truepose.models.TargetNet.prepare_reference`] (the code path of the pipeline's HPFA masks and CAA region
 indicators) and appended to the values of one [`~truepose.models.attention.fused_reference_attention`] call as extra
-channels; no attention matrix is materialised. The queries and keys come from a recorder switched on on TargetNet's
-processors ([`~truepose.models.TargetNet.recording`]) during an ordinary pipeline call, which is interrupted
-(``pipe._interrupt``) after the last requested step.
+channels; no attention matrix is materialised. The queries and keys come from recorders on TargetNet's processors,
+passed with an ordinary pipeline call (``cross_attention_kwargs={"recorders": ...}``, so other calls of the same
+pipeline running at the same time record nothing), which is interrupted (``pipe._interrupt``) after the last
+requested step.
 
 Example::
 
@@ -180,7 +181,13 @@ def attention_shares(
         - ``"groups"``, ``"regions"`` (names present), ``"steps"`` (indices recorded), ``"timesteps"``,
           ``"source_size"`` `(H, W)` and ``"latent_size"`` `(h, w)`.
     """
-    for argument in ("callback_on_step_end", "output_type", "num_images_per_prompt", "return_dict"):
+    for argument in (
+        "callback_on_step_end",
+        "output_type",
+        "num_images_per_prompt",
+        "return_dict",
+        "cross_attention_kwargs",
+    ):
         if argument in pipeline_kwargs:
             raise ValueError(f"`{argument}` is set by `attention_shares` and cannot be passed.")
     if isinstance(source_image, (list, tuple)) or (isinstance(source_image, np.ndarray) and source_image.ndim == 4):
@@ -234,19 +241,19 @@ def attention_shares(
             pipeline._interrupt = True  # the remaining steps are skipped: nothing more to record
         return callback_kwargs
 
-    with pipe.target_unet.recording({name + ".processor": recorder(name) for name in layer_indicators}):
-        pipe(
-            source,
-            target_pose,
-            source_parsing=parsing,
-            parsing_label_map=label_map,
-            num_inference_steps=num_steps,
-            guidance_scale=guidance_scale,
-            generator=generator,
-            output_type="latent",
-            callback_on_step_end=next_step,
-            **pipeline_kwargs,
-        )
+    pipe(
+        source,
+        target_pose,
+        source_parsing=parsing,
+        parsing_label_map=label_map,
+        num_inference_steps=num_steps,
+        guidance_scale=guidance_scale,
+        generator=generator,
+        output_type="latent",
+        callback_on_step_end=next_step,
+        cross_attention_kwargs={"recorders": {name + ".processor": recorder(name) for name in layer_indicators}},
+        **pipeline_kwargs,
+    )
 
     count = len(steps)
     layers: dict[str, dict[str, Any]] = {}

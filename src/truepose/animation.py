@@ -18,7 +18,8 @@ from diffusers.utils import BaseOutput, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
 from .conditioning import ImageInput, as_keypoints, read_openpose_json
-from .pipeline import TruePosePipeline
+from .conditioning.pose import read_pose_file
+from .pipeline import TruePosePipeline, check_latents_tensor, per_call_state
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
 
@@ -56,6 +57,7 @@ class TruePoseAnimationPipeline(TruePosePipeline):
     """
 
     @torch.no_grad()
+    @per_call_state
     @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
@@ -105,6 +107,8 @@ class TruePoseAnimationPipeline(TruePosePipeline):
         if len(sources) != 1:
             raise ValueError(f"`source_image` must be one image to animate, got {len(sources)}.")
         num_frames = len(poses)
+        if num_frames == 0:
+            raise ValueError("`poses` holds no pose; pass at least one.")
         self.check_inputs(
             sources,
             poses,
@@ -120,8 +124,10 @@ class TruePoseAnimationPipeline(TruePosePipeline):
             output_type=output_type,
             callback_on_step_end=callback_on_step_end,
         )
-        if not isinstance(frames_per_batch, int) or frames_per_batch < 1:
+        if isinstance(frames_per_batch, bool) or not isinstance(frames_per_batch, int) or frames_per_batch < 1:
             raise ValueError(f"`frames_per_batch` must be a positive int, got {frames_per_batch!r}.")
+        if latents is not None:
+            check_latents_tensor(latents)  # its shape is checked below
         if output_type == "latent":
             raise ValueError("`output_type` must be 'pil', 'np' or 'pt' for an animation, got 'latent'.")
         self._guidance_scale = guidance_scale
@@ -236,7 +242,7 @@ def load_pose_sequence(
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.glob("*.json"))
+        files = sorted(file for file in path.iterdir() if file.suffix.lower() == ".json" and file.is_file())
         if not files:
             raise ValueError(f"`poses` folder {str(path)!r} has no OpenPose .json frames.")
         frames = []
@@ -248,13 +254,8 @@ def load_pose_sequence(
         return np.stack(frames)
     if not path.is_file():
         raise FileNotFoundError(f"No pose sequence at {str(path)!r}.")
-    if path.suffix == ".npy":
-        array = np.load(path, allow_pickle=False)
-        if array.ndim == 2:
-            array = array[None]
-        if array.ndim != 3 or len(array) == 0:
-            raise ValueError(f"{str(path)!r} must hold a (T, 18, 2|3) keypoint array, got shape {array.shape}.")
-        return np.stack([as_keypoints(k, f"{path.name}[{i}]") for i, k in enumerate(array)])
+    if path.suffix.lower() == ".npy":
+        return read_pose_file(path)
     if path.suffix.lower() in VIDEO_SUFFIXES:
         if pose_detector is None:
             raise ValueError(f"Extracting poses from the video {str(path)!r} needs a `pose_detector`.")
@@ -288,6 +289,8 @@ def write_animation(
         The path written.
     """
     iio = _imageio()
+    if len(frames) == 0:
+        raise ValueError("`frames` is empty; pass at least one frame.")
     frames = np.stack(
         [np.asarray(frame.convert("RGB") if isinstance(frame, PIL.Image.Image) else frame) for frame in frames]
     )

@@ -6,8 +6,11 @@ OpenPose JSON / keypoint file, a photo (through a configured pose detector) or a
 generation, the attention-share chart of that generation comes from [`truepose.analysis.attention_shares`].
 """
 
+import contextlib
 import functools
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,9 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
 
 from .analysis import GROUP_COLOURS, attention_shares, group_masks, plot_attention_shares
-from .conditioning import LABEL_MAPS, as_keypoints, draw_skeleton, read_openpose_json, rescale_keypoints
+from .conditioning import LABEL_MAPS, as_keypoints, draw_skeleton, rescale_keypoints
+from .conditioning import pose as pose_utils
+from .conditioning.image import to_8bit
 from .demo import DEMO_RESOLUTION, example_person, load_pose_gallery, load_shipped_model
 from .pipeline import TruePosePipeline
 
@@ -28,6 +33,9 @@ SCHEDULERS = {
     "UniPC": UniPCMultistepScheduler,
 }
 NUM_EXAMPLE_PEOPLE = 6
+# Defaults of what one visitor may ask for: a shared app must not be tied up by one huge request.
+MAX_IMAGE_SIDE = 1024
+MAX_STEPS = 100
 # Errors the library raises for bad input; they reach the user as a message, never as a dead page.
 USER_ERRORS = (ValueError, TypeError, OSError, PIL.UnidentifiedImageError)
 
@@ -44,7 +52,7 @@ def parsing_overlay(image: PIL.Image.Image, parsing: np.ndarray, label_map: Any 
     """The source with its parsing groups tinted (body, clothing, face) and the background dimmed: the person gets
     HPFA's weight ``1 + delta``, the dimmed part ``sigma``."""
     masks = group_masks(parsing, label_map)  # body, clothing, face, background
-    pixels = np.asarray(image.convert("RGB").resize(parsing.shape[::-1]), dtype=np.float32)
+    pixels = np.asarray(to_8bit(image, "image").convert("RGB").resize(parsing.shape[::-1]), dtype=np.float32)
     tint = sum(m[..., None] * np.float32(GROUP_COLOURS[g]) for m, g in zip(masks[:3], ("body", "clothing", "face")))
     person = 1 - masks[3][..., None]
     out = person * (0.55 * pixels + 0.45 * tint) + (1 - person) * 0.35 * pixels
@@ -53,35 +61,48 @@ def parsing_overlay(image: PIL.Image.Image, parsing: np.ndarray, label_map: Any 
 
 def read_pose_file(path: str | os.PathLike) -> np.ndarray:
     """Keypoints `(18, 3)` from an OpenPose JSON (first person) or a keypoint file (``.npy``, or ``.txt``/``.csv``
-    with 18 rows ``x y [confidence]``)."""
-    path = Path(path)
-    if path.suffix == ".json":
-        people = read_openpose_json(path)
-        if not people:
-            raise ValueError(f"The OpenPose file {path.name!r} has no person.")
-        return as_keypoints(people[0], path.name)
-    if path.suffix == ".npy":
-        array = np.load(path, allow_pickle=False)
-        return as_keypoints(array[0] if array.ndim == 3 else array, path.name)
-    if path.suffix in (".txt", ".csv"):
-        return as_keypoints(np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2), path.name)
-    raise ValueError(f"Pose files must be OpenPose .json, .npy, .txt or .csv keypoints, got {path.name!r}.")
+    with 18 rows ``x y [confidence]``); suffixes in any case. Errors name the file and the accepted formats."""
+    return pose_utils.read_pose_file(path)[0]
 
 
 class TruePoseApp:
     """The app's actions on one pipeline (kept apart from the layout so they can be called and tested directly).
 
     Args:
-        pipe ([`TruePosePipeline`]): the model; its scheduler and HPFA/CAA settings are set per generation.
+        pipe ([`TruePosePipeline`]): the model; its scheduler and HPFA/CAA settings are set per generation
+            (generations run one at a time, see [`~TruePoseApp.settings_applied`]).
         pose_detector (*optional*): a [`~truepose.conditioning.PoseDetector`] for poses taken from photos.
+        max_image_side (`int`, defaults to 1024): the largest side (pixels) of an uploaded source photo, pose photo
+            or parsing map; larger uploads are refused with a message (the output has the source's size).
+        max_steps (`int`, defaults to 100): the most denoising steps a visitor may ask for.
     """
 
-    def __init__(self, pipe: TruePosePipeline, pose_detector: Any = None):
+    def __init__(
+        self,
+        pipe: TruePosePipeline,
+        pose_detector: Any = None,
+        max_image_side: int = MAX_IMAGE_SIDE,
+        max_steps: int = MAX_STEPS,
+    ):
+        for name, value in (("max_image_side", max_image_side), ("max_steps", max_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
         self.pipe = pipe
         self.pose_detector = pose_detector
+        self.max_image_side = max_image_side
+        self.max_steps = max_steps
         self.scheduler_config = pipe.scheduler.config
+        self._settings_lock = threading.Lock()
         self.gallery = load_pose_gallery()
         pipe.set_progress_bar_config(disable=True)
+
+    def check_upload_size(self, size: tuple[int, int], what: str) -> None:
+        """Refuses an upload of `(width, height)` larger than `max_image_side`, in the app's own words."""
+        if max(size) > self.max_image_side:
+            raise ValueError(
+                f"The {what} is {size[0]}x{size[1]} pixels; this app takes at most {self.max_image_side} pixels per "
+                "side. Downscale it and upload it again."
+            )
 
     def source_size(self, source: PIL.Image.Image | None) -> tuple[int, int]:
         """Output `(height, width)`: the source's size rounded down to the VAE factor (the demo size without one)."""
@@ -108,8 +129,9 @@ class TruePoseApp:
                 "No pose detector is configured: start the app with `truepose app --pose-detector PATH_OR_HUB_ID` "
                 "(OpenPose weights), or pick a pose from the gallery or a file."
             )
+        self.check_upload_size(photo.size, "pose photo")
         size = self.source_size(source)
-        photo = photo.convert("RGB").resize(size[::-1], PIL.Image.BICUBIC)
+        photo = to_8bit(photo, "pose photo").convert("RGB").resize(size[::-1], PIL.Image.BICUBIC)
         return {"keypoints": as_keypoints(self.pose_detector(photo), "detected pose"), "frame": size}
 
     def generation_kwargs(
@@ -127,16 +149,25 @@ class TruePoseApp:
         top_k: float,
         hpfa: bool,
     ) -> dict:
-        """Apply the settings to the pipeline and return the pipeline arguments of one generation."""
+        """The checked arguments of one generation: the pipeline's, and the model ``settings`` that
+        [`~TruePoseApp.generate`] and [`~TruePoseApp.attention_chart`] apply while they run."""
         if source is None:
             raise ValueError("Upload a source photo or pick an example person first.")
+        self.check_upload_size(source.size, "source photo")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"Pick a scheduler among {', '.join(SCHEDULERS)}, got {scheduler!r}.")
+        for name, value, low, high in (
+            ("Steps", steps, 1, self.max_steps),
+            ("Seed", seed, 0, 2**63 - 1),
+            ("CAA top-k", top_k, 0, 64),
+        ):
+            if not isinstance(value, (int, float)) or not float(value).is_integer() or not low <= value <= high:
+                raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
         height, width = self.source_size(source)
-        pipe = self.pipe
-        pipe.scheduler = SCHEDULERS[scheduler].from_config(self.scheduler_config)
         sigma, delta = (float(sigma), float(delta)) if hpfa else (1.0, 0.0)  # 1, 0: plain reference attention
-        pipe.target_unet.set_truepose_settings(hpfa_sigma=sigma, hpfa_delta=delta, caa_top_k=int(top_k))
         return {
-            "source_image": source.convert("RGB"),
+            "settings": {"scheduler": scheduler, "hpfa_sigma": sigma, "hpfa_delta": delta, "caa_top_k": int(top_k)},
+            "source_image": to_8bit(source, "source photo").convert("RGB"),
             "target_pose": self.pose_in_frame(pose, (height, width)),
             "source_parsing": parsing,
             "parsing_label_map": label_map,
@@ -147,43 +178,61 @@ class TruePoseApp:
             "seed": int(seed),
         }
 
+    @contextlib.contextmanager
+    def settings_applied(self, settings: dict) -> Iterator[None]:
+        """Set the scheduler and the HPFA/CAA settings of one generation on the pipeline for the duration of the
+        block. They are the pipeline's own (its scheduler, TargetNet's config), so the blocks of concurrent visitors
+        run one at a time: one visitor's settings never reach another's generation."""
+        with self._settings_lock:
+            self.pipe.scheduler = SCHEDULERS[settings["scheduler"]].from_config(self.scheduler_config)
+            self.pipe.target_unet.set_truepose_settings(
+                hpfa_sigma=settings["hpfa_sigma"], hpfa_delta=settings["hpfa_delta"], caa_top_k=settings["caa_top_k"]
+            )
+            yield
+
     def generate(self, kwargs: dict, progress: Any = None) -> PIL.Image.Image:
         """One image; ``progress(fraction)`` is called after every denoising step."""
         kwargs = dict(kwargs)
-        steps, seed = kwargs["num_inference_steps"], kwargs.pop("seed")
+        steps, seed, settings = kwargs["num_inference_steps"], kwargs.pop("seed"), kwargs.pop("settings")
 
         def report(pipe, step, timestep, callback_kwargs):
             if progress is not None:
                 progress((step + 1, steps), desc="denoising", unit="steps")
             return callback_kwargs
 
-        return self.pipe(**kwargs, generator=torch.Generator().manual_seed(seed), callback_on_step_end=report).images[
-            0
-        ]
+        with self.settings_applied(settings):
+            output = self.pipe(**kwargs, generator=torch.Generator().manual_seed(seed), callback_on_step_end=report)
+        return output.images[0]
 
     def attention_chart(self, kwargs: dict) -> PIL.Image.Image:
         """The attention-share chart of the generation ``kwargs`` (the same seed and settings, re-run by
         [`attention_shares`])."""
         kwargs = dict(kwargs)
-        seed = kwargs.pop("seed")
-        shares = attention_shares(
-            self.pipe,
-            kwargs.pop("source_image"),
-            kwargs.pop("target_pose"),
-            kwargs.pop("source_parsing"),
-            kwargs.pop("parsing_label_map"),
-            num_inference_steps=kwargs.pop("num_inference_steps"),
-            guidance_scale=kwargs.pop("guidance_scale"),
-            generator=torch.Generator().manual_seed(seed),
-            **kwargs,
-        )
+        seed, settings = kwargs.pop("seed"), kwargs.pop("settings")
+        with self.settings_applied(settings):
+            shares = attention_shares(
+                self.pipe,
+                kwargs.pop("source_image"),
+                kwargs.pop("target_pose"),
+                kwargs.pop("source_parsing"),
+                kwargs.pop("parsing_label_map"),
+                num_inference_steps=kwargs.pop("num_inference_steps"),
+                guidance_scale=kwargs.pop("guidance_scale"),
+                generator=torch.Generator().manual_seed(seed),
+                **kwargs,
+            )
         return plot_attention_shares(shares, title="Where TargetNet looked (this generation, all steps)")
 
 
-def build_app(pipe: TruePosePipeline, pose_detector: Any = None):
-    """The Gradio Blocks of the app, for ``pipe``."""
+def build_app(
+    pipe: TruePosePipeline,
+    pose_detector: Any = None,
+    max_image_side: int = MAX_IMAGE_SIDE,
+    max_steps: int = MAX_STEPS,
+):
+    """The Gradio Blocks of the app, for ``pipe``; ``max_image_side`` and ``max_steps`` as in [`TruePoseApp`]."""
     gr = _gradio()
-    app = TruePoseApp(pipe, pose_detector)
+    app = TruePoseApp(pipe, pose_detector, max_image_side=max_image_side, max_steps=max_steps)
     height, width = DEMO_RESOLUTION
     gallery = [draw_skeleton(pose, height, width) for pose in app.gallery]
 
@@ -217,6 +266,7 @@ def build_app(pipe: TruePosePipeline, pose_detector: Any = None):
             ) from None
         if parsing.ndim != 2:
             raise ValueError(f"The parsing map must be a one-channel PNG of label ids, got shape {parsing.shape}.")
+        app.check_upload_size(parsing.shape[::-1], "parsing map")
         return parsing, None if source is None else parsing_overlay(source, parsing, label_map)
 
     @user_errors
@@ -267,7 +317,9 @@ def build_app(pipe: TruePosePipeline, pose_detector: Any = None):
         with gr.Row():
             with gr.Column():
                 gr.Markdown("### Source")
-                source = gr.Image(type="pil", label="Source photo", elem_id="source", format="png", height=288)
+                source = gr.Image(
+                    type="pil", image_mode=None, label="Source photo", elem_id="source", format="png", height=288
+                )
                 person = gr.Dropdown(list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person")
                 parsing_file = gr.File(label="Parsing map (PNG of label ids)", elem_id="parsing", file_types=["image"])
                 label_map = gr.Dropdown(list(LABEL_MAPS), value="atr", label="Label map of the parsing")
@@ -283,7 +335,9 @@ def build_app(pipe: TruePosePipeline, pose_detector: Any = None):
                     elem_id="pose-gallery",
                 )
                 pose_file = gr.File(label="…or an OpenPose JSON / keypoint file", elem_id="pose-file")
-                pose_photo = gr.Image(type="pil", label="…or a photo (pose detector)", elem_id="pose-photo")
+                pose_photo = gr.Image(
+                    type="pil", image_mode=None, label="…or a photo (pose detector)", elem_id="pose-photo"
+                )
                 pose_person = gr.Dropdown(
                     list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person's pose"
                 )
@@ -291,7 +345,7 @@ def build_app(pipe: TruePosePipeline, pose_detector: Any = None):
             with gr.Column():
                 gr.Markdown("### Result")
                 with gr.Accordion("Settings", open=True):
-                    steps = gr.Slider(1, 100, value=25, step=1, label="Steps", elem_id="steps")
+                    steps = gr.Slider(1, max_steps, value=min(25, max_steps), step=1, label="Steps", elem_id="steps")
                     guidance = gr.Slider(0, 10, value=2.0, step=0.1, label="Guidance scale")
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                     scheduler = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="Scheduler")
@@ -327,23 +381,31 @@ def launch(
     port: int | None = 7860,
     share: bool = False,
     pose_detector: str | None = None,
+    max_image_side: int = MAX_IMAGE_SIDE,
+    max_steps: int = MAX_STEPS,
     **launch_kwargs,
 ):
     """Serve the app: ``model`` is a checkpoint folder or Hub id (the shipped model by default), ``pose_detector``
-    OpenPose weights (folder or Hub id) for poses taken from photos. Extra keyword arguments go to
-    ``gradio.Blocks.launch`` (e.g. ``prevent_thread_lock=True``)."""
+    OpenPose weights (folder or Hub id) for poses taken from photos; ``max_image_side`` and ``max_steps`` limit what
+    one visitor may ask for (see [`TruePoseApp`]). Extra keyword arguments go to ``gradio.Blocks.launch`` (e.g.
+    ``prevent_thread_lock=True``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     gr = _gradio()
-    pipe = load_shipped_model() if model is None else TruePosePipeline.from_pretrained(model, dtype=torch.float32)
+    for name, value in (("max_image_side", max_image_side), ("max_steps", max_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+        raise ValueError(f"`port` must be an int from 0 to 65535 (or None), got {port!r}.")
     detector = None
-    if pose_detector is not None:
+    if pose_detector is not None:  # before the model: a wrong path is found in seconds
         from .conditioning import PoseDetector
 
         detector = PoseDetector.from_pretrained(pose_detector)
+    pipe = load_shipped_model() if model is None else TruePosePipeline.from_pretrained(model, dtype=torch.float32)
     theme = gr.themes.Default(
         font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
     )
-    blocks = build_app(pipe, detector)
+    blocks = build_app(pipe, detector, max_image_side=max_image_side, max_steps=max_steps)
     blocks.queue()
     blocks.launch(server_name=host, server_port=port, share=share, theme=theme, **launch_kwargs)
     return blocks

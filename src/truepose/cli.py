@@ -15,30 +15,119 @@ DELEGATED = {
 }
 
 
+# The most frames `truepose animate` makes (after --interpolate): beyond it a typo (an extra zero) would keep a machine
+# busy for hours; split a longer sequence into several runs.
+MAX_ANIMATION_FRAMES = 1000
+# Largest --seed (torch generators take 64-bit seeds) and --example-person / demo --seed (a synthetic pair index).
+MAX_SEED = 2**63 - 1
+MAX_PAIR_INDEX = 2**31 - 2
+ANIMATION_SUFFIXES = (".gif", ".mp4")
+# Written frames (after --scale) stay below this side; GIF frame times are whole milliseconds.
+MAX_FRAME_SIDE = 8192
+MIN_FPS, MAX_FPS = 0.01, 1000.0
+
+
 class UsageError(ValueError):
     """A mistake in the command line, reported as one line (no traceback without --debug)."""
 
 
 def check_input_file(path: str | None, option: str) -> None:
-    """Refuses a missing input file before any work."""
-    if path is not None and not os.path.isfile(path):
+    """Refuses a missing input file (or a folder given as one) before any work."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a folder; name a file.")
+    if not os.path.isfile(path):
         raise UsageError(f"{option} {path!r}: no such file.")
+
+
+def _integer(text: str, low: int, high: int | None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < low or high is not None and value > high:
+        bound = f">= {low}" if high is None else f"from {low} to {high}"
+        raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
     """argparse type: an int >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return _integer(text, 1, None)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0."""
+    return _integer(text, 0, None)
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a generator seed, an int from 0 to 2**63 - 1."""
+    return _integer(text, 0, MAX_SEED)
+
+
+def pair_index(text: str) -> int:
+    """argparse type: a held-out synthetic pair index."""
+    return _integer(text, 0, MAX_PAIR_INDEX)
+
+
+def port_int(text: str) -> int:
+    """argparse type: a TCP port, 0 to 65535."""
+    return _integer(text, 0, 65535)
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite float >= 0."""
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
+    value = _float(text)
+    if value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def check_device(device: str, option: str = "--device", allow_meta: bool = False) -> None:
+    """Refuses, before any model is loaded, a device string torch cannot parse or a device this machine lacks (and
+    the data-less meta device unless ``allow_meta``)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(f"{option} {device!r} is not a torch device; use cpu, cuda, cuda:1 or mps.") from None
+    if parsed.type == "meta" and not allow_meta:
+        raise UsageError(f"{option} {device!r} holds no data; use cpu, cuda or mps.")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(
+                f"{option} {device!r}: this machine has no CUDA GPU that torch can use; use --device cpu."
+            )
+        if parsed.index is not None and parsed.index >= count:
+            raise UsageError(f"{option} {device!r}: this machine has {count} CUDA GPU(s), numbered from 0.")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"{option} {device!r}: MPS (Apple GPU) is not available here; use --device cpu.")
+    elif parsed.type not in ("cpu", "cuda", "mps", "meta"):
+        backend = getattr(torch, parsed.type, None)
+        if backend is None or not getattr(backend, "is_available", lambda: False)():
+            raise UsageError(f"{option} {device!r}: no such device on this machine; use --device cpu.")
 
 
 def check_output_image(path: str, option: str = "--output") -> None:
@@ -56,45 +145,138 @@ def check_output_image(path: str, option: str = "--output") -> None:
         raise UsageError(f"{option} {path!r}: unknown image extension {extension!r}; use .png, .jpg or .webp.")
 
 
-def _load_pose(path: str):
-    """A pose file: OpenPose JSON (first person) or .npy keypoints; anything else is read as an image."""
-    import numpy as np
+def check_output_file(path: str, option: str) -> None:
+    """Refuses an output file that is a folder, or whose nearest existing parent is a file (folders that do not
+    exist yet are created by the writer)."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a folder; name a file.")
+    check_output_folder(os.path.dirname(os.path.abspath(path)), option, path)
+
+
+def check_output_folder(path: str, option: str, given: str | None = None) -> None:
+    """Refuses an output folder that is a file or lies under one (folders that do not exist yet are created)."""
+    given = path if given is None else given
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {given!r}: {parent!r} is a file, not a folder.")
+
+
+def check_animation_output(path: str, option: str = "--output") -> None:
+    """Refuses, before any work, what `write_animation` would refuse after generating every frame: another suffix
+    than .gif/.mp4/none, a missing folder, a file where the PNG-frame folder should be, or a missing video writer."""
+    import importlib.util
+
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in (*ANIMATION_SUFFIXES, ""):
+        raise UsageError(f"{option} {path!r}: an animation is written as .gif, .mp4 or a folder (no suffix).")
+    if suffix == "":
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError(f"{option} {path!r} is a file; PNG frames need a folder (no suffix) or use .gif/.mp4.")
+    else:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise UsageError(f"{option} {path!r}: the folder {folder!r} does not exist; create it first.")
+        if os.path.isdir(path):
+            raise UsageError(f"{option} {path!r} is a folder; name a .gif or .mp4 file.")
+    needed = ["imageio"] + (["av"] if suffix == ".mp4" else [])
+    if any(importlib.util.find_spec(module) is None for module in needed):
+        raise UsageError(f'{option} {path!r}: writing it needs imageio and PyAV: pip install "truepose[app]".')
+
+
+def _open_image(path: str, option: str):
+    """An image file read into memory (RGB not forced); an unreadable one is refused naming the option."""
     import PIL.Image
 
-    if path.endswith(".json"):
-        from .conditioning.pose import read_openpose_json
+    try:
+        with PIL.Image.open(path) as image:
+            image.load()
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise UsageError(f"{option} {path!r} is not an image PIL can read ({error}).") from None
+    return image
 
-        people = read_openpose_json(path)
-        if not people:
-            raise UsageError(f"--pose {path!r}: the OpenPose JSON has no person (`people` is empty).")
-        return people[0]
-    if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
-    return PIL.Image.open(path).convert("RGB")
+
+def _open_source(path: str, option: str = "--source"):
+    from .conditioning.image import to_8bit
+
+    image = to_8bit(_open_image(path, option), option).convert("RGB")
+    if min(image.size) < 8:
+        raise UsageError(f"{option} {path!r} is {image.width}x{image.height} pixels; it needs at least 8 per side.")
+    return image
+
+
+def _open_parsing(path: str | None, label_map: str, size: tuple[int, int], option: str = "--parsing"):
+    """The parsing map checked against its label map and the source size `(height, width)`, at its own size."""
+    if path is None:
+        return None
+    from .conditioning import as_parsing_map, person_mask
+    from .conditioning.parsing import ASPECT_RATIO_TOLERANCE
+
+    image = _open_image(path, option)
+    if abs((image.height / image.width) / (size[0] / size[1]) - 1) > ASPECT_RATIO_TOLERANCE:
+        raise UsageError(
+            f"{option} {path!r} is {image.width}x{image.height} pixels but the source is {size[1]}x{size[0]}; the "
+            "aspect ratios differ, so it cannot be the source's parsing map."
+        )
+    try:
+        parsing = as_parsing_map(image, image.height, image.width, label_map, argument_name=option)
+        person_mask(parsing, label_map, argument_name=option)  # an empty person: HPFA would weight nothing
+    except ValueError as error:
+        raise UsageError(f"{option} {path!r}: {error}") from None
+    return parsing
+
+
+def _load_pose(path: str, size: tuple[int, int], is_photo: bool = False, option: str = "--pose"):
+    """A pose file: OpenPose JSON (first person) or keypoints (.npy/.txt/.csv, any case), checked against the
+    output `(height, width)`; anything else is read as an image."""
+    from .conditioning.pose import _check_in_frame, is_pose_file, read_pose_file
+
+    if not is_pose_file(path):
+        from .conditioning.image import to_8bit
+
+        return to_8bit(_open_image(path, option), option).convert("RGB")
+    if is_photo:
+        raise UsageError(f"--pose-is-photo needs {option} to be a photo, got the keypoint file {path!r}.")
+    try:
+        poses = read_pose_file(path)
+    except ValueError as error:
+        raise UsageError(f"{option}: {error}") from None
+    if len(poses) > 1 and not path.lower().endswith(".json"):
+        raise UsageError(
+            f"{option} {path!r} holds {len(poses)} poses; generate takes one (truepose animate takes a sequence)."
+        )
+    _check_in_frame(poses[0], *size, f"{option} {path!r}")
+    return poses[0]
+
+
+def _pose_detector(name: str, device: str):
+    from .conditioning.pose import PoseDetector
+
+    return PoseDetector.from_pretrained(name).to(device)
 
 
 def generate(args: argparse.Namespace) -> int:
-    import numpy as np
-    import PIL.Image
     import torch
 
     from .conditioning import get_label_map
     from .pipeline import TruePosePipeline
 
+    # 1. Every option, and every input file, before the model loads
     check_output_image(args.output)
     for path, option in ((args.source, "--source"), (args.pose, "--pose"), (args.parsing, "--parsing")):
         check_input_file(path, option)
     get_label_map(args.label_map, "--label-map")
-    source = PIL.Image.open(args.source).convert("RGB")
-    pose = _load_pose(args.pose)
-    parsing = np.asarray(PIL.Image.open(args.parsing)) if args.parsing else None  # read now: the file is closed
+    check_device(args.device)
+    source = _open_source(args.source)
+    size = (source.height, source.width)
+    pose = _load_pose(args.pose, size, is_photo=args.pose_is_photo)
+    parsing = _open_parsing(args.parsing, args.label_map, size)
+    detector = _pose_detector(args.pose_detector, args.device) if args.pose_is_photo else None
+
+    # 2. The model, then the image
     dtype = torch.float16 if args.fp16 else torch.float32
     pipe = TruePosePipeline.from_pretrained(args.model, dtype=dtype).to(args.device)
-    detector = None
-    if args.pose_is_photo:
-        from .conditioning.pose import PoseDetector
-
-        detector = PoseDetector.from_pretrained(args.pose_detector).to(args.device)
     image = pipe(
         source,
         pose,
@@ -121,43 +303,75 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _animation_poses(args: argparse.Namespace, size: tuple[int, int]):
+    """The pose sequence of --poses (interpolated), checked against the frame `(height, width)`."""
+    from .animation import VIDEO_SUFFIXES, interpolate_keypoints, load_pose_sequence
+    from .conditioning.pose import _check_in_frame
+
+    if not os.path.exists(args.poses):
+        raise UsageError(f"--poses {args.poses!r}: no such file or folder.")
+    detector = None
+    if args.poses.lower().endswith(VIDEO_SUFFIXES):
+        detector = _pose_detector(args.pose_detector, args.device)
+    try:
+        poses = load_pose_sequence(args.poses, detector, frame_size=size)
+    except ValueError as error:
+        raise UsageError(f"--poses: {error}") from None
+    num_frames = (len(poses) - 1) * (args.interpolate + 1) + 1
+    if num_frames > MAX_ANIMATION_FRAMES:
+        raise UsageError(
+            f"--poses {args.poses!r} with --interpolate {args.interpolate} makes {num_frames} frames; at most "
+            f"{MAX_ANIMATION_FRAMES} per run (fewer frames between poses, or split the sequence)."
+        )
+    for i, pose in enumerate(poses):
+        _check_in_frame(pose, *size, f"--poses {args.poses!r} frame {i}")
+    return interpolate_keypoints(poses, args.interpolate)
+
+
 def animate(args: argparse.Namespace) -> int:
-    import numpy as np
-    import PIL.Image
     import torch
 
-    from .animation import (
-        VIDEO_SUFFIXES,
-        TruePoseAnimationPipeline,
-        interpolate_keypoints,
-        load_pose_sequence,
-        write_animation,
-    )
+    from .animation import TruePoseAnimationPipeline, write_animation
+    from .conditioning import get_label_map
     from .demo import example_person, load_shipped_model
 
+    # 1. Every option, the source and the whole pose sequence, before the model loads
     if (args.source is None) == (args.example_person is None):
         raise UsageError("give exactly one of --source and --example-person.")
+    if args.example_person is not None and args.parsing is not None:
+        raise UsageError("--parsing goes with --source; an --example-person has its own parsing map.")
+    check_animation_output(args.output)
     check_input_file(args.source, "--source")
     check_input_file(args.parsing, "--parsing")
+    get_label_map(args.label_map, "--label-map")
+    check_device(args.device)
+    if args.example_person is not None:
+        person = example_person(args.example_person)
+        source, parsing, label_map = person["source_image"], person["source_parsing"], person["label_map"]
+    else:
+        source, label_map = _open_source(args.source), args.label_map
+        parsing = _open_parsing(args.parsing, label_map, (source.height, source.width))
+    size = (source.height, source.width)
+    if max(size) * args.scale > MAX_FRAME_SIDE:
+        raise UsageError(
+            f"--scale {args.scale} makes {size[1] * args.scale}x{size[0] * args.scale} frames; at most "
+            f"{MAX_FRAME_SIDE} pixels per side."
+        )
+    if not MIN_FPS <= args.fps <= MAX_FPS:
+        raise UsageError(f"--fps {args.fps:g}: give a rate from {MIN_FPS:g} to {MAX_FPS:g} frames per second.")
+    if args.output.lower().endswith(".mp4") and (size[0] * args.scale % 2 or size[1] * args.scale % 2):
+        raise UsageError(
+            f"--output {args.output!r}: MP4 needs an even frame size, got {size[1] * args.scale}x"
+            f"{size[0] * args.scale} (--scale {args.scale}); use --scale 2, a .gif or an even-sized source."
+        )
+    poses = _animation_poses(args, size)
+
+    # 2. The model, then the frames
     if args.model is None:
         pipe = TruePoseAnimationPipeline(**load_shipped_model().components)
     else:
         pipe = TruePoseAnimationPipeline.from_pretrained(args.model)
     pipe = pipe.to(args.device)
-    if args.example_person is not None:
-        person = example_person(args.example_person)
-        source, parsing, label_map = person["source_image"], person["source_parsing"], person["label_map"]
-    else:
-        source = PIL.Image.open(args.source).convert("RGB")
-        parsing = np.asarray(PIL.Image.open(args.parsing)) if args.parsing else None
-        label_map = args.label_map
-    detector = None
-    if args.poses.lower().endswith(VIDEO_SUFFIXES):
-        from .conditioning.pose import PoseDetector
-
-        detector = PoseDetector.from_pretrained(args.pose_detector).to(args.device)
-    poses = load_pose_sequence(args.poses, detector, frame_size=source.size[::-1])
-    poses = interpolate_keypoints(poses, args.interpolate)
     num_frames = len(poses)
     generator = [torch.Generator(args.device).manual_seed(args.seed + i) for i in range(num_frames)]
     frames = pipe(
@@ -177,7 +391,15 @@ def animate(args: argparse.Namespace) -> int:
 def app(args: argparse.Namespace) -> int:
     from .app import launch
 
-    launch(model=args.model, host=args.host, port=args.port, share=args.share, pose_detector=args.pose_detector)
+    launch(
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        pose_detector=args.pose_detector,
+        max_image_side=args.max_image_side,
+        max_steps=args.max_steps,
+    )
     return 0
 
 
@@ -199,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output", required=True)
     gen.add_argument("--steps", type=positive_int, default=35)
     gen.add_argument("--guidance-scale", type=non_negative_float, default=2.0)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=seed_int, default=0)
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--fp16", action="store_true")
     gen.set_defaults(func=generate)
@@ -207,36 +429,50 @@ def build_parser() -> argparse.ArgumentParser:
     dem = commands.add_parser("demo", help="offline demo on the shipped synthetic model")
     dem.add_argument("--output", default="demo.png")
     dem.add_argument("--model", default=None, help="default: the model shipped inside the package")
-    dem.add_argument("--seed", type=int, default=None, help="held-out pair index and generator seed (default 3)")
+    dem.add_argument(
+        "--seed", type=pair_index, default=None, help="held-out pair index and generator seed (default 3)"
+    )
     dem.add_argument("--steps", type=positive_int, default=25)
     dem.set_defaults(func=demo)
 
     ani = commands.add_parser("animate", help="animate one photo along a pose sequence (GIF, MP4 or PNG frames)")
     ani.add_argument("--model", default=None, help="checkpoint folder or Hub id; default: the shipped model")
     ani.add_argument("--source", help="source person image")
-    ani.add_argument("--example-person", type=int, help="instead of --source: held-out synthetic person N")
+    ani.add_argument("--example-person", type=pair_index, help="instead of --source: held-out synthetic person N")
     ani.add_argument("--parsing", help="source parsing map (PNG of label ids); else the model's parser is used")
     ani.add_argument("--label-map", default="atr", help="label table of --parsing: atr, lip, cihp, deepfashion")
     ani.add_argument("--poses", required=True, help="(T, 18, 2|3) .npy, folder of OpenPose .json frames, or a video")
     ani.add_argument("--pose-detector", default="lllyasviel/Annotators", help="OpenPose weights, for a video")
-    ani.add_argument("--interpolate", type=int, default=0, help="frames interpolated between consecutive poses")
+    ani.add_argument(
+        "--interpolate",
+        type=non_negative_int,
+        default=0,
+        help=f"frames interpolated between consecutive poses (at most {MAX_ANIMATION_FRAMES} frames in all)",
+    )
     ani.add_argument("--output", required=True, help="out.gif, out.mp4 or a folder for PNG frames")
-    ani.add_argument("--fps", type=float, default=8)
-    ani.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling of the frames, for viewing")
-    ani.add_argument("--steps", type=int, default=25)
-    ani.add_argument("--guidance-scale", type=float, default=2.0)
-    ani.add_argument("--seed", type=int, default=0, help="one initial noise for every frame (steadier)")
+    ani.add_argument("--fps", type=positive_float, default=8)
+    ani.add_argument("--scale", type=positive_int, default=1, help="nearest-neighbour upscaling of the frames")
+    ani.add_argument("--steps", type=positive_int, default=25)
+    ani.add_argument("--guidance-scale", type=non_negative_float, default=2.0)
+    ani.add_argument("--seed", type=seed_int, default=0, help="one initial noise for every frame (steadier)")
     ani.add_argument("--seed-per-frame", action="store_true", help="frame i uses seed + i")
-    ani.add_argument("--frames-per-batch", type=int, default=8)
+    ani.add_argument("--frames-per-batch", type=positive_int, default=8)
     ani.add_argument("--device", default="cpu")
     ani.set_defaults(func=animate)
 
     ap = commands.add_parser("app", help="the web app (Gradio; pip install 'truepose[app]')")
     ap.add_argument("--model", default=None, help="checkpoint folder or Hub id; default: the shipped model")
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--port", type=port_int, default=7860)
     ap.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
     ap.add_argument("--pose-detector", default=None, help="OpenPose weights (folder or Hub id) for pose photos")
+    ap.add_argument(
+        "--max-image-side",
+        type=positive_int,
+        default=1024,
+        help="largest side (pixels) of a visitor's upload; larger ones are refused (default 1024)",
+    )
+    ap.add_argument("--max-steps", type=positive_int, default=100, help="most steps a visitor may ask for")
     ap.set_defaults(func=app)
 
     for name, (_, help_text) in DELEGATED.items():

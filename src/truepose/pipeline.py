@@ -1,16 +1,21 @@
 """TruePosePipeline: pose-guided person image synthesis with HPFA and CAA (arXiv 2502.03426)."""
 
 import contextlib
+import copy
+import functools
 import importlib
 import inspect
 import json
 import math
 import os
 import re
+import threading
 import types
 import typing
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +34,14 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging, replace_example_docstring
+from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
 from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub import create_repo
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from transformers.utils import logging as transformers_logging
 
 from ._errors import describe_error
+from ._saving import atomic_folder, interrupted_save
 from ._warnings import warn_caller
 from .conditioning import ImageInput, as_parsing_batch, as_pose_batch, to_pil_images
 from .conditioning import parsing as parsing_utils
@@ -77,6 +85,10 @@ EXAMPLE_DOC_STRING = """
 CUSTOM_PIPELINE = os.path.join(os.path.dirname(__file__), "custom_pipeline.py")
 """For ``DiffusionPipeline.from_pretrained(path_or_hub_id, custom_pipeline=CUSTOM_PIPELINE, trust_remote_code=True)``."""
 
+# check_inputs warns (before any work) above these: the memory of a call grows with the batch and the pixel count
+LARGE_BATCH_WARNING = 64
+LARGE_SIZE_WARNING = 4096
+
 # Stable Diffusion 1.5's noise schedule, for models built without an SD checkpoint at hand.
 SD15_SCHEDULER_CONFIG = {
     "beta_start": 0.00085,
@@ -100,6 +112,39 @@ class TruePosePipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
+@dataclass
+class _CallState:
+    """What a pipeline call changes while it runs: its own scheduler (a copy of the pipeline's) and the values behind
+    the pipeline's ``guidance_scale``, ``interrupt`` and ``num_timesteps`` properties."""
+
+    pipeline: "TruePosePipeline"
+    scheduler: Any = None
+    guidance_scale: float | None = None
+    interrupt: bool = False
+    num_timesteps: int | None = None
+
+
+_CALL_STATE: ContextVar[_CallState | None] = ContextVar("truepose_call_state", default=None)
+
+
+def per_call_state(call: Callable) -> Callable:
+    """Decorator of a pipeline's ``__call__``: the call runs with its own [`_CallState`] (in a context variable, so
+    one per thread and asyncio task), which ``pipe.scheduler`` and the call-state properties read and write while it
+    runs, its callbacks included. Concurrent calls of one pipeline object then share no mutable state."""
+
+    @functools.wraps(call)
+    def isolated_call(self, *args, **kwargs):
+        state = _CallState(self, copy.deepcopy(self.scheduler))
+        self._latest_call = state
+        token = _CALL_STATE.set(state)
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            _CALL_STATE.reset(token)
+
+    return isolated_call
+
+
 class TruePosePipeline(DiffusionPipeline):
     r"""Pipeline for pose-guided person image synthesis with TruePose.
 
@@ -116,6 +161,10 @@ class TruePosePipeline(DiffusionPipeline):
         scheduler ([`SchedulerMixin`]): DDIM by default; any diffusers scheduler works.
         parser ([`SegformerForSemanticSegmentation`], *optional*): human parser; without it, pass ``source_parsing``.
         parser_processor ([`SegformerImageProcessor`], *optional*): the parser's preprocessing.
+
+    One pipeline object may serve many threads at once (a web server's workers): each call keeps its state to itself
+    (a copy of the scheduler, guidance scale, interrupt flag; per-layer references travel as arguments), and its
+    images equal those of the same call made alone.
     """
 
     model_cpu_offload_seq = "image_encoder->parser->source_unet->pose_encoder->target_unet->vae"
@@ -153,7 +202,13 @@ class TruePosePipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "TruePosePipeline":
         """[`DiffusionPipeline.from_pretrained`] with clear errors for a missing or incomplete checkpoint."""
+        if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+            raise TypeError(
+                "`pretrained_model_name_or_path` must be a checkpoint folder or Hub id, got "
+                f"{type(pretrained_model_name_or_path).__name__}."
+            )
         path = os.fspath(pretrained_model_name_or_path)
+        _check_not_interrupted(path)
         if os.path.isdir(path):
             if not _check_checkpoint_folder(path):
                 kwargs.setdefault("use_safetensors", False)  # .bin weights only: no failed look for safetensors first
@@ -162,8 +217,10 @@ class TruePosePipeline(DiffusionPipeline):
         try:
             with _quiet_components():
                 return super().from_pretrained(path, **kwargs)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RuntimeError) as error:
             if os.path.isdir(path):
+                raise _load_error(path, error) from None
+            if isinstance(error, RuntimeError):
                 raise
             raise OSError(
                 f"Could not load the TruePose checkpoint {path!r} from the Hugging Face Hub ({type(error).__name__}). "
@@ -171,9 +228,22 @@ class TruePosePipeline(DiffusionPipeline):
                 "copy the folder here and pass its path: `TruePosePipeline.from_pretrained('truepose-model')`."
             ) from None
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """[`DiffusionPipeline.save_pretrained`] that first checks ``save_directory``: an empty path (which would
-        write into the current directory) or an existing file is refused before anything is written."""
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> None:
+        """[`DiffusionPipeline.save_pretrained`], all or nothing: the checkpoint is written into a hidden sibling
+        folder and swapped into place, so a save killed at any moment leaves the old checkpoint or the new one in
+        ``save_directory``, never a mix. Entries of the old folder that are not part of the checkpoint (a training
+        run's ``checkpoint-*`` folders, logs) are kept. An empty path (which would write into the current directory)
+        or an existing file is refused before anything is written. With ``push_to_hub=True`` the repository is
+        created first and the saved folder is uploaded after the swap (``repo_id``, ``token``, ``private``,
+        ``commit_message``, ``create_pr`` as in diffusers)."""
         if not isinstance(save_directory, (str, os.PathLike)):
             raise TypeError(f"`save_directory` must be a folder path, got {type(save_directory).__name__}.")
         path = os.fspath(save_directory)
@@ -184,8 +254,25 @@ class TruePosePipeline(DiffusionPipeline):
             )
         if os.path.exists(path) and not os.path.isdir(path):
             raise ValueError(f"`save_directory` {path!r} is a file, not a folder.")
-        with _quiet_components():
-            return super().save_pretrained(path, *args, **kwargs)
+        path = os.path.realpath(path)  # a symlinked folder: swap its target, keep the link
+        hub_options = {
+            k: kwargs.pop(k) for k in ("repo_id", "token", "private", "commit_message", "create_pr") if k in kwargs
+        }
+        if push_to_hub:  # before any work, as diffusers does: no token or network fails here
+            repo_id = hub_options.get("repo_id", os.path.basename(path))
+            token = hub_options.get("token")
+            repo_id = create_repo(repo_id, exist_ok=True, private=hub_options.get("private"), token=token).repo_id
+        with _quiet_components(), atomic_folder(path) as folder:
+            super().save_pretrained(
+                folder, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size, **kwargs
+            )
+        if push_to_hub:
+            model_card = populate_model_card(load_or_create_model_card(repo_id, token=token, is_pipeline=True))
+            model_card.save(os.path.join(path, "README.md"))
+            self._upload_folder(
+                path, repo_id, token=token, commit_message=hub_options.get("commit_message"),
+                create_pr=hub_options.get("create_pr", False),
+            )  # fmt: skip
 
     def to(self, *args, **kwargs) -> "TruePosePipeline":
         """[`DiffusionPipeline.to`] without its per-component "float16 cannot run on cpu" warning: TruePose runs in
@@ -279,9 +366,42 @@ class TruePosePipeline(DiffusionPipeline):
             f"{folder + '/' if folder else 'the root'} and feature_extractor/."
         )
 
+    def _call_state(self) -> _CallState:
+        """The state of the call running in this thread (or task); elsewhere, that of the latest call started."""
+        state = _CALL_STATE.get()
+        if state is not None and state.pipeline is self:
+            return state
+        if "_latest_call" not in self.__dict__:
+            self._latest_call = _CallState(self)
+        return self._latest_call
+
+    @property
+    def scheduler(self) -> KarrasDiffusionSchedulers:
+        """The pipeline's scheduler; inside a call (its callbacks included) the call's own copy, which the call sets
+        its timesteps on. Assigning a scheduler changes the pipeline's, used from the next call on."""
+        state = _CALL_STATE.get()
+        if state is not None and state.pipeline is self and state.scheduler is not None:
+            return state.scheduler
+        try:
+            return self.__dict__["scheduler"]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no scheduler yet.") from None
+
+    @scheduler.setter
+    def scheduler(self, scheduler: KarrasDiffusionSchedulers) -> None:
+        self.__dict__["scheduler"] = scheduler
+
     @property
     def guidance_scale(self) -> float:
         return self._guidance_scale
+
+    @property
+    def _guidance_scale(self) -> float:
+        return self._call_state().guidance_scale
+
+    @_guidance_scale.setter
+    def _guidance_scale(self, value: float) -> None:
+        self._call_state().guidance_scale = value
 
     @property
     def do_classifier_free_guidance(self) -> bool:
@@ -293,9 +413,30 @@ class TruePosePipeline(DiffusionPipeline):
         return self._num_timesteps
 
     @property
+    def _num_timesteps(self) -> int:
+        return self._call_state().num_timesteps
+
+    @_num_timesteps.setter
+    def _num_timesteps(self, value: int) -> None:
+        self._call_state().num_timesteps = value
+
+    @property
     def interrupt(self) -> bool:
-        """Set ``pipe._interrupt = True`` (e.g. from a step callback) to skip the remaining denoising steps."""
+        """Set ``pipe._interrupt = True`` from a step callback to skip the remaining denoising steps of that call.
+
+        These properties (``guidance_scale``, ``num_timesteps``, ``interrupt``) read the running call's own values;
+        outside a call (after it, or from another thread) those of the latest call started, so setting
+        ``pipe._interrupt = True`` from another thread stops the latest call.
+        """
         return self._interrupt
+
+    @property
+    def _interrupt(self) -> bool:
+        return self._call_state().interrupt
+
+    @_interrupt.setter
+    def _interrupt(self, value: bool) -> None:
+        self._call_state().interrupt = value
 
     def canonical_inputs(
         self,
@@ -397,14 +538,8 @@ class TruePosePipeline(DiffusionPipeline):
         if isinstance(generator, list) and len(generator) != num_images:
             raise ValueError(f"`generator` is a list of {len(generator)} generators for {num_images} images.")
         if latents is not None:
-            if not isinstance(latents, torch.Tensor):
-                raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}.")
             f = self.vae_scale_factor
-            shape = (num_images, self.target_unet.config.in_channels, height // f, width // f)
-            if tuple(latents.shape) != shape:
-                raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
-            if not torch.isfinite(latents).all():
-                raise ValueError("`latents` holds non-finite values (NaN or inf).")
+            check_latents_tensor(latents, (num_images, self.target_unet.config.in_channels, height // f, width // f))
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"`output_type` must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}.")
         if callback_on_step_end is not None and not callable(callback_on_step_end):
@@ -413,6 +548,19 @@ class TruePosePipeline(DiffusionPipeline):
         if unknown:
             raise ValueError(
                 f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs}: {unknown}."
+            )
+        if num_images_per_prompt > LARGE_BATCH_WARNING:
+            warn_caller(
+                f"`num_images_per_prompt` {num_images_per_prompt} makes {num_images} images in one batch (twice as "
+                "many UNet rows with guidance): memory grows with it. Above "
+                f"{LARGE_BATCH_WARNING}, generate in several calls."
+            )
+        if max(height, width) > LARGE_SIZE_WARNING:
+            f = self.vae_scale_factor
+            warn_caller(
+                f"`height` x `width` {height}x{width} is larger than {LARGE_SIZE_WARNING} pixels per side: latents of "
+                f"{height // f}x{width // f}, {height // f * width // f} tokens in each first-level attention (twice "
+                "that with the source's); it may not fit in memory, and the model was trained far smaller."
             )
         source_width, source_height = sources[0].size
         if abs((source_height / source_width) / (height / width) - 1) > parsing_utils.ASPECT_RATIO_TOLERANCE:
@@ -491,7 +639,8 @@ class TruePosePipeline(DiffusionPipeline):
         """
         images = [source.resize((width, height), PIL.Image.BICUBIC) for source in sources]
         pixel_values = self.image_processor.preprocess(images, height, width).to(device=device, dtype=self.vae.dtype)
-        encoded = self.vae.encode(pixel_values)
+        with vae_lock(self.vae):  # a float16 VAE may be upcast by a decode in another thread
+            encoded = self.vae.encode(pixel_values)
         if hasattr(encoded, "latent_dist"):  # AutoencoderKL; AutoencoderTiny and AutoencoderDC are deterministic
             latents = encoded.latent_dist.mode() if generator is None else encoded.latent_dist.sample(generator)
         else:
@@ -610,14 +759,23 @@ class TruePosePipeline(DiffusionPipeline):
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """VAE decode to `(batch, 3, H, W)` in [-1, 1]; fp16 VAEs marked ``force_upcast`` decode in fp32 (no NaN)."""
         vae = self.vae
-        if vae.dtype == torch.float16 and vae.config.force_upcast:
-            with torch.autocast(latents.device.type, enabled=False):
-                vae.float()  # not `.to(dtype)`: diffusers would warn about "modules kept in float32: []"
-                try:
-                    return vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
-                finally:
-                    vae.half()
-        return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        with vae_lock(vae):  # the upcast changes the shared VAE: no other thread may use it meanwhile
+            if vae.dtype == torch.float16 and vae.config.force_upcast:
+                with torch.autocast(latents.device.type, enabled=False):
+                    vae.float()  # not `.to(dtype)`: diffusers would warn about "modules kept in float32: []"
+                    try:
+                        images = vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
+                    finally:
+                        vae.half()
+            else:
+                images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        if not torch.isfinite(images).all():
+            hint = " (float16 overflow: load the VAE in float32 or set `force_upcast` in its config)"
+            raise ValueError(
+                f"The VAE ({type(vae).__name__}, {vae.dtype}) decoded non-finite pixels (NaN or inf)"
+                f"{hint if vae.dtype == torch.float16 else ''}."
+            )
+        return images
 
     def project_source(self, layer_references: dict[str, LayerReference]) -> dict[str, LayerReference]:
         """Every TargetNet layer's source keys/values, projected once per call ([`TargetNet.project_source`]).
@@ -650,11 +808,13 @@ class TruePosePipeline(DiffusionPipeline):
         extra_step_kwargs: dict[str, Any],
         callback_on_step_end: Callable[[Any, int, int, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 - diffusers' signature
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         """The denoising loop: initial noise `(batch, 4, h, w)` -> denoised latents of the same shape.
 
         ``image_embeds``, ``pose_features`` and ``layer_references`` have ``[unconditional ; conditional]`` rows
-        (`2 * batch`) under classifier-free guidance, ``batch`` rows otherwise.
+        (`2 * batch`) under classifier-free guidance, ``batch`` rows otherwise; ``cross_attention_kwargs`` go to
+        TargetNet.
         """
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
@@ -669,22 +829,26 @@ class TruePosePipeline(DiffusionPipeline):
                     encoder_hidden_states=image_embeds,
                     pose_features=pose_features,
                     layer_references=layer_references,
+                    cross_attention_kwargs=cross_attention_kwargs,
                     return_dict=False,
                 )[0]
                 if self.do_classifier_free_guidance:
                     noise_pred_uncond, noise_pred_cond = noise_pred.chunk(2)
                     noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_cond - noise_pred_uncond)
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                check_finite_latents(latents, i, len(timesteps), self.guidance_scale, extra_step_kwargs.get("eta"))
 
                 if callback_on_step_end is not None:
                     step_tensors = {"latents": latents}
                     callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
                     latents = callback_outputs.pop("latents", latents)
+                    check_finite_latents(latents, i, len(timesteps), callback=callback_on_step_end)
                 progress_bar.update()
         return latents
 
     @torch.no_grad()
+    @per_call_state
     @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
@@ -710,6 +874,7 @@ class TruePosePipeline(DiffusionPipeline):
         | MultiPipelineCallbacks
         | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 - diffusers' signature
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> TruePosePipelineOutput | tuple:
         r"""Generate the source person in the target pose.
 
@@ -740,6 +905,9 @@ class TruePosePipeline(DiffusionPipeline):
                 ``callback(pipe, step, timestep, kwargs)`` after every step with the tensors named in
                 ``callback_on_step_end_tensor_inputs`` (a callback object's own ``tensor_inputs``); it may return
                 new ``latents``, and may set ``pipe._interrupt = True`` to stop early.
+            cross_attention_kwargs (`dict`, *optional*): a kwargs dictionary that, if specified, is passed along to
+                TargetNet's attention processors (diffusers' `AttentionProcessor`s); e.g. ``{"recorders": {processor
+                name: recorder}}`` records the HPFA/CAA layers' attention inputs (see `truepose.analysis`).
 
         Examples:
 
@@ -770,6 +938,9 @@ class TruePosePipeline(DiffusionPipeline):
             retarget_pose=retarget_pose,
             callback_on_step_end=callback_on_step_end,
         )
+        if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
+            raise TypeError(f"`cross_attention_kwargs` must be a dict, got {type(cross_attention_kwargs).__name__}.")
+        self.target_unet.check_recorders((cross_attention_kwargs or {}).get("recorders"))
         self._guidance_scale = guidance_scale
         self._interrupt = False
 
@@ -825,6 +996,7 @@ class TruePosePipeline(DiffusionPipeline):
             extra_step_kwargs,
             callback_on_step_end,
             callback_on_step_end_tensor_inputs,
+            cross_attention_kwargs,
         )
 
         # 8. Decode
@@ -844,6 +1016,73 @@ def vae_spatial_compression(vae: AutoencoderKL | AutoencoderTiny | AutoencoderDC
     if isinstance(vae, AutoencoderDC):
         return vae.spatial_compression_ratio
     return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+_VAE_LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
+_VAE_LOCKS_GUARD = threading.Lock()
+
+
+def vae_lock(vae: torch.nn.Module) -> threading.Lock:
+    """The lock of ``vae`` (one per VAE object, shared by every pipeline holding it): encoding and decoding hold it,
+    because decoding with a float16 VAE marked ``force_upcast`` casts the shared VAE to float32 for its duration."""
+    with _VAE_LOCKS_GUARD:
+        return _VAE_LOCKS.setdefault(vae, threading.Lock())
+
+
+def check_latents_tensor(latents: Any, shape: tuple[int, ...] | None = None) -> None:
+    """Refuse initial ``latents`` that are not a real floating-point tensor with values (not on the meta device),
+    that do not have ``shape`` (when given), or that hold NaN or inf. A tensor on another device is moved, as in
+    diffusers (noise drawn on the CPU for reproducibility is common)."""
+    if not isinstance(latents, torch.Tensor):
+        raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}.")
+    if not latents.is_floating_point():
+        raise TypeError(
+            f"`latents` must be a real floating-point tensor (e.g. torch.float32, noise from torch.randn), got "
+            f"{latents.dtype}."
+        )
+    if latents.is_meta:
+        raise ValueError("`latents` is on the meta device and holds no values; pass noise on the CPU or the GPU.")
+    if shape is not None and tuple(latents.shape) != shape:
+        raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
+    if not torch.isfinite(latents).all():
+        raise ValueError("`latents` holds non-finite values (NaN or inf).")
+
+
+def check_finite_latents(
+    latents: Any,
+    step: int,
+    num_steps: int,
+    guidance_scale: float | None = None,
+    eta: float | None = None,
+    callback: Callable | None = None,
+) -> None:
+    """Raise a clear error when the denoising loop's latents hold NaN or inf at ``step``: after the scheduler step
+    (``guidance_scale`` and ``eta`` are named as likely causes) or as returned by ``callback``.
+
+    One ``torch.isfinite(latents).all()`` per step: on a GPU that is one host synchronisation per step, small next to
+    a UNet forward.
+    """
+    if callback is not None and not isinstance(latents, torch.Tensor):
+        raise TypeError(
+            f"`callback_on_step_end` returned `latents` of type {type(latents).__name__} at step index {step} (of "
+            f"{num_steps} steps); return a torch.Tensor (or leave `latents` out of the returned dict)."
+        )
+    if torch.isfinite(latents).all():
+        return
+    if callback is not None:
+        raise ValueError(
+            f"`callback_on_step_end` returned `latents` holding non-finite values (NaN or inf) at step index {step} "
+            f"(of {num_steps} steps)."
+        )
+    causes = [f"`guidance_scale` {guidance_scale:g}"] if guidance_scale not in (None, 1) else []
+    causes += [f"`eta` {eta:g}"] if eta else []
+    overflow = f"the model overflowed in {latents.dtype}"
+    if latents.dtype == torch.float16:
+        overflow += " (float16 overflows above 65504: load the pipeline with dtype=torch.bfloat16 or torch.float32)"
+    raise ValueError(
+        f"The latents became non-finite (NaN or inf) at step index {step} (of {num_steps} steps), after the scheduler "
+        f"step: {' or '.join(causes) + ' too large, or ' if causes else ''}{overflow}."
+    )
 
 
 # diffusers warns on every load of an AutoencoderTiny config, about a field AutoencoderTiny itself writes into it
@@ -876,6 +1115,23 @@ _REQUIRED_COMPONENTS = (
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 
 
+def _check_not_interrupted(path: str) -> None:
+    """Refuse to load the temporary folder of a save in progress, and name the old checkpoint a killed save left
+    beside a missing ``path``."""
+    if re.fullmatch(r"\..+\.tmp-[0-9a-f]{8}", os.path.basename(os.path.normpath(path))):
+        raise OSError(
+            f"{path!r} is the temporary folder of a `save_pretrained` that is running or was interrupted; it may be "
+            "incomplete. Load the folder it was saving into."
+        )
+    old = interrupted_save(os.path.realpath(path))
+    if old is not None:
+        raise OSError(
+            f"No TruePose checkpoint folder at {path!r}: a save into it was interrupted, and the previous checkpoint "
+            f"is at {old!r}. Rename that folder back to {os.path.basename(os.path.normpath(path))!r} (the next "
+            "`save_pretrained` into this path does so itself)."
+        )
+
+
 def _check_checkpoint_folder(path: str) -> bool:
     """Raise a clear error naming the first file a local checkpoint folder lacks, or the config field it gets wrong.
 
@@ -899,10 +1155,101 @@ def _check_checkpoint_folder(path: str) -> bool:
             raise OSError(f"Checkpoint {path!r} is incomplete: missing {os.path.join(name, 'config.json')}.")
         if name not in ("feature_extractor", "scheduler") and not any(f.endswith(_WEIGHT_SUFFIXES) for f in files):
             raise OSError(f"Checkpoint {path!r} is incomplete: no weights (.safetensors or .bin) in {name}/.")
+        _check_component_class(index_file, name, *entry)
         for config_name in configs:
             _check_config_types(os.path.join(folder, config_name), *entry)
+        for weights in sorted(f for f in files if f.endswith(".safetensors")):
+            _check_safetensors_header(os.path.join(folder, weights), name)
         has_safetensors = has_safetensors or any(".safetensors" in f for f in files)
     return has_safetensors
+
+
+# What each component must be; model_index.json may name a subclass (e.g. a fine-tuned TargetNet).
+_COMPONENT_TYPES: dict[str, tuple[type, ...]] = {
+    "vae": (AutoencoderKL, AutoencoderTiny, AutoencoderDC),
+    "source_unet": (UNet2DConditionModel,),
+    "target_unet": (TargetNet,),
+    "pose_encoder": (PoseEncoder,),
+    "image_encoder": (CLIPVisionModelWithProjection,),
+}
+
+
+def _check_component_class(index_file: str, name: str, library: str, class_name: str) -> None:
+    """Refuses, at load, a component class that cannot do its part: e.g. a plain `UNet2DConditionModel` as
+    ``target_unet`` would load and fail only at the first call."""
+    wanted = _COMPONENT_TYPES.get(name)
+    if wanted is None:
+        return
+    cls = None
+    if library in ("diffusers", "transformers") or library.startswith("truepose."):
+        try:
+            cls = getattr(importlib.import_module(library), class_name, None)
+        except ImportError:
+            cls = None
+    if not (isinstance(cls, type) and issubclass(cls, wanted)):
+        names = " or ".join(f"{t.__module__.split('.')[0]}.{t.__name__}" for t in wanted)
+        raise ValueError(
+            f"{index_file}: component `{name}` is [{library!r}, {class_name!r}], but TruePose needs a {names} (or a "
+            "subclass) there."
+        )
+
+
+def _check_safetensors_header(file: str, name: str) -> None:
+    """Reads a safetensors file's header (not its tensors) and refuses one that is not safetensors or is cut short,
+    naming the component folder and file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(file, framework="pt") as weights:
+            weights.keys()
+    except Exception as error:  # SafetensorError derives from Exception only
+        raise OSError(
+            f"{name}/{os.path.basename(file)} in {os.path.dirname(os.path.dirname(file))!r} is not a valid safetensors "
+            f"file ({describe_error(error)}); the file is damaged or incomplete: download or save it again."
+        ) from None
+
+
+def _expected_shapes(folder: str, library: str, class_name: str) -> dict[str, tuple[int, ...]] | None:
+    """Parameter shapes the component's config builds (on the meta device: no memory, no weights); None when the
+    class cannot be built that way."""
+    try:
+        cls = getattr(importlib.import_module(library), class_name)
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if library == "transformers":
+                model = cls(cls.config_class.from_pretrained(folder))
+            else:
+                model = cls.from_config(cls.load_config(folder))
+        return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    except Exception:  # any class we cannot build on meta: no diagnosis, the original error is reported
+        return None
+
+
+def _load_error(path: str, error: Exception) -> Exception:
+    """The error of a local checkpoint that passed `_check_checkpoint_folder` but failed to load, as one message
+    naming the component folder and file at fault (found by comparing weight shapes with the configs)."""
+    from safetensors import safe_open
+
+    message = " ".join(str(error).split())
+    index = _read_json(os.path.join(path, "model_index.json"))
+    for name in _REQUIRED_COMPONENTS:
+        folder = os.path.join(path, name)
+        files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+        expected = _expected_shapes(folder, *index[name]) if files else None
+        if expected is None:
+            continue
+        for file in files:
+            with safe_open(os.path.join(folder, file), framework="pt") as weights:
+                for key in weights.keys():
+                    shape = tuple(weights.get_slice(key).get_shape())
+                    if key in expected and expected[key] != shape:
+                        return ValueError(
+                            f"Checkpoint {path!r}: {name}/{file} holds `{key}` with shape {shape}, but "
+                            f"{name}/config.json builds it with shape {expected[key]}: the config was changed after "
+                            "the weights were saved (or they belong to another model)."
+                        )
+    kind = type(error) if isinstance(error, (OSError, ValueError)) else ValueError
+    return kind(f"Could not load the TruePose checkpoint {path!r}: {message}")
 
 
 def _read_json(file: str) -> dict:

@@ -97,9 +97,9 @@ def test_float_values_outside_0_1_are_refused(values, message):
 
 
 def test_other_dtypes_and_empty_arrays_are_refused():
-    with refused(ValueError, "`x` must be float in [0, 1] or uint8, got dtype int32."):
+    with refused(ValueError, "`x` must be float in [0, 1], uint8 or uint16, got dtype int32."):
         to_pil_image(PIXELS.astype(np.int32), "x")
-    with refused(ValueError, "`x` must be float in [0, 1] or uint8, got dtype torch.int64."):
+    with refused(ValueError, "`x` must be float in [0, 1], uint8 or uint16, got dtype torch.int64."):
         to_pil_image(torch.zeros(3, 2, 2, dtype=torch.int64), "x")
     with refused(ValueError, "`x` is empty (shape (1, 0, 4, 3))."):
         to_pil_image(np.zeros((0, 4, 3), np.float32), "x")

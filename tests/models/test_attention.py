@@ -118,20 +118,24 @@ def _reference(dim=16, regions=R, embed_dim=8, dropped=False):
     )
 
 
+def run(processor, attn, hidden, reference=None):
+    """One call of ``processor`` with ``reference`` passed as TargetNet passes it (by the processor's name)."""
+    return processor(attn, hidden, layer_references=None if reference is None else {processor.name: reference})
+
+
 def test_processor_without_reference_is_stock_attention():
     attn = _attention()
     hidden = torch.randn(B, LQ, 16)
     stock = AttnProcessor2_0()(attn, hidden)
-    torch.testing.assert_close(HPFAAttnProcessor()(attn, hidden), stock)
-    torch.testing.assert_close(CAAAttnProcessor(16, 8, 2)(attn, hidden), stock)
+    torch.testing.assert_close(HPFAAttnProcessor("layer")(attn, hidden), stock)
+    torch.testing.assert_close(CAAAttnProcessor("layer", 16, 8, 2)(attn, hidden), stock)
 
 
 def test_hpfa_processor_matches_explicit_reference():
     attn, reference = _attention(), _reference()
     hidden = torch.randn(B, LQ, 16)
-    processor = HPFAAttnProcessor()
-    processor.reference = reference
-    out = processor(attn, hidden)
+    processor = HPFAAttnProcessor("layer")
+    out = run(processor, attn, hidden, reference)
 
     split = lambda x: x.view(B, -1, 2, 8).transpose(1, 2)  # noqa: E731
     expected, _ = explicit_weighted_attention(
@@ -151,19 +155,17 @@ def test_fresh_caa_is_identity():
     ``test_correctness_attention.py::test_caa_equals_explicit_computation``."""
     attn, reference = _attention(), _reference()
     hidden = torch.randn(B, LQ, 16)
-    hpfa, caa = HPFAAttnProcessor(), CAAAttnProcessor(16, 8, num_heads=2, top_k=2)
-    hpfa.reference = caa.reference = reference
-    torch.testing.assert_close(caa(attn, hidden), hpfa(attn, hidden))
+    hpfa, caa = HPFAAttnProcessor("layer"), CAAAttnProcessor("layer", 16, 8, num_heads=2, top_k=2)
+    torch.testing.assert_close(run(caa, attn, hidden, reference), run(hpfa, attn, hidden, reference))
 
 
 def test_caa_adds_nothing_to_rows_that_do_not_see_the_source():
     attn, reference = _attention(), _reference(dropped=True)
     hidden = torch.randn(B, LQ, 16)
-    caa = CAAAttnProcessor(16, 8, num_heads=2, top_k=2)
+    caa = CAAAttnProcessor("layer", 16, 8, num_heads=2, top_k=2)
     torch.nn.init.normal_(caa.caa_to_out.weight)
     torch.nn.init.normal_(caa.caa_to_out.bias)
-    caa.reference = reference
-    torch.testing.assert_close(caa(attn, hidden), AttnProcessor2_0()(attn, hidden))
+    torch.testing.assert_close(run(caa, attn, hidden, reference), AttnProcessor2_0()(attn, hidden))
 
 
 @pytest.mark.parametrize("num_source_free_rows", [1, B])
@@ -174,15 +176,13 @@ def test_source_free_rows_skip_the_source_with_the_same_result(num_source_free_r
     biased.log_weight[:num_source_free_rows] = float("-inf")
     biased.region_valid[:num_source_free_rows] = False
     split = dataclasses.replace(biased, num_source_free_rows=num_source_free_rows)
-    caa = CAAAttnProcessor(16, 8, num_heads=2, top_k=2)
+    caa = CAAAttnProcessor("layer", 16, 8, num_heads=2, top_k=2)
     torch.nn.init.normal_(caa.caa_to_out.weight)
-    for processor in (HPFAAttnProcessor(), caa):
-        processor.reference = biased
-        expected = processor(attn, hidden)
-        processor.reference = split
-        torch.testing.assert_close(processor(attn, hidden), expected, atol=1e-6, rtol=1e-5)
+    for processor in (HPFAAttnProcessor("layer"), caa):
+        expected = run(processor, attn, hidden, biased)
+        torch.testing.assert_close(run(processor, attn, hidden, split), expected, atol=1e-6, rtol=1e-5)
     stock = AttnProcessor2_0()(attn, hidden)
-    torch.testing.assert_close(caa(attn, hidden)[:num_source_free_rows], stock[:num_source_free_rows])
+    torch.testing.assert_close(run(caa, attn, hidden, split)[:num_source_free_rows], stock[:num_source_free_rows])
 
 
 @pytest.mark.parametrize("num_source_free_rows", [0, 1])
@@ -190,23 +190,25 @@ def test_source_keys_values_projected_once_equal_projected_per_call(num_source_f
     """``project_source`` caches ``to_k``/``to_v`` of the source tokens; HPFA and CAA give the same output."""
     attn, hidden = _attention(), torch.randn(B, LQ, 16)
     reference = dataclasses.replace(_reference(), num_source_free_rows=num_source_free_rows)
-    caa = CAAAttnProcessor(16, 8, num_heads=2, top_k=2)
+    caa = CAAAttnProcessor("layer", 16, 8, num_heads=2, top_k=2)
     torch.nn.init.normal_(caa.caa_to_out.weight)
-    for processor in (HPFAAttnProcessor(), caa):
+    for processor in (HPFAAttnProcessor("layer"), caa):
         cached = processor.project_source(attn, reference)
         assert cached.source_key.shape == (B, 2, LS, 8) and reference.source_key is None
-        processor.reference = reference
-        expected = processor(attn, hidden)
-        processor.reference = cached
-        torch.testing.assert_close(processor(attn, hidden), expected, atol=1e-6, rtol=1e-5)
+        expected = run(processor, attn, hidden, reference)
+        torch.testing.assert_close(run(processor, attn, hidden, cached), expected, atol=1e-6, rtol=1e-5)
         # the cache is really read: other cached values change the output
-        processor.reference = dataclasses.replace(cached, source_value=cached.source_value + 1)
-        assert not torch.allclose(processor(attn, hidden)[num_source_free_rows:], expected[num_source_free_rows:])
+        other = dataclasses.replace(cached, source_value=cached.source_value + 1)
+        assert not torch.allclose(
+            run(processor, attn, hidden, other)[num_source_free_rows:], expected[num_source_free_rows:]
+        )
 
 
 def test_select_rows_repeats_rows_and_keeps_source_free_rows_in_front():
     attn = _attention()
-    reference = HPFAAttnProcessor().project_source(attn, dataclasses.replace(_reference(), num_source_free_rows=1))
+    reference = HPFAAttnProcessor("layer").project_source(
+        attn, dataclasses.replace(_reference(), num_source_free_rows=1)
+    )
     repeated = reference.select_rows(torch.tensor([0, 0, 0, 1, 1, 1]))
     assert repeated.num_source_free_rows == 3 and repeated.source_key.shape[0] == 6
     torch.testing.assert_close(repeated.source_value[4], reference.source_value[1])

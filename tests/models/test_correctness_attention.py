@@ -2,15 +2,16 @@
 `Attention` options and CAA's region choice (tests added for the mutants `benchmarks/mutation.sh attention` found)."""
 
 import dataclasses
+import logging
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
 from truepose.models import CAAAttnProcessor, HPFAAttnProcessor, LayerReference, fused_reference_attention
-from truepose.models.attention import ReferenceCaptureAttnProcessor, select_low_attention_regions
+from truepose.models.attention import CrossAttnProcessor, CrossAttnProcessor2_0, select_low_attention_regions
 
 B, LQ, LS, R, EMBED = 2, 7, 6, 3, 8
 
@@ -113,24 +114,45 @@ def _attention(dim=16, heads=2, seed=0, **kwargs):
     return Attention(query_dim=dim, heads=heads, dim_head=dim // heads, **kwargs)
 
 
-def test_capture_processor_is_stock_attention_and_records_only_while_a_bank_is_set():
-    """Cross-attention with a mask, and a spatial norm fed by ``temb``: every argument reaches the stock processor."""
+def run(processor, attn, hidden, reference=None, **kwargs):
+    """One call of ``processor`` with ``reference`` passed as TargetNet passes it (by the processor's name)."""
+    return processor(
+        attn, hidden, layer_references=None if reference is None else {processor.name: reference}, **kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    "processor, stock", [(CrossAttnProcessor2_0(), AttnProcessor2_0()), (CrossAttnProcessor(), AttnProcessor())]
+)
+def test_cross_attention_processors_are_stock_attention_and_take_truepose_arguments_quietly(processor, stock):
+    """Cross-attention with a mask, and a spatial norm fed by ``temb``: every argument reaches the stock processor;
+    TargetNet's per-call arguments are accepted through `Attention.forward` without diffusers' warning."""
     attn = _attention(cross_attention_dim=12)
     g = torch.Generator().manual_seed(4)
     hidden, context = torch.randn(B, LQ, 16, generator=g), torch.randn(B, 5, 12, generator=g)
     mask = torch.zeros(B, 1, 5)
     mask[0, 0, 3:] = float("-inf")
-    capture = ReferenceCaptureAttnProcessor("layer")
-    expected = AttnProcessor2_0()(attn, hidden, context, mask)
-    torch.testing.assert_close(capture(attn, hidden, context, mask), expected)
-    assert capture.bank is None
-    capture.bank = {}
-    torch.testing.assert_close(capture(attn, hidden, context, mask), expected)
-    assert capture.bank["layer"] is hidden
+    expected = stock(attn, hidden, context, mask)
+    torch.testing.assert_close(processor(attn, hidden, context, mask, layer_references={}, recorders={}), expected)
+    per_call = {"layer_references": {"layer": _reference()}, "recorders": {"layer": print}}
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("diffusers").addHandler(handler)
+    try:
+        attn.set_processor(stock)
+        torch.testing.assert_close(attn(hidden, context, mask, **per_call), expected)
+        assert "are not expected by" in records[-1].getMessage()  # diffusers' warning, for the stock processor
+        records.clear()
+        attn.set_processor(processor)
+        torch.testing.assert_close(attn(hidden, context, mask, **per_call), expected)
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+    assert records == []
 
     normed = _attention(dim=32, spatial_norm_dim=4)  # GroupNorm(32 groups) inside
     pixels, temb = torch.randn(B, 32, 4, 4, generator=g), torch.randn(B, 4, 2, 2, generator=g)
-    torch.testing.assert_close(capture(normed, pixels, temb=temb), AttnProcessor2_0()(normed, pixels, temb=temb))
+    torch.testing.assert_close(processor(normed, pixels, temb=temb), stock(normed, pixels, temb=temb))
 
 
 def test_one_head_with_a_source_free_row():
@@ -138,22 +160,21 @@ def test_one_head_with_a_source_free_row():
     attn, hidden = _attention(heads=1), torch.randn(B, LQ, 16)
     biased = _reference()
     biased.log_weight[:1] = float("-inf")
-    processor = HPFAAttnProcessor()
-    processor.reference = biased
-    expected = processor(attn, hidden)
-    processor.reference = dataclasses.replace(biased, num_source_free_rows=1)
-    torch.testing.assert_close(processor(attn, hidden), expected, atol=1e-6, rtol=1e-5)
+    processor = HPFAAttnProcessor("layer")
+    expected = run(processor, attn, hidden, biased)
+    split = dataclasses.replace(biased, num_source_free_rows=1)
+    torch.testing.assert_close(run(processor, attn, hidden, split), expected, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("cached", [False, True])
 def test_recorder_gets_the_rows_that_see_the_source(cached):
     attn, hidden = _attention(), torch.randn(B, LQ, 16)
-    processor = HPFAAttnProcessor()
+    processor = HPFAAttnProcessor("layer")
     reference = dataclasses.replace(_reference(), num_source_free_rows=1)
-    processor.reference = processor.project_source(attn, reference) if cached else reference
+    passed = processor.project_source(attn, reference) if cached else reference
     records = []
-    processor.recorder = lambda *args: records.append(args)
-    processor(attn, hidden)
+    record = lambda *args: records.append(args)  # noqa: E731
+    run(processor, attn, hidden, passed, recorders={"other layer": print, "layer": record})
     heads = lambda x: x.view(x.shape[0], -1, 2, 8).transpose(1, 2)  # noqa: E731
     expected = [heads(attn.to_q(hidden)), heads(attn.to_k(hidden)), heads(attn.to_v(hidden))]
     expected += [heads(attn.to_k(reference.tokens)), heads(attn.to_v(reference.tokens)), reference.log_weight]
@@ -164,7 +185,9 @@ def test_recorder_gets_the_rows_that_see_the_source(cached):
         torch.testing.assert_close(got, want[1:], msg=name)
 
 
-@pytest.mark.parametrize("processor", [HPFAAttnProcessor(), CAAAttnProcessor(16, EMBED, 2)], ids=["hpfa", "caa"])
+@pytest.mark.parametrize(
+    "processor", [HPFAAttnProcessor("layer"), CAAAttnProcessor("layer", 16, EMBED, 2)], ids=["hpfa", "caa"]
+)
 def test_processors_refuse_encoder_states_and_masks(processor):
     attn, hidden = _attention(), torch.randn(B, LQ, 16)
     message = rf"^{type(processor).__name__} is a self-attention processor; it takes no encoder states/mask\.$"
@@ -179,14 +202,15 @@ def test_processors_follow_residual_connection_and_rescale_output_factor(with_re
     """diffusers' `Attention(residual_connection=True, rescale_output_factor=2)`: ``(out + x) / 2``."""
     plain, options = _attention(), _attention(residual_connection=True, rescale_output_factor=2.0)
     hidden = torch.randn(B, LQ, 16)
-    for processor in (HPFAAttnProcessor(), CAAAttnProcessor(16, EMBED, 2)):
-        processor.reference = _reference() if with_reference else None
-        torch.testing.assert_close(processor(options, hidden), (processor(plain, hidden) + hidden) / 2.0)
+    reference = _reference() if with_reference else None
+    for processor in (HPFAAttnProcessor("layer"), CAAAttnProcessor("layer", 16, EMBED, 2)):
+        expected = (run(processor, plain, hidden, reference) + hidden) / 2.0
+        torch.testing.assert_close(run(processor, options, hidden, reference), expected)
 
 
 def test_caa_parameters_are_bias_free_projections_and_a_biased_output():
     """The checkpoint format: q/k/v without bias (as diffusers' attention), output with bias; two regions by default."""
-    caa = CAAAttnProcessor(hidden_size=16, region_embed_dim=EMBED, num_heads=2)
+    caa = CAAAttnProcessor("layer", hidden_size=16, region_embed_dim=EMBED, num_heads=2)
     assert caa.top_k == 2
     shapes = {name: tuple(p.shape) for name, p in caa.state_dict().items()}
     assert shapes == {
@@ -200,9 +224,7 @@ def test_caa_parameters_are_bias_free_projections_and_a_biased_output():
 
 def explicit_caa(caa, attn, hidden, reference):
     """CAA written out per sample: HPFA output, lowest-average valid regions, cross-attention to their embeddings."""
-    hpfa = HPFAAttnProcessor()
-    hpfa.reference = reference
-    hpfa_out = hpfa(attn, hidden).double()
+    hpfa_out = run(HPFAAttnProcessor("layer"), attn, hidden, reference).double()
     heads = lambda x: x.view(x.shape[0], -1, 2, 8).transpose(1, 2)  # noqa: E731
     _, mass = explicit_fused_attention(
         heads(attn.to_q(hidden)),
@@ -246,16 +268,15 @@ def test_caa_equals_explicit_computation(top_k, region_valid):
     attn, hidden = _attention(), torch.randn(B, LQ, 16)
     reference = _reference(seed=5)
     reference.region_valid[:] = torch.tensor(region_valid)
-    caa = CAAAttnProcessor(16, EMBED, num_heads=2, top_k=top_k)
+    caa = CAAAttnProcessor("layer", 16, EMBED, num_heads=2, top_k=top_k)
     torch.manual_seed(6)
     torch.nn.init.normal_(caa.caa_to_out.weight)
     torch.nn.init.normal_(caa.caa_to_out.bias)
-    caa.reference = reference
-    out = caa(attn, hidden)
+    out = run(caa, attn, hidden, reference)
     assert (out.double() - explicit_caa(caa, attn, hidden, reference)).abs().max() < 1e-5
     if top_k:
         assert not torch.allclose(
-            out[0], explicit_caa(CAAAttnProcessor(16, EMBED, 2, top_k=0), attn, hidden, reference)[0].float()
+            out[0], explicit_caa(CAAAttnProcessor("layer", 16, EMBED, 2, top_k=0), attn, hidden, reference)[0].float()
         )
 
 
@@ -266,9 +287,8 @@ def test_caa_in_float64_reads_float32_references():
     hidden = torch.randn(B, LQ, 16, dtype=torch.float64)
     reference = _reference(seed=7)
     reference.tokens = reference.tokens.double()
-    caa = CAAAttnProcessor(16, EMBED, num_heads=2, top_k=2).double()
+    caa = CAAAttnProcessor("layer", 16, EMBED, num_heads=2, top_k=2).double()
     torch.nn.init.normal_(caa.caa_to_out.weight)
-    caa.reference = reference
-    out = caa(attn, hidden)
+    out = run(caa, attn, hidden, reference)
     assert out.dtype == torch.float64
     assert (out - explicit_caa(caa, attn, hidden, reference)).abs().max() < 1e-10

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
-from diffusers.models.attention_processor import AttnProcessor
+from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 from truepose.models import (
     CAAAttnProcessor,
@@ -18,10 +18,15 @@ from truepose.models import (
     SourceReference,
     TargetNet,
     capture_reference_tokens,
-    install_reference_capture,
     token_grid,
 )
-from truepose.models.target_net import parameters_after_reference_capture
+from truepose.models.attention import CrossAttnProcessor, CrossAttnProcessor2_0
+from truepose.models.target_net import (
+    _POSE_FEATURES,
+    _REFERENCE_BANK,
+    _record_input,
+    parameters_after_reference_capture,
+)
 from truepose.testing import tiny_components
 
 SIGMA, DELTA = 0.3, 0.6
@@ -226,11 +231,16 @@ def test_forward_adds_pose_features_to_conv_in_and_forgets_them(nets):
         torch.testing.assert_close(out, expected)
         assert not torch.allclose(out, plain)
         torch.testing.assert_close(target_unet(sample, 3, embeds).sample, plain)  # nothing left behind
-        # With references: the same as inside `conditioned`, with source keys/values projected or not.
+        # With references: the UNet's forward with them in `cross_attention_kwargs` (and the pose on `conv_in`), with
+        # source keys/values projected or not.
         reference = make_reference(source_unet, torch.ones(2, 1, 64, 64), torch.ones(2, 1, 64, 64), [False, True])
         layers = target_unet.prepare_reference(reference, (32, 32))
-        with target_unet.conditioned(pose, layers):
-            expected = plain_unet(target_unet, sample, 3, embeds).sample
+        handle = target_unet.conv_in.register_forward_hook(lambda module, args, output: output + pose)
+        try:
+            expected = plain_unet(target_unet, sample, 3, embeds, cross_attention_kwargs={"layer_references": layers})
+        finally:
+            handle.remove()
+        expected = expected.sample
         out = target_unet(sample, 3, embeds, pose_features=pose, layer_references=layers).sample
         torch.testing.assert_close(out, expected)
         assert not torch.allclose(out, plain)
@@ -238,8 +248,8 @@ def test_forward_adds_pose_features_to_conv_in_and_forgets_them(nets):
         assert set(projected) == set(layers) and all(p.source_key is not None for p in projected.values())
         torch.testing.assert_close(target_unet(sample, 3, embeds, layer_references=projected).sample,
                                    target_unet(sample, 3, embeds, layer_references=layers).sample)  # fmt: skip
-    assert all(p.reference is None for p in target_unet.hpfa_processors.values())
-    assert target_unet._pose_features is None
+    assert all(not hasattr(p, "reference") for p in target_unet.hpfa_processors.values())
+    assert _POSE_FEATURES.get() is None
 
 
 def test_set_default_attn_processor_keeps_hpfa_and_caa():
@@ -252,7 +262,8 @@ def test_set_default_attn_processor_keeps_hpfa_and_caa():
         if name.endswith("attn1.processor"):
             assert processor is before[name]  # trained CAA weights kept
         else:
-            assert type(processor) is AttnProcessor
+            assert type(processor) is CrossAttnProcessor  # diffusers' AttnProcessor, quiet about TruePose's arguments
+            assert isinstance(processor, AttnProcessor)
     replaced = next(name for name in after if name.endswith("attn1.processor") and name.startswith("up_blocks"))
     target_unet.set_attn_processor({**after, replaced: AttnProcessor()})
     target_unet.set_default_attn_processor()
@@ -286,7 +297,8 @@ def test_processors_built_from_the_config():
     for name, processor in target_unet.attn_processors.items():
         attn = target_unet.get_submodule(name.removesuffix(".processor"))
         if not name.endswith("attn1.processor"):
-            assert type(processor) is type(unet.attn_processors[name])
+            assert type(unet.attn_processors[name]) is AttnProcessor2_0
+            assert type(processor) is CrossAttnProcessor2_0 and isinstance(processor, AttnProcessor2_0)
         elif name.startswith(("up_blocks", "mid_block")):
             assert isinstance(processor, CAAAttnProcessor)
             assert (processor.num_heads, processor.top_k) == (attn.heads, 3)
@@ -323,21 +335,28 @@ def _conditions(source_unet, target_unet, seed=0):
     return sample, embeds, pose, target_unet.prepare_reference(reference, (32, 32))
 
 
-def test_forward_with_references_sets_them_on_every_processor_for_that_call(nets):
-    """References alone (no pose) change the output; the result equals setting each processor's reference by hand."""
+def test_forward_with_references_gives_them_to_every_processor_for_that_call(nets):
+    """References alone (no pose) change the output; the result equals giving each processor its reference by hand."""
     source_unet, target_unet = nets
     sample, embeds, _, layers = _conditions(source_unet, target_unet)
+    processors = target_unet.attn_processors
+
+    def by_hand(processor, reference):
+        return lambda attn, hidden_states, **kwargs: processor(
+            attn, hidden_states, layer_references={processor.name: reference}
+        )
+
     with torch.no_grad():
         plain = target_unet(sample, 3, embeds).sample
         out = target_unet(sample, 3, embeds, layer_references=layers).sample
-        for name, processor in target_unet.hpfa_processors.items():
-            processor.reference = layers[name]
+        target_unet.set_attn_processor(
+            {name: by_hand(p, layers[name]) if name in layers else p for name, p in processors.items()}
+        )
         try:
-            by_hand = UNet2DConditionModel.forward(target_unet, sample, 3, embeds).sample
+            expected = UNet2DConditionModel.forward(target_unet, sample, 3, embeds).sample
         finally:
-            for processor in target_unet.hpfa_processors.values():
-                processor.reference = None
-    torch.testing.assert_close(out, by_hand)
+            target_unet.set_attn_processor(processors)
+    torch.testing.assert_close(out, expected)
     assert (out - plain).abs().max() > 1e-4
 
 
@@ -362,21 +381,21 @@ def test_pose_features_in_another_dtype_are_cast(nets):
     torch.testing.assert_close(out, expected)
 
 
-def test_recording_calls_the_named_processors_only_inside_the_block(nets):
+def test_recorders_are_called_by_the_named_processors_of_that_call_only(nets):
     source_unet, target_unet = nets
     sample, embeds, _, layers = _conditions(source_unet, target_unet)
     names = sorted(target_unet.hpfa_processors)
     calls = []
+    recorders = {"recorders": {names[0]: lambda *args: calls.append(args)}}
     with torch.no_grad():
-        with target_unet.recording({names[0]: lambda *args: calls.append(args)}):
-            target_unet(sample, 3, embeds, layer_references=layers)
+        recorded = target_unet(sample, 3, embeds, layer_references=layers, cross_attention_kwargs=recorders).sample
         assert len(calls) == 1 and len(calls[0]) == 6
         torch.testing.assert_close(calls[0][5], layers[names[0]].log_weight)
-        target_unet(sample, 3, embeds, layer_references=layers)
-    assert len(calls) == 1 and all(p.recorder is None for p in target_unet.hpfa_processors.values())
+        plain = target_unet(sample, 3, embeds, layer_references=layers).sample
+    assert len(calls) == 1 and all(not hasattr(p, "recorder") for p in target_unet.hpfa_processors.values())
+    torch.testing.assert_close(recorded, plain)  # recording changes nothing
     with pytest.raises(ValueError, match=r"^No HPFA/CAA processors named \['nope'\]; the processors are \["):
-        with target_unet.recording({"nope": print}):
-            pass
+        target_unet(sample, 3, embeds, cross_attention_kwargs={"recorders": {"nope": print}})
 
 
 def test_caa_top_k_zero_is_allowed(nets):
@@ -407,13 +426,16 @@ def test_capture_defaults_to_timestep_0_unwraps_wrappers_and_leaves_a_working_un
         torch.testing.assert_close(wrapped[name], at_0[name])
     assert any(not torch.allclose(at_500[name], at_0[name]) for name in default)
     torch.testing.assert_close(after, plain)  # the capture left nothing behind
-    # With capture processors installed for good (training): they stop recording after the capture.
-    install_reference_capture(source_unet)
-    with torch.no_grad():
-        installed = capture_reference_tokens(source_unet, latents, states)
-        torch.testing.assert_close(source_unet(latents, 0, states).sample, plain)
-    assert set(installed) == set(default)
-    assert all(p.bank is None for p in source_unet.attn_processors.values() if hasattr(p, "bank"))
+    # SourceNet keeps diffusers' processors; the recording hooks are installed once (however many captures, also
+    # through a wrapper) on the self-attention layers, and record nothing outside a capture.
+    assert all(type(p) is AttnProcessor2_0 for p in source_unet.attn_processors.values())
+    hooked = {
+        name: [h for h in module._forward_pre_hooks.values() if getattr(h, "func", None) is _record_input]
+        for name, module in source_unet.named_modules()
+    }
+    assert {name for name, hooks in hooked.items() if hooks} == {n.removesuffix(".processor") for n in default}
+    assert all(len(hooks) <= 1 for hooks in hooked.values())
+    assert _REFERENCE_BANK.get() is None
 
 
 def test_set_default_attn_processor_builds_new_processors_in_the_model_dtype():

@@ -3,14 +3,22 @@
 
 The value-range and layout rules are those of diffusers' `VaeImageProcessor`, whose converters do the work:
 
-- `PIL.Image.Image`: any mode without alpha ("RGB", "L", "P", ...), converted to RGB.
-- `np.ndarray`: channels last, `(H, W)`, `(H, W, 1|3)` or a batch `(N, H, W, 1|3)`; float in [0, 1] or uint8.
-- `torch.Tensor`: channels first, `(H, W)`, `(1|3, H, W)` or a batch `(N, 1|3, H, W)`; float in [0, 1] or uint8.
+- `PIL.Image.Image`: any mode without alpha ("RGB", "L", "P", ...), converted to RGB; images of more than 8 bits
+  ("I;16", "I;16B", "I", "F") are first scaled to 8 bits by `to_8bit`.
+- `np.ndarray`: channels last, `(H, W)`, `(H, W, 1|3)` or a batch `(N, H, W, 1|3)`; float in [0, 1], uint8 or uint16.
+- `torch.Tensor`: channels first, `(H, W)`, `(1|3, H, W)` or a batch `(N, 1|3, H, W)`; float in [0, 1], uint8 or
+  uint16.
 - a list or tuple of single images.
 
 Anything else is refused with an error naming the argument: float values outside [0, 1] (e.g. 0..255 floats or the
 [-1, 1] range, which `VaeImageProcessor` only accepts with a deprecation warning), non-finite values, other integer
 dtypes, alpha channels, an empty list.
+
+Bit depths (`to_8bit`, shared by the pipeline, `truepose metrics` and the datasets): an unsigned 16-bit value `v`
+(PIL "I;16", "I;16L", "I;16B", "I;16N"; uint16 arrays) becomes `round(v * 255 / 65535)`, so `257 * k` gives back the
+8-bit `k`. PIL's 32-bit integer mode "I" is read as 16-bit data (values 0..65535, what `convert("I")` of a 16-bit
+image and Pillow < 10's 16-bit PNGs hold); other values are refused. PIL's float mode "F" holds [0, 1] and is scaled
+by 255, like float arrays; values outside [0, 1] or non-finite are refused.
 """
 
 from __future__ import annotations
@@ -25,27 +33,59 @@ from diffusers.image_processor import VaeImageProcessor
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
 IMAGE_FORMS = (
-    "a PIL image, an np.ndarray (H, W, 3) or torch.Tensor (3, H, W) (float in [0, 1] or uint8), "
+    "a PIL image, an np.ndarray (H, W, 3) or torch.Tensor (3, H, W) (float in [0, 1], uint8 or uint16), "
     "a batch (N, H, W, 3) / (N, 3, H, W), or a list of images"
 )
 
 
-def _array_to_float(array: np.ndarray, argument_name: str) -> np.ndarray:
-    """uint8 -> [0, 1]; floats are checked to be finite and in [0, 1]; anything else is refused."""
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"`{argument_name}` must be float in [0, 1] or uint8, got dtype {array.dtype}.")
-    array = array.astype(np.float32)
-    if array.size == 0:
-        raise ValueError(f"`{argument_name}` is empty (shape {tuple(array.shape)}).")
+_16_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_INTEGER_TENSOR_DTYPES = (torch.uint8, *([torch.uint16] if hasattr(torch, "uint16") else []))  # uint16: torch >= 2.3
+
+
+def _check_unit_range(array: np.ndarray, argument_name: str, what: str = "float values") -> None:
+    """Refuse non-finite values, and values outside [0, 1] with a hint at the range they look like."""
     if not np.isfinite(array).all():
         raise ValueError(f"`{argument_name}` holds non-finite values (NaN or inf).")
     low, high = float(array.min()), float(array.max())
     if low < 0 or high > 1:
         hint = " (it looks like 0..255: divide by 255 or pass uint8)" if high > 1 else " ([-1, 1]: pass (x + 1) / 2)"
-        raise ValueError(f"`{argument_name}` float values must lie in [0, 1], got [{low:g}, {high:g}]{hint}.")
+        raise ValueError(f"`{argument_name}` {what} must lie in [0, 1], got [{low:g}, {high:g}]{hint}.")
+
+
+def _array_to_float(array: np.ndarray, argument_name: str) -> np.ndarray:
+    """uint8 -> [0, 1], uint16 -> [0, 1]; floats are checked to be finite and in [0, 1]; anything else is refused."""
+    if array.dtype in (np.uint8, np.uint16):
+        return array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"`{argument_name}` must be float in [0, 1], uint8 or uint16, got dtype {array.dtype}.")
+    array = array.astype(np.float32)
+    if array.size == 0:
+        raise ValueError(f"`{argument_name}` is empty (shape {tuple(array.shape)}).")
+    _check_unit_range(array, argument_name)
     return array
+
+
+def uint16_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Unsigned 16-bit values -> 8 bits, ``round(v * 255 / 65535)`` in exact integer arithmetic."""
+    return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def to_8bit(image: PIL.Image.Image, argument_name: str = "image") -> PIL.Image.Image:
+    """``image`` scaled to an 8-bit "L" image where it has more than 8 bits per pixel ("I;16*", "I", "F"; see the
+    module docstring for the rules); any other mode is returned as it is."""
+    if image.mode not in (*_16_BIT_MODES, "I", "F"):
+        return image
+    values = np.asarray(image)
+    if image.mode == "F":
+        if values.size:
+            _check_unit_range(values, argument_name, "values of a float ('F') image")
+        return PIL.Image.fromarray((values.astype(np.float64) * 255.0).round().astype(np.uint8))
+    if image.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(
+            f"`{argument_name}` is a 32-bit integer ('I') image with values in [{values.min()}, {values.max()}]; "
+            "TruePose reads 'I' images as 16-bit data (0..65535). Scale it to 8 bits and pass an 'L' or 'RGB' image."
+        )
+    return PIL.Image.fromarray(uint16_to_uint8(values))
 
 
 def _to_numpy_batch(image: np.ndarray | torch.Tensor, argument_name: str, batch: bool) -> np.ndarray:
@@ -62,12 +102,12 @@ def _to_numpy_batch(image: np.ndarray | torch.Tensor, argument_name: str, batch:
             raise ValueError(
                 f"`{argument_name}` as a tensor must have shape {expected} (channels first), got shape {shape}."
             )
-        if tensor.dtype == torch.uint8:
-            array = VaeImageProcessor.pt_to_numpy(tensor).astype(np.uint8)
+        if tensor.dtype in _INTEGER_TENSOR_DTYPES:
+            array = tensor.cpu().permute(0, 2, 3, 1).numpy()
         elif tensor.is_floating_point():
             array = VaeImageProcessor.pt_to_numpy(tensor)
         else:
-            raise ValueError(f"`{argument_name}` must be float in [0, 1] or uint8, got dtype {tensor.dtype}.")
+            raise ValueError(f"`{argument_name}` must be float in [0, 1], uint8 or uint16, got dtype {tensor.dtype}.")
     else:
         shape = tuple(image.shape)
         array = image
@@ -90,6 +130,7 @@ def _pil_to_rgb(image: PIL.Image.Image, argument_name: str) -> PIL.Image.Image:
             f"`{argument_name}` has an alpha channel (mode {image.mode!r}); pass `image.convert('RGB')` (or composite "
             "it over a background) so that the colour under transparent pixels is your choice."
         )
+    image = to_8bit(image, argument_name)
     return VaeImageProcessor.convert_to_rgb(image) if image.mode != "RGB" else image
 
 

@@ -23,6 +23,8 @@ HPFA would otherwise silently weight nothing (pass `allow_empty=True` to get the
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -250,13 +252,17 @@ DEFAULT_LABEL_MAP = "atr"
 def get_label_map(
     label_map: str | LabelMap | Mapping = DEFAULT_LABEL_MAP, argument_name: str = "label_map"
 ) -> LabelMap:
-    """Resolves a label map given by name (`LABEL_MAPS` key), as a `LabelMap`, or as a dict.
+    """Resolves a label map given by name (`LABEL_MAPS` key), as a `LabelMap`, as a dict, or as the path of a JSON
+    file holding the dict (`LabelMap.to_dict()`; any-case `.json` suffix).
 
     The dict form is `{"labels": {id: name}, "groups": {"body": [...], "clothing": [...], "face": [...]},
-    "regions": {name: [...]}}` (optionally `"name"`); ids may be strings (JSON). `argument_name` is used in errors.
+    "regions": {name: [...]}}` (optionally `"name"`); ids may be strings (JSON). `argument_name` is used in errors
+    (with the file's name for a file).
     """
     if isinstance(label_map, LabelMap):
         return label_map
+    if isinstance(label_map, os.PathLike) or isinstance(label_map, str) and label_map.lower().endswith(".json"):
+        return _read_label_map_file(label_map, argument_name)
     if isinstance(label_map, str):
         key = label_map.lower()
         if key not in LABEL_MAPS:
@@ -275,9 +281,29 @@ def get_label_map(
                 groups={str(k): tuple(int(i) for i in v) for k, v in label_map["groups"].items()},
                 regions={str(k): tuple(int(i) for i in v) for k, v in label_map["regions"].items()},
             )
-        except (TypeError, AttributeError) as error:
+        except (TypeError, AttributeError, ValueError) as error:
             raise ValueError(f"`{argument_name}` dict is malformed: {error}") from None
     raise TypeError(f"`{argument_name}` must be a name, a LabelMap or a dict, got {type(label_map).__name__}.")
+
+
+def _read_label_map_file(path: str | os.PathLike, argument_name: str) -> LabelMap:
+    """A label map from a JSON file of its dict form; every problem names the file."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"`{argument_name}` file {path!r} does not exist.") from None
+    except IsADirectoryError:
+        raise ValueError(f"`{argument_name}` {path!r} is a folder; name a label-map .json file.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"`{argument_name}` file {path!r} is not valid JSON ({error}).") from None
+    if not isinstance(content, Mapping):
+        raise ValueError(
+            f"`{argument_name}` file {path!r} must hold a JSON object with 'labels', 'groups' and 'regions', got a "
+            f"JSON {type(content).__name__}."
+        )
+    return get_label_map(content, f"{argument_name} file {path!r}")
 
 
 def _normalise_name(name: str) -> str:

@@ -531,23 +531,40 @@ def read_openpose_json(path_or_dict: str | os.PathLike | dict) -> list[np.ndarra
 
     Returns:
         list of `(18, 3)` float32 keypoint arrays, one per person (empty when there is none).
+
+    Raises:
+        ValueError: the file is not JSON (truncated, binary) or not an OpenPose object; the message names the file.
     """
     if isinstance(path_or_dict, dict):
-        data = path_or_dict
+        data, where = path_or_dict, "OpenPose JSON"
     elif isinstance(path_or_dict, (str, os.PathLike)):
-        with open(path_or_dict, encoding="utf-8") as file:
-            data = json.load(file)
+        where = f"OpenPose JSON {os.fspath(path_or_dict)!r}"
+        try:
+            with open(path_or_dict, encoding="utf-8") as file:
+                data = json.load(file)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{where} is not valid JSON ({error}).") from None
+        if not isinstance(data, dict):
+            raise ValueError(
+                f'{where} must hold an OpenPose object {{"people": [{{"pose_keypoints_2d": [...]}}]}}, got a '
+                f"JSON {type(data).__name__}."
+            )
     else:
         raise TypeError(f"`path_or_dict` must be a path or a dict, got {type(path_or_dict).__name__}.")
     people = data.get("people")
     if not isinstance(people, list):
-        raise ValueError("OpenPose JSON must have a `people` list.")
+        raise ValueError(f"{where} must have a `people` list.")
     result = []
     for index, person in enumerate(people):
-        flat = np.asarray(person.get("pose_keypoints_2d", []), dtype=np.float32)
+        try:
+            flat = np.asarray(person.get("pose_keypoints_2d", []), dtype=np.float32).ravel()
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(
+                f"{where}: people[{index}] must be an object whose `pose_keypoints_2d` is a flat list of numbers."
+            ) from None
         if flat.size % 3 != 0 or flat.size // 3 not in (18, 25):
             raise ValueError(
-                f"people[{index}].pose_keypoints_2d must hold 18 (COCO) or 25 (BODY_25) [x, y, c] triples, "
+                f"{where}: people[{index}].pose_keypoints_2d must hold 18 (COCO) or 25 (BODY_25) [x, y, c] triples, "
                 f"got {flat.size} values."
             )
         triples = flat.reshape(-1, 3)
@@ -555,6 +572,59 @@ def read_openpose_json(path_or_dict: str | os.PathLike | dict) -> list[np.ndarra
             triples = triples[list(BODY25_TO_COCO18)]
         result.append(as_keypoints(triples))
     return result
+
+
+POSE_FILE_SUFFIXES: tuple[str, ...] = (".json", ".npy", ".txt", ".csv")
+POSE_FILE_FORMATS = "OpenPose .json, (18, 2|3) or (T, 18, 2|3) .npy, or .txt/.csv with 18 rows `x y [confidence]`"
+
+
+def is_pose_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has a keypoint-file suffix (`POSE_FILE_SUFFIXES`, any case)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in POSE_FILE_SUFFIXES
+
+
+def read_pose_file(path: str | os.PathLike) -> np.ndarray:
+    """Reads the poses of one keypoint file; the suffix decides the format, in any case (`.NPY` as `.npy`).
+
+    - `.json`: OpenPose output, one pose per person (`read_openpose_json`);
+    - `.npy`: a `(18, 2|3)` or `(T, 18, 2|3)` array (never unpickled);
+    - `.txt` / `.csv`: 18 rows `x y [confidence]` (whitespace / comma separated).
+
+    Returns:
+        `np.ndarray` float32 `(T, 18, 3)`, `T >= 1` (see `as_keypoints` for missing joints).
+
+    Raises:
+        ValueError: another suffix, a file that does not hold such keypoints, or an OpenPose file without a person;
+            the message names the file and the accepted formats. OSError: the file cannot be opened.
+    """
+    name = os.fspath(path)
+    suffix = os.path.splitext(name)[1].lower()
+    if os.path.isdir(name):
+        raise ValueError(f"The pose file {name!r} is a folder; pass one {POSE_FILE_FORMATS} file.")
+    if suffix == ".json":
+        poses = read_openpose_json(name)
+        if not poses:
+            raise ValueError(f"The OpenPose file {name!r} has no person (`people` is empty).")
+        return np.stack(poses)
+    try:
+        if suffix == ".npy":
+            array = np.load(name, allow_pickle=False)
+        elif suffix in (".txt", ".csv"):
+            array = np.loadtxt(name, delimiter="," if suffix == ".csv" else None, ndmin=2, dtype=np.float32)
+        else:
+            raise ValueError(f"suffix {suffix or '(none)'!r} is not a pose file")
+        if not isinstance(array, np.ndarray):  # an .npz archive under an .npy name
+            array.close()
+            raise ValueError("it is an .npz archive, not one array")
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise ValueError(f"dtype {array.dtype} is not a real number type")
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3 or len(array) == 0:
+            raise ValueError(f"shape {array.shape} is not (18, 2|3) or (T, 18, 2|3)")
+        return np.stack([as_keypoints(pose, f"{os.path.basename(name)}[{i}]") for i, pose in enumerate(array)])
+    except (ValueError, TypeError, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(f"The pose file {name!r} is not readable as {POSE_FILE_FORMATS} ({error}).") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..conditioning import KEYPOINT_NAMES, LABEL_MAPS, as_keypoints, as_parsing_map, get_label_map, rescale_keypoints
+from ..conditioning.image import to_8bit
 
 logger = logging.get_logger(__name__)
 
@@ -104,19 +105,30 @@ def _stem(name: str) -> str:
 
 
 def resize_image(image: Image.Image, image_size: Sequence[int]) -> Image.Image:
-    """RGB copy of ``image`` resized (bicubic) to ``image_size=(H, W)``."""
+    """RGB copy of ``image`` resized (bicubic) to ``image_size=(H, W)`` (16-bit and float images scaled to 8 bits
+    first, by :func:`truepose.conditioning.image.to_8bit`)."""
     height, width = image_size
-    image = image.convert("RGB")
+    image = to_8bit(image).convert("RGB")
     if image.size != (width, height):
         image = image.resize((width, height), Image.BICUBIC)
     return image
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB (fully loaded, file closed)."""
+    """Open an image file as RGB (fully loaded, file closed); 16-bit and float images are scaled to 8 bits by
+    :func:`truepose.conditioning.image.to_8bit`."""
     with Image.open(path) as image:
         image.load()
-        return image.convert("RGB")
+        return to_8bit(image, os.fspath(path)).convert("RGB")
+
+
+def _bit_depth_problem(image: Image.Image, name: str) -> str | None:
+    """Why :func:`load_image` would refuse ``image`` (a float image outside [0, 1], ...), or None."""
+    try:
+        to_8bit(image, name)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def load_parsing(path: str | os.PathLike, label_map: str, image_size: Sequence[int] | None = None) -> np.ndarray:
@@ -402,6 +414,9 @@ class PairFileDataset(Dataset):
                 try:
                     with Image.open(path) as image:
                         image.load() if decode else image.verify()
+                        depth_problem = _bit_depth_problem(image, os.fspath(path)) if decode else None
+                    if depth_problem:
+                        problems.append(depth_problem)
                 except Exception as error:
                     problems.append(f"{path}: unreadable image ({type(error).__name__}: {error}).")
             keypoints = self.lookup_keypoints(name)

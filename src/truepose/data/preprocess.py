@@ -176,12 +176,19 @@ def preprocess(
         A :class:`PreprocessSummary`. Images where the detector finds nobody get all-missing keypoints (listed in
         ``no_person``); unreadable images are listed in ``failed`` and retried by the next run.
     """
+    from ..cli import check_device, check_output_folder
+
     if parser is None and detector is None:
         raise ValueError("Nothing to do: pass a `parser`, a `detector` or both.")
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}.")
+    if detector is not None and detector_kind not in ("openpose", "dwpose"):
+        raise ValueError(f"`detector_kind` must be 'openpose' or 'dwpose', got {detector_kind!r}.")
+    if device is not None:
+        check_device(device, "`device`")
     check_model_path(parser, "parser")
     check_model_path(detector, "detector")
+    check_output_folder(output_dir, "`output_dir`")
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     names = list_images(image_dir, exclude=output_dir)
     summary = PreprocessSummary(images=len(names))
@@ -250,6 +257,8 @@ def preprocess(
 
 def main(argv: list[str] | None = None) -> int:
     """``truepose preprocess IMAGE_DIR OUTPUT_DIR [--parser PATH] [--detector PATH]``; returns the exit code."""
+    from ..cli import check_device, positive_int
+
     argument_parser = argparse.ArgumentParser(
         prog="truepose preprocess",
         description="Cache human-parsing maps (PNG label ids) and COCO-18 keypoints (JSON) for a folder of images. "
@@ -261,11 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     argument_parser.add_argument("--detector", help="folder or Hub id of pose-detector weights (controlnet_aux)")
     argument_parser.add_argument("--detector-kind", default="openpose", choices=("openpose", "dwpose"))
     argument_parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu")
-    argument_parser.add_argument("--batch-size", type=int, default=8, help="images per parser call")
+    argument_parser.add_argument("--batch-size", type=positive_int, default=8, help="images per parser call")
     argument_parser.add_argument("--overwrite", action="store_true", help="recompute existing outputs")
     args = argument_parser.parse_args(argv)
     if args.parser is None and args.detector is None:
         argument_parser.error("nothing to do: give --parser, --detector or both")
+    if args.device is not None:
+        try:
+            check_device(args.device)
+        except ValueError as error:
+            argument_parser.error(str(error))
     logging.set_verbosity_info()
     try:
         summary = preprocess(

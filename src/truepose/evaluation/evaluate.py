@@ -33,6 +33,7 @@ import torch
 from diffusers.utils import logging
 from PIL import Image
 
+from ..cli import UsageError, check_output_folder, non_negative_float, positive_int, seed_int
 from ..conditioning import as_parsing_map, label_map_from_id2label, parse_images, to_pil_image
 from ..data.common import save_parsing
 from .metrics import (
@@ -443,6 +444,24 @@ def evaluate(
     return results
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """What `evaluate` would find only after loading the model or generating: every path and name, before work."""
+    from ..conditioning import get_label_map
+    from ..data.preprocess import check_model_path
+
+    parse_size(args.size)
+    if args.generation_size is not None:
+        parse_size(args.generation_size)
+    get_label_map(args.label_map, "--label-map")
+    check_model_path(args.model, "--model")
+    for path, option in ((args.data_root, "--data-root"), (args.parsing_dir, "--parsing-dir")):
+        if path is not None and not os.path.isdir(path):
+            raise UsageError(f"{option} {path!r} is not a folder.")
+    if args.fid_real_dir is not None and not args.no_fid and not os.path.isdir(args.fid_real_dir):
+        raise UsageError(f"--fid-real-dir {args.fid_real_dir!r} is not a folder.")
+    check_output_folder(args.output_dir, "--output-dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="truepose evaluate",
@@ -453,11 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", required=True, help="Where generated/, ground_truth/ and metrics go.")
     parser.add_argument("--size", default="256x176", help="Evaluation size HxW: 256x176 or 512x352.")
     parser.add_argument("--generation-size", default=None, help="Size HxW to generate at (default: --size).")
-    parser.add_argument("--steps", type=int, default=35, help="Denoising steps (default 35).")
-    parser.add_argument("--guidance-scale", type=float, default=2.0)
-    parser.add_argument("--batch-size", type=int, default=4, help="Pairs per pipeline call (per process).")
-    parser.add_argument("--limit", type=int, default=None, help="Only the first N test pairs.")
-    parser.add_argument("--seed", type=int, default=0, help="Base seed; each pair's seed is a hash of its name.")
+    parser.add_argument("--steps", type=positive_int, default=35, help="Denoising steps (default 35).")
+    parser.add_argument("--guidance-scale", type=non_negative_float, default=2.0)
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="Pairs per pipeline call (per process).")
+    parser.add_argument("--limit", type=positive_int, default=None, help="Only the first N test pairs.")
+    parser.add_argument("--seed", type=seed_int, default=0, help="Base seed; each pair's seed is a hash of its name.")
     parser.add_argument(
         "--parsing-dir", default=None, help="Source parsing maps (default DATA_ROOT/parsing if present)."
     )
@@ -479,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     """`truepose evaluate --model PATH --data-root ROOT --output-dir DIR [--size 256x176] [--steps 35]
     [--guidance-scale 2.0] [--batch-size 4] [--limit N] [--fid-real-dir DIR]`."""
     args = build_parser().parse_args(argv)
+    check_arguments(args)
     results = evaluate(
         args.model,
         args.data_root,

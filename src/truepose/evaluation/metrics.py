@@ -39,7 +39,8 @@ from diffusers.utils import logging
 from PIL import Image
 from torch import nn
 
-from ..conditioning.parsing import LabelMap
+from ..conditioning.image import to_8bit, uint16_to_uint8
+from ..conditioning.parsing import LabelMap, get_label_map
 from ..data.common import load_parsing
 
 logger = logging.get_logger(__name__)
@@ -131,14 +132,16 @@ def list_image_files(path: str | os.PathLike) -> list[str]:
     return names
 
 
-def resize_to_uint8(image: Image.Image | np.ndarray, size: Sequence[int]) -> np.ndarray:
+def resize_to_uint8(image: Image.Image | np.ndarray, size: Sequence[int], name: str = "image") -> np.ndarray:
     """RGB image -> `(H, W, 3)` uint8 at `size = (H, W)`, bicubic resize when the size differs (the protocol's step).
 
-    Arrays are `(H, W)`, `(H, W, 3)` or `(H, W, 4)`: integers in [0, 255] or floats in [0, 1].
+    Arrays are `(H, W)`, `(H, W, 3)` or `(H, W, 4)`: uint16 (scaled by 255 / 65535), other integers in [0, 255] or
+    floats in [0, 1]. Images of more than 8 bits ("I;16", "I", "F") are scaled to 8 bits as the pipeline does
+    (`truepose.conditioning.image.to_8bit`); ``name`` (e.g. the file) is named in errors.
     """
     if isinstance(image, np.ndarray):
         image = Image.fromarray(_array_to_uint8(image))
-    image = image.convert("RGB")
+    image = to_8bit(image, name).convert("RGB")
     height, width = size
     if image.size != (width, height):
         image = image.resize((width, height), resample=Image.BICUBIC)
@@ -150,6 +153,8 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
         raise ValueError(f"`image` must be an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}.")
     if array.dtype == np.uint8:
         return array
+    if array.dtype == np.uint16:
+        return uint16_to_uint8(array)
     if np.issubdtype(array.dtype, np.integer):
         low, high = 0, 255
     elif np.issubdtype(array.dtype, np.floating):
@@ -169,7 +174,7 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
 def load_image(path: str | os.PathLike, size: Sequence[int]) -> np.ndarray:
     """Reads one image file as `(H, W, 3)` uint8 at `size = (H, W)` (bicubic resize)."""
     with Image.open(path) as image:
-        return resize_to_uint8(image, size)
+        return resize_to_uint8(image, size, os.fspath(path))
 
 
 def load_image_folder(
@@ -874,6 +879,8 @@ def compute_metrics(
         num_real = len(pairs) if fid_real_dir is None else len(list_image_files(fid_real_dir))
         fid_reliable = check_fid_image_counts(num_real, len(pairs), fid_dims, force=force_fid)
     parsing_paths = None if parsing_dir is None else target_parsing_files(parsing_dir, [r for r, _ in pairs])
+    if parsing_paths is not None:
+        label_map = get_label_map(label_map, "label_map")
 
     # 2. Load the models
     lpips_model = load_lpips(weights["lpips"], device=device) if compute_lpips else None
@@ -1024,6 +1031,24 @@ def write_results(results: dict[str, Any], json_path: str | os.PathLike, name: s
     return json_path, markdown_path
 
 
+def _positive_int(text: str) -> int:
+    from ..cli import positive_int
+
+    return positive_int(text)
+
+
+def _non_negative_int(text: str) -> int:
+    from ..cli import non_negative_int
+
+    return non_negative_int(text)
+
+
+def _positive_float(text: str) -> float:
+    from ..cli import positive_float
+
+    return positive_float(text)
+
+
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """The scoring options shared by `truepose metrics` and `truepose evaluate` (read back by `scoring_kwargs`)."""
     parser.add_argument("--no-fid", action="store_true", help="Skip FID (no Inception weights needed).")
@@ -1053,7 +1078,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lpips-backbone", default=None, help=f"Path to {ALEXNET_FILENAME} (or ${ALEXNET_ENV}).")
     parser.add_argument(
         "--ssim-256-sigma",
-        type=float,
+        type=_positive_float,
         default=SSIM_256_SIGMA_CFLD,
         help="Gaussian sigma of SSIM_256: 1.5 (CFLD) or 1.2 (PIDM).",
     )
@@ -1095,8 +1120,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--label-map", default="atr", help="Label table of the parsing maps (atr, lip, cihp, ...).")
     parser.add_argument("--device", default=None, help="Torch device (default: cuda if available).")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for reading images.")
+    parser.add_argument("--batch-size", type=_positive_int, default=16)
+    parser.add_argument("--num-workers", type=_non_negative_int, default=0, help="DataLoader workers for images.")
     parser.add_argument(
         "--json", default=None, help="Write results to this JSON file (and the Markdown table beside it)."
     )
@@ -1106,7 +1131,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """`truepose metrics REAL_DIR FAKE_DIR [--size 256x176] [--fid-real-dir TRAIN_DIR] [--fid-backbone B]
     [--inception-weights P] [--lpips-backbone P] [--parsing-dir P] [--json OUT]`."""
+    from ..cli import check_device, check_output_file
+
     args = build_parser().parse_args(argv)
+    # Every option before any image is read or model loaded
+    if args.device is not None:
+        check_device(args.device, allow_meta=True)  # meta: scoring code can be dry-run without data
+    get_label_map(args.label_map, "--label-map")
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     results = compute_metrics(
         args.real_dir,
         args.fake_dir,

@@ -2,10 +2,9 @@ from .attention import (
     CAAAttnProcessor,
     HPFAAttnProcessor,
     LayerReference,
-    ReferenceCaptureAttnProcessor,
     fused_reference_attention,
     hpfa_log_weights,
     select_low_attention_regions,
 )
 from .pose_encoder import PoseEncoder
-from .target_net import SourceReference, TargetNet, capture_reference_tokens, install_reference_capture, token_grid
+from .target_net import SourceReference, TargetNet, capture_reference_tokens, token_grid

@@ -1,4 +1,4 @@
-"""Attention processors of TruePose: SourceNet capture, HPFA and CAA.
+"""Attention processors of TruePose: HPFA and CAA on TargetNet's self-attention, and its cross-attention.
 
 TargetNet's self-attention attends over ``[target tokens ; source tokens]`` (reference attention), where the source
 tokens are SourceNet's self-attention inputs at the same layer. HPFA (human-parsing-guided fusion attention) weights
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 from torch import nn
 
 
@@ -155,13 +155,9 @@ class LayerReference:
         )
 
 
-class ReferenceCaptureAttnProcessor(AttnProcessor2_0):
-    r"""SourceNet self-attention that also records its input tokens into ``bank[name]`` while ``bank`` is set."""
-
-    def __init__(self, name: str):
-        super().__init__()
-        self.name = name
-        self.bank: dict[str, torch.Tensor] | None = None
+class _IgnoresTruePoseKwargs:
+    """Takes (and ignores) the per-call ``layer_references`` and ``recorders`` that [`TargetNet`] passes to every
+    attention layer in ``cross_attention_kwargs``; diffusers' own processors would log a warning about them."""
 
     def __call__(
         self,
@@ -170,48 +166,74 @@ class ReferenceCaptureAttnProcessor(AttnProcessor2_0):
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         temb: torch.Tensor | None = None,
+        layer_references: dict[str, LayerReference] | None = None,
+        recorders: dict[str, Callable[..., None]] | None = None,
     ) -> torch.Tensor:
-        if self.bank is not None:
-            self.bank[self.name] = hidden_states
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+class CrossAttnProcessor2_0(_IgnoresTruePoseKwargs, AttnProcessor2_0):
+    r"""diffusers' [`AttnProcessor2_0`] for TargetNet's cross-attention layers (TruePose's per-call arguments are
+    accepted and ignored)."""
+
+
+class CrossAttnProcessor(_IgnoresTruePoseKwargs, AttnProcessor):
+    r"""diffusers' [`AttnProcessor`] for TargetNet's cross-attention layers (TruePose's per-call arguments are
+    accepted and ignored)."""
 
 
 class HPFAAttnProcessor(nn.Module):
     r"""TargetNet self-attention with human-parsing-guided fusion attention over SourceNet's tokens.
 
-    Without a ``reference`` set, it is plain self-attention. The per-call ``reference`` ([`LayerReference`]) is set
-    by [`TargetNet`] for the duration of one forward pass. A ``recorder`` (set by [`TargetNet.recording`]) is called
-    as ``recorder(query, key, value, source_key, source_value, source_log_weight)`` with the rows that see the
-    source, shapes as in [`fused_reference_attention`], before they are attended to (analysis, benchmarks).
+    Everything of one call travels with the call (diffusers' ``cross_attention_kwargs``, filled by [`TargetNet`]), so
+    one processor serves any number of concurrent calls: its [`LayerReference`] is ``layer_references[name]``;
+    without ``layer_references`` it is plain self-attention. A recorder ``recorders[name]`` (analysis, benchmarks)
+    is called as ``recorder(query, key, value, source_key, source_value, source_log_weight)`` with the rows that see
+    the source, shapes as in [`fused_reference_attention`], before they are attended to.
+
+    Args:
+        name (`str`): the processor's name in the UNet (e.g. ``"up_blocks.1.attentions.0.transformer_blocks.0.attn1
+            .processor"``), the key of its reference and recorder.
     """
 
     uses_regions = False
 
-    def __init__(self):
+    def __init__(self, name: str):
         super().__init__()
-        self.reference: LayerReference | None = None
-        self.recorder: Callable[..., None] | None = None
+        self.name = name
 
     def _project_heads(self, attn: Attention, hidden_states: torch.Tensor, to: nn.Module) -> torch.Tensor:
         batch_size = hidden_states.shape[0]
         projected = to(hidden_states)
         return projected.view(batch_size, -1, attn.heads, projected.shape[-1] // attn.heads).transpose(1, 2)
 
-    def attend(self, attn: Attention, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def attend(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        reference: LayerReference | None = None,
+        recorder: Callable[..., None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """HPFA attention `(batch, tokens, channels)` before the output projection, and region masses if CAA."""
         batch_size = hidden_states.shape[0]
         query = self._project_heads(attn, hidden_states, attn.to_q)
         key = self._project_heads(attn, hidden_states, attn.to_k)
         value = self._project_heads(attn, hidden_states, attn.to_v)
-        reference, region_mass = self.reference, None
+        region_mass = None
         if reference is None:
             out = F.scaled_dot_product_attention(query, key, value)
         else:
-            out, region_mass = self.attend_reference(attn, query, key, value, reference)
+            out, region_mass = self.attend_reference(attn, query, key, value, reference, recorder)
         return out.transpose(1, 2).reshape(batch_size, -1, attn.heads * value.shape[-1]), region_mass
 
     def attend_reference(
-        self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, reference: LayerReference
+        self,
+        attn: Attention,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        reference: LayerReference,
+        recorder: Callable[..., None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[`fused_reference_attention`] for the rows that see the source, plain self-attention for the first
         ``reference.num_source_free_rows`` rows (the same result as their ``-inf`` bias, without the source keys).
@@ -230,10 +252,8 @@ class HPFAAttnProcessor(nn.Module):
                 source_key, source_value = (self._project_heads(attn, tokens, to) for to in (attn.to_k, attn.to_v))
             else:
                 source_key, source_value = reference.source_key[free:], reference.source_value[free:]
-            if self.recorder is not None:
-                self.recorder(
-                    query[free:], key[free:], value[free:], source_key, source_value, reference.log_weight[free:]
-                )
+            if recorder is not None:
+                recorder(query[free:], key[free:], value[free:], source_key, source_value, reference.log_weight[free:])
             blocks.append(
                 fused_reference_attention(
                     query[free:],
@@ -263,14 +283,20 @@ class HPFAAttnProcessor(nn.Module):
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         temb: torch.Tensor | None = None,
+        layer_references: dict[str, LayerReference] | None = None,
+        recorders: dict[str, Callable[..., None]] | None = None,
     ) -> torch.Tensor:
+        """Args as diffusers' processors, plus this call's ``layer_references`` (processor name ->
+        [`LayerReference`], one per HPFA/CAA layer) and ``recorders`` (processor name -> recorder, any layers)."""
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError(f"{type(self).__name__} is a self-attention processor; it takes no encoder states/mask.")
+        reference = None if layer_references is None else layer_references[self.name]
+        recorder = None if recorders is None else recorders.get(self.name)
         residual = hidden_states
-        hidden_states, region_mass = self.attend(attn, hidden_states)
+        hidden_states, region_mass = self.attend(attn, hidden_states, reference, recorder)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if region_mass is not None:
-            hidden_states = hidden_states + self.align(hidden_states, region_mass)
+            hidden_states = hidden_states + self.align(hidden_states, region_mass, reference)
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
@@ -284,6 +310,7 @@ class CAAAttnProcessor(HPFAAttnProcessor):
     zero-initialised ``caa_to_out``, so an untrained CAA is the identity.
 
     Args:
+        name (`str`): the processor's name in the UNet, as for [`HPFAAttnProcessor`].
         hidden_size (`int`): channels of the attention layer.
         region_embed_dim (`int`): width of the CLIP region embeddings.
         num_heads (`int`): heads of the CAA cross-attention.
@@ -292,8 +319,8 @@ class CAAAttnProcessor(HPFAAttnProcessor):
 
     uses_regions = True
 
-    def __init__(self, hidden_size: int, region_embed_dim: int, num_heads: int, top_k: int = 2):
-        super().__init__()
+    def __init__(self, name: str, hidden_size: int, region_embed_dim: int, num_heads: int, top_k: int = 2):
+        super().__init__(name)
         self.num_heads = num_heads
         self.top_k = top_k
         self.caa_to_q = nn.Linear(hidden_size, hidden_size, bias=False)
@@ -303,9 +330,9 @@ class CAAAttnProcessor(HPFAAttnProcessor):
         nn.init.zeros_(self.caa_to_out.weight)
         nn.init.zeros_(self.caa_to_out.bias)
 
-    def align(self, hidden_states: torch.Tensor, region_mass: torch.Tensor) -> torch.Tensor:
-        """CAA residual `(batch, tokens, channels)` for HPFA output ``hidden_states``."""
-        reference = self.reference
+    def align(self, hidden_states: torch.Tensor, region_mass: torch.Tensor, reference: LayerReference) -> torch.Tensor:
+        """CAA residual `(batch, tokens, channels)` for HPFA output ``hidden_states``, its region masses
+        `(batch, heads, tokens, num_regions)` and the layer's ``reference``."""
         if self.top_k == 0:
             return torch.zeros_like(hidden_states)
         indices, selected_valid = select_low_attention_regions(

@@ -1,25 +1,37 @@
 """TargetNet: the denoising UNet of TruePose, with HPFA/CAA self-attention and pose features."""
 
+import functools
 import inspect
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from diffusers.models import UNet2DConditionModel
-from diffusers.models.attention_processor import AttnProcessor
+from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - DiffusionPipeline looks the base class up here
 
 from .attention import (
     CAAAttnProcessor,
+    CrossAttnProcessor,
+    CrossAttnProcessor2_0,
     HPFAAttnProcessor,
     LayerReference,
-    ReferenceCaptureAttnProcessor,
     hpfa_log_weights,
 )
+
+# Per-call data that cannot travel as an argument lives in context variables (one value per thread and asyncio task):
+# the bank SourceNet's self-attention inputs are recorded into during `capture_reference_tokens`, and the pose
+# features of the `TargetNet.forward` running now (`conv_in` is not inside diffusers' gradient checkpointing).
+_REFERENCE_BANK: ContextVar[dict[str, torch.Tensor] | None] = ContextVar("truepose_reference_bank", default=None)
+_POSE_FEATURES: ContextVar[tuple["TargetNet", torch.Tensor] | None] = ContextVar(
+    "truepose_pose_features", default=None
+)
+_CAPTURE_HOOKS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -78,14 +90,25 @@ def _check_settings(hpfa_sigma: float, hpfa_delta: float, caa_top_k: int) -> Non
         )
 
 
-def install_reference_capture(unet: UNet2DConditionModel) -> None:
-    """Give SourceNet's self-attention layers processors that can record their input tokens."""
-    unet.set_attn_processor(
-        {
-            name: ReferenceCaptureAttnProcessor(name) if name.endswith("attn1.processor") else processor
-            for name, processor in unet.attn_processors.items()
-        }
-    )
+def _record_input(name: str, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook of SourceNet's self-attention ``name``: its input tokens into the running capture's bank."""
+    bank = _REFERENCE_BANK.get()
+    if bank is not None:
+        bank[name] = args[0] if args else kwargs["hidden_states"]
+
+
+def _install_capture_hooks(unet: UNet2DConditionModel) -> None:
+    """Give SourceNet's self-attention layers (once per model) a forward pre-hook that records their input tokens
+    into the bank of the `capture_reference_tokens` running in this thread; outside one it records nothing."""
+    with _CAPTURE_HOOKS_LOCK:
+        for module_name, module in unet.named_modules():
+            if not module_name.endswith("attn1") or not hasattr(module, "set_processor"):
+                continue
+            hooks = module._forward_pre_hooks.values()
+            if not any(isinstance(hook, functools.partial) and hook.func is _record_input for hook in hooks):
+                module.register_forward_pre_hook(
+                    functools.partial(_record_input, f"{module_name}.processor"), with_kwargs=True
+                )
 
 
 def capture_reference_tokens(
@@ -96,9 +119,9 @@ def capture_reference_tokens(
 ) -> dict[str, torch.Tensor]:
     """Run SourceNet once on clean source latents and return its self-attention inputs.
 
-    When SourceNet has no capture processors installed (a pipeline's SourceNet keeps diffusers' own processors, so
-    ``set_default_attn_processor`` and friends work on it), they are installed for this one run and the previous
-    processors put back afterwards.
+    The inputs are recorded by forward pre-hooks on SourceNet's self-attention layers (installed on the first
+    capture, recording only during a capture and into that capture's own bank), so SourceNet keeps its processors
+    (``set_default_attn_processor`` and friends work on it) and concurrent captures do not mix.
 
     Args:
         source_latents (`torch.Tensor` of shape `(batch, 4, h, w)`): scaled VAE latents of the source image.
@@ -106,23 +129,14 @@ def capture_reference_tokens(
     Returns:
         `dict[str, torch.Tensor]`: processor name -> tokens `(batch, h_l * w_l, channels)`.
     """
-    model = getattr(source_unet, "module", source_unet)  # accelerate/DDP wrappers keep the UNet in `.module`
-    processors = [p for p in model.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
-    previous_processors = None if processors else model.attn_processors
-    if previous_processors is not None:
-        install_reference_capture(model)
-        processors = [p for p in model.attn_processors.values() if isinstance(p, ReferenceCaptureAttnProcessor)]
+    _install_capture_hooks(getattr(source_unet, "module", source_unet))  # DDP wrappers keep the UNet in `.module`
     bank: dict[str, torch.Tensor] = {}
-    for processor in processors:
-        processor.bank = bank
+    token = _REFERENCE_BANK.set(bank)
     try:
         timesteps = torch.full((source_latents.shape[0],), timestep, device=source_latents.device, dtype=torch.long)
         source_unet(source_latents, timesteps, encoder_hidden_states, return_dict=False)
     finally:
-        for processor in processors:
-            processor.bank = None
-        if previous_processors is not None:
-            model.set_attn_processor(previous_processors)
+        _REFERENCE_BANK.reset(token)
     return bank
 
 
@@ -198,20 +212,19 @@ class TargetNet(UNet2DConditionModel):
         super().__init__(**kwargs)
         _check_settings(settings["hpfa_sigma"], settings["hpfa_delta"], settings["caa_top_k"])
         self.conv_in.register_forward_hook(self._add_pose_features)
-        self._pose_features: torch.Tensor | None = None
         self.set_attn_processor(self._truepose_processors(**settings))
 
     def _truepose_processors(self, caa_blocks, caa_top_k, region_embed_dim, **_) -> dict:
         processors = {}
         for name, processor in self.attn_processors.items():
             if not name.endswith("attn1.processor"):
-                processors[name] = processor
+                processors[name] = CrossAttnProcessor2_0() if isinstance(processor, AttnProcessor2_0) else processor
                 continue
             attn = self.get_submodule(name.removesuffix(".processor"))
             if name.startswith(tuple(caa_blocks)):
-                processors[name] = CAAAttnProcessor(attn.inner_dim, region_embed_dim, attn.heads, caa_top_k)
+                processors[name] = CAAAttnProcessor(name, attn.inner_dim, region_embed_dim, attn.heads, caa_top_k)
             else:
-                processors[name] = HPFAAttnProcessor()
+                processors[name] = HPFAAttnProcessor(name)
         return processors
 
     def set_truepose_settings(
@@ -237,14 +250,15 @@ class TargetNet(UNet2DConditionModel):
         return {name: p for name, p in self.attn_processors.items() if isinstance(p, HPFAAttnProcessor)}
 
     def set_default_attn_processor(self) -> None:
-        """TruePose's default processors: diffusers' [`AttnProcessor`] on the cross-attention layers, HPFA/CAA on the
-        self-attention layers. Installed HPFA/CAA processors stay (with their trained CAA weights); a self-attention
-        layer whose processor was replaced gets a new one (CAA zero-initialised, i.e. the identity)."""
+        """TruePose's default processors: diffusers' [`AttnProcessor`] on the cross-attention layers (as
+        [`CrossAttnProcessor`], which takes TruePose's per-call arguments), HPFA/CAA on the self-attention layers.
+        Installed HPFA/CAA processors stay (with their trained CAA weights); a self-attention layer whose processor
+        was replaced gets a new one (CAA zero-initialised, i.e. the identity)."""
         fresh: dict | None = None
         processors = {}
         for name, processor in self.attn_processors.items():
             if not name.endswith("attn1.processor"):
-                processors[name] = AttnProcessor()
+                processors[name] = CrossAttnProcessor()
             elif isinstance(processor, HPFAAttnProcessor):
                 processors[name] = processor
             else:
@@ -263,7 +277,10 @@ class TargetNet(UNet2DConditionModel):
         return target_net if unet.dtype == target_net.dtype else target_net.to(dtype=unet.dtype)
 
     def _add_pose_features(self, module, inputs, output: torch.Tensor) -> torch.Tensor:
-        return output if self._pose_features is None else output + self._pose_features.to(output.dtype)
+        current = _POSE_FEATURES.get()
+        if current is None or current[0] is not self:
+            return output
+        return output + current[1].to(output.dtype)
 
     def prepare_reference(
         self, source_reference: SourceReference, latent_size: tuple[int, int]
@@ -314,40 +331,14 @@ class TargetNet(UNet2DConditionModel):
             for name, processor in self.hpfa_processors.items()
         }
 
-    @contextmanager
-    def recording(self, recorders: dict[str, Callable[..., None]]) -> Iterator[None]:
-        """Switch on recorders on HPFA/CAA processors inside the block: processor name -> callable, called by each
-        reference-attention call as described in [`HPFAAttnProcessor`]."""
-        processors = self.hpfa_processors
-        unknown = sorted(set(recorders) - set(processors))
-        if unknown:
-            raise ValueError(f"No HPFA/CAA processors named {unknown}; the processors are {sorted(processors)}.")
-        for name, recorder in recorders.items():
-            processors[name].recorder = recorder
-        try:
-            yield
-        finally:
-            for name in recorders:
-                processors[name].recorder = None
-
-    @contextmanager
-    def conditioned(
-        self, pose_features: torch.Tensor | None = None, layer_references: dict[str, LayerReference] | None = None
-    ) -> Iterator[None]:
-        """Attach pose features and source references to every forward pass inside the block.
-
-        Training wraps forward *and* backward in it, so gradient checkpointing recomputes with the same conditions.
-        """
-        processors = self.hpfa_processors
-        self._pose_features = pose_features
-        for name, processor in processors.items():
-            processor.reference = None if layer_references is None else layer_references[name]
-        try:
-            yield
-        finally:
-            self._pose_features = None
-            for processor in processors.values():
-                processor.reference = None
+    def check_recorders(self, recorders: dict[str, Callable[..., None]] | None) -> None:
+        """Refuse recorders (processor name -> callable, see [`HPFAAttnProcessor`]) for layers with no HPFA/CAA
+        processor."""
+        if recorders:
+            processors = self.hpfa_processors
+            unknown = sorted(set(recorders) - set(processors))
+            if unknown:
+                raise ValueError(f"No HPFA/CAA processors named {unknown}; the processors are {sorted(processors)}.")
 
     def forward(
         self,
@@ -358,18 +349,30 @@ class TargetNet(UNet2DConditionModel):
         layer_references: dict[str, LayerReference] | None = None,
         **kwargs,
     ):
-        """[`UNet2DConditionModel.forward`] plus TruePose conditions.
+        """[`UNet2DConditionModel.forward`] plus TruePose conditions, all for this call only (one model serves any
+        number of concurrent calls, and a gradient-checkpointed backward recomputes with the same conditions).
 
         Args:
             pose_features (`torch.Tensor` of shape `(batch, block_out_channels[0], h, w)`, *optional*): added to the
                 ``conv_in`` output.
-            layer_references (`dict[str, LayerReference]`, *optional*): from [`~TargetNet.prepare_reference`];
-                without it (and outside [`~TargetNet.conditioned`]) every self-attention is plain self-attention.
+            layer_references (`dict[str, LayerReference]`, *optional*): from [`~TargetNet.prepare_reference`], passed
+                to the HPFA/CAA processors in ``cross_attention_kwargs``; without it every self-attention is plain
+                self-attention.
+            cross_attention_kwargs (`dict`, *optional*): as in diffusers; ``{"recorders": {processor name:
+                recorder}}`` switches on recorders on HPFA/CAA processors (see [`HPFAAttnProcessor`]).
         """
-        if pose_features is None and layer_references is None:
-            return super().forward(sample, timestep, encoder_hidden_states, **kwargs)
-        with self.conditioned(pose_features, layer_references):
-            return super().forward(sample, timestep, encoder_hidden_states, **kwargs)
+        cross_attention_kwargs = kwargs.pop("cross_attention_kwargs", None)
+        self.check_recorders((cross_attention_kwargs or {}).get("recorders"))
+        if layer_references is not None:
+            cross_attention_kwargs = {**(cross_attention_kwargs or {}), "layer_references": layer_references}
+        token = None if pose_features is None else _POSE_FEATURES.set((self, pose_features))
+        try:
+            return super().forward(
+                sample, timestep, encoder_hidden_states, cross_attention_kwargs=cross_attention_kwargs, **kwargs
+            )
+        finally:
+            if token is not None:
+                _POSE_FEATURES.reset(token)
 
 
 # Config keys map through the signature: the UNet's parameters followed by TruePose's.
