@@ -36,6 +36,8 @@ def no_model(monkeypatch):
 
     monkeypatch.setattr(TruePosePipeline, "from_pretrained", classmethod(loaded))
     monkeypatch.setattr(TruePoseAnimationPipeline, "from_pretrained", classmethod(loaded))
+    # truepose.app binds load_shipped_model at import: patching it first imports it unpatched, then patch demo's
+    monkeypatch.setattr("truepose.app.load_shipped_model", loaded)
     monkeypatch.setattr("truepose.demo.load_shipped_model", loaded)
     monkeypatch.setattr(TruePosePipeline, "__call__", loaded)
 
