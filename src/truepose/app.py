@@ -24,6 +24,7 @@ from .conditioning import LABEL_MAPS, as_keypoints, draw_skeleton, rescale_keypo
 from .conditioning import pose as pose_utils
 from .conditioning.image import to_8bit
 from .demo import DEMO_RESOLUTION, example_person, load_pose_gallery, load_shipped_model
+from .models.target_net import check_truepose_settings
 from .pipeline import TruePosePipeline
 
 SCHEDULERS = {
@@ -165,6 +166,7 @@ class TruePoseApp:
                 raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
         height, width = self.source_size(source)
         sigma, delta = (float(sigma), float(delta)) if hpfa else (1.0, 0.0)  # 1, 0: plain reference attention
+        check_truepose_settings(sigma, delta, int(top_k))
         return {
             "settings": {"scheduler": scheduler, "hpfa_sigma": sigma, "hpfa_delta": delta, "caa_top_k": int(top_k)},
             "source_image": to_8bit(source, "source photo").convert("RGB"),

@@ -405,6 +405,8 @@ def test_app_refuses_uploads_and_steps_beyond_its_limits():
         app.generation_kwargs(SOURCE, PARSING, "atr", pose, 2, 2.0, -1, "DDIM", 0.3, 0.6, 2, True)
     with pytest.raises(ValueError, match=r"^Pick a scheduler among DDIM"):
         app.generation_kwargs(SOURCE, PARSING, "atr", pose, 2, 2.0, 0, "Heun", 0.3, 0.6, 2, True)
+    with pytest.raises(ValueError, match=r"Need hpfa_sigma > 0.*got -1.0"):  # before the generation starts
+        app.generation_kwargs(SOURCE, PARSING, "atr", pose, 2, 2.0, 0, "DDIM", -1, 0.6, 2, True)
     with pytest.raises(ValueError, match=r"`max_image_side` must be a positive int, got 0"):
         TruePoseApp(app.pipe, max_image_side=0)
     with pytest.raises(ValueError, match=r"`max_steps` must be a positive int"):

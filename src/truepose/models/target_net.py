@@ -83,7 +83,8 @@ def token_grid(latent_size: tuple[int, int], num_tokens: int) -> tuple[int, int]
     return height, width
 
 
-def _check_settings(hpfa_sigma: float, hpfa_delta: float, caa_top_k: int) -> None:
+def check_truepose_settings(hpfa_sigma: float, hpfa_delta: float, caa_top_k: int) -> None:
+    """Refuse HPFA/CAA settings outside their domain (``sigma > 0``, ``delta > -1``, ``top_k >= 0``)."""
     if not hpfa_sigma > 0 or not hpfa_delta > -1 or caa_top_k < 0:
         raise ValueError(
             f"Need hpfa_sigma > 0, hpfa_delta > -1 and caa_top_k >= 0; got {hpfa_sigma}, {hpfa_delta}, {caa_top_k}."
@@ -210,7 +211,7 @@ class TargetNet(UNet2DConditionModel):
     def __init__(self, **kwargs):
         settings = {key: kwargs.pop(key, default) for key, default in self._truepose_defaults.items()}
         super().__init__(**kwargs)
-        _check_settings(settings["hpfa_sigma"], settings["hpfa_delta"], settings["caa_top_k"])
+        check_truepose_settings(settings["hpfa_sigma"], settings["hpfa_delta"], settings["caa_top_k"])
         self.conv_in.register_forward_hook(self._add_pose_features)
         self.set_attn_processor(self._truepose_processors(**settings))
 
@@ -238,7 +239,7 @@ class TargetNet(UNet2DConditionModel):
         sigma = self.config.hpfa_sigma if hpfa_sigma is None else hpfa_sigma
         delta = self.config.hpfa_delta if hpfa_delta is None else hpfa_delta
         top_k = self.config.caa_top_k if caa_top_k is None else caa_top_k
-        _check_settings(sigma, delta, top_k)
+        check_truepose_settings(sigma, delta, top_k)
         self.register_to_config(hpfa_sigma=sigma, hpfa_delta=delta, caa_top_k=top_k)
         for processor in self.hpfa_processors.values():
             if isinstance(processor, CAAAttnProcessor):
