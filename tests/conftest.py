@@ -6,7 +6,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from truepose.testing import TINY_KEYPOINTS, tiny_person  # noqa: E402
+from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def init_model(tmp_path_factory):
+    """A tiny pipeline saved to a folder, to train from."""
+    path = tmp_path_factory.mktemp("init") / "tiny"
+    tiny_pipeline(seed=0).save_pretrained(path)
+    return str(path)
 
 
 @pytest.fixture

@@ -1,43 +1,22 @@
 import json
-import os
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from truepose.testing import tiny_pipeline
+from truepose.testing import tiny_training_args, trained_weights
 from truepose.train import latest_checkpoint, main, make_batch
-
-
-@pytest.fixture(scope="module")
-def init_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("init") / "tiny"
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return str(path)
-
-
-def train_args(init_model, output_dir, steps, *extra):
-    return [
-        "--pretrained_model", init_model, "--output_dir", str(output_dir), "--dataset", "synthetic",
-        "--num_pairs", "6", "--resolution", "64", "64", "--train_batch_size", "2", "--max_train_steps", str(steps),
-        "--checkpointing_steps", "2", "--learning_rate", "1e-3", "--report_to", "none", *extra,
-    ]  # fmt: skip
-
-
-def weights(folder):
-    return {
-        f"{name}.{key}": value
-        for name in ("target_unet", "source_unet", "pose_encoder")
-        for key, value in load_file(os.path.join(folder, name, "diffusion_pytorch_model.safetensors")).items()
-    }
 
 
 def test_resumed_run_equals_uninterrupted_run(init_model, tmp_path):
     """4 steps == 2 steps + resume + 2 steps (an epoch is 3 steps, so the resume also crosses an epoch)."""
-    assert main(train_args(init_model, tmp_path / "straight", 4)) == 0
-    assert main(train_args(init_model, tmp_path / "resumed", 2)) == 0
-    assert main(train_args(init_model, tmp_path / "resumed", 4, "--resume_from_checkpoint", "latest")) == 0
-    straight, resumed, initial = weights(tmp_path / "straight"), weights(tmp_path / "resumed"), weights(init_model)
+    assert main(tiny_training_args(init_model, tmp_path / "straight", 4)) == 0
+    assert main(tiny_training_args(init_model, tmp_path / "resumed", 2)) == 0
+    assert main(tiny_training_args(init_model, tmp_path / "resumed", 4, "--resume_from_checkpoint", "latest")) == 0
+    straight, resumed, initial = (
+        trained_weights(tmp_path / "straight"),
+        trained_weights(tmp_path / "resumed"),
+        trained_weights(init_model),
+    )
     assert straight.keys() == resumed.keys()
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6)
@@ -69,23 +48,23 @@ def test_training_needs_parsing_maps():
 
 def test_bad_arguments_are_refused(init_model, tmp_path):
     with pytest.raises(SystemExit):
-        main(train_args(init_model, tmp_path, 2, "--dataset", "deepfashion"))
+        main(tiny_training_args(init_model, tmp_path, 2, "--dataset", "deepfashion"))
     for bad in (["--checkpointing_steps", "0"], ["--train_batch_size", "0"], ["--learning_rate", "-1"]):
         with pytest.raises(SystemExit):
-            main(train_args(init_model, tmp_path, 2, *bad))
+            main(tiny_training_args(init_model, tmp_path, 2, *bad))
     with pytest.raises(SystemExit):
-        main(train_args(init_model, tmp_path, 0))
+        main(tiny_training_args(init_model, tmp_path, 0))
     with pytest.raises(ValueError, match="does not exist"):
-        main(train_args(init_model, tmp_path, 2, "--resume_from_checkpoint", str(tmp_path / "nope")))
+        main(tiny_training_args(init_model, tmp_path, 2, "--resume_from_checkpoint", str(tmp_path / "nope")))
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ValueError, match="cannot be written"):
-        main(train_args(init_model, tmp_path / "a_file" / "run", 2))
+        main(tiny_training_args(init_model, tmp_path / "a_file" / "run", 2))
     (tmp_path / "checkpoint-2").mkdir()
     with pytest.raises(ValueError, match="already holds checkpoints"):
-        main(train_args(init_model, tmp_path, 2))
+        main(tiny_training_args(init_model, tmp_path, 2))
     (tmp_path / "checkpoint-best").mkdir()
     with pytest.raises(ValueError, match="checkpoint-best"):
-        main(train_args(init_model, tmp_path, 2, "--resume_from_checkpoint", "latest"))
+        main(tiny_training_args(init_model, tmp_path, 2, "--resume_from_checkpoint", "latest"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "checkpoint-2", "checkpoint-best"]  # no work
 
 
@@ -109,7 +88,7 @@ def write_folder_dataset(root, num_images, corrupt):
 def test_corrupt_image_stops_training_naming_the_file_and_keeps_checkpoints(init_model, tmp_path):
     """Seed 4 orders the pairs [2, 1, 0, 3]; pair 3 reads the corrupt p4.png (the loader fetches one batch ahead)."""
     write_folder_dataset(tmp_path / "data", num_images=5, corrupt=4)
-    args = train_args(init_model, tmp_path / "run", 4, "--train_batch_size", "1", "--checkpointing_steps", "1")
+    args = tiny_training_args(init_model, tmp_path / "run", 4, "--train_batch_size", "1", "--checkpointing_steps", "1")
     args += ["--dataset", "folder", "--data_root", str(tmp_path / "data"), "--parsing_dir", "parsing", "--seed", "4"]
     with pytest.raises(RuntimeError, match="p4.png"):
         main(args)
@@ -134,8 +113,8 @@ def test_fine_tunes_the_shipped_fp16_model(tmp_path):
 def test_lora_training_saves_merged_weights(init_model, tmp_path):
     from truepose import TruePosePipeline
 
-    assert main(train_args(init_model, tmp_path, 2, "--lora_rank", "4")) == 0
-    trained, initial = weights(tmp_path), weights(init_model)
+    assert main(tiny_training_args(init_model, tmp_path, 2, "--lora_rank", "4")) == 0
+    trained, initial = trained_weights(tmp_path), trained_weights(init_model)
     assert trained.keys() == initial.keys()  # no adapter keys left
     changed = {key for key in trained if not torch.equal(trained[key], initial[key])}
     assert any(key.endswith("attn1.to_q.weight") for key in changed)

@@ -9,17 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from truepose.testing import tiny_pipeline
 from truepose.train import check_launch, main
 
 LEARNING_RATE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def init_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("init") / "tiny"
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return str(path)
 
 
 def train_args(init_model, output_dir, batch_size, *extra):

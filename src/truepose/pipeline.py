@@ -5,7 +5,6 @@ import copy
 import functools
 import importlib
 import inspect
-import json
 import math
 import os
 import re
@@ -40,7 +39,7 @@ from huggingface_hub import create_repo
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from transformers.utils import logging as transformers_logging
 
-from ._errors import describe_error
+from ._errors import describe_error, read_json
 from ._saving import atomic_folder, interrupted_save
 from ._warnings import warn_caller
 from .conditioning import ImageInput, as_parsing_batch, as_pose_batch, to_pil_images
@@ -1254,11 +1253,7 @@ def _load_error(path: str, error: Exception) -> Exception:
 
 def _read_json(file: str) -> dict:
     """The JSON object in ``file``; a clear error naming the file when it is not one."""
-    try:
-        with open(file, encoding="utf-8") as f:
-            content = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{file} is not valid JSON: {error}.") from None
+    content = read_json(file, file)
     if not isinstance(content, dict):
         raise ValueError(f"{file} must hold a JSON object, got {type(content).__name__}.")
     return content

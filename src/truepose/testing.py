@@ -1,11 +1,13 @@
 """Tiny random-weight TruePose pipelines for tests, docs and quick experiments (CPU, seconds)."""
 
 import copy
+import os
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from safetensors.torch import load_file
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from .conditioning.parsing import LABEL_MAPS
@@ -143,3 +145,22 @@ def tiny_pipeline(seed: int = 0, **kwargs) -> TruePosePipeline:
     pipe = TruePosePipeline(**tiny_components(seed, **kwargs))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_training_args(pretrained_model: str, output_dir: str | os.PathLike, steps: int, *extra: str) -> list[str]:
+    """`truepose train` arguments for a few seconds of training of a tiny pipeline saved at ``pretrained_model``:
+    6 synthetic 64x64 pairs, batch 2, a checkpoint every 2 steps; ``extra`` arguments are appended."""
+    return [
+        "--pretrained_model", pretrained_model, "--output_dir", str(output_dir), "--dataset", "synthetic",
+        "--num_pairs", "6", "--resolution", "64", "64", "--train_batch_size", "2", "--max_train_steps", str(steps),
+        "--checkpointing_steps", "2", "--learning_rate", "1e-3", "--report_to", "none", *extra,
+    ]  # fmt: skip
+
+
+def trained_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The trained components' weights of the pipeline saved in ``folder``, as ``"component.parameter"`` -> tensor."""
+    return {
+        f"{name}.{key}": value
+        for name in ("target_unet", "source_unet", "pose_encoder")
+        for key, value in load_file(os.path.join(folder, name, "diffusion_pytorch_model.safetensors")).items()
+    }

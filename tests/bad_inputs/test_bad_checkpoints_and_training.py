@@ -17,38 +17,15 @@ import torch
 from safetensors.torch import load_file
 
 import truepose.train as train_module
-from truepose.testing import tiny_pipeline
+from truepose.testing import tiny_training_args, trained_weights
 from truepose.train import main, parse_args
-
-
-@pytest.fixture(scope="module")
-def init_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("init") / "tiny"
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return str(path)
-
-
-def train_args(init_model, output_dir, steps, *extra):
-    return [
-        "--pretrained_model", init_model, "--output_dir", str(output_dir), "--dataset", "synthetic",
-        "--num_pairs", "6", "--resolution", "64", "64", "--train_batch_size", "2", "--max_train_steps", str(steps),
-        "--checkpointing_steps", "2", "--learning_rate", "1e-3", "--report_to", "none", *extra,
-    ]  # fmt: skip
-
-
-def weights(folder):
-    return {
-        f"{name}.{key}": value
-        for name in ("target_unet", "source_unet", "pose_encoder")
-        for key, value in load_file(os.path.join(folder, name, "diffusion_pytorch_model.safetensors")).items()
-    }
 
 
 @pytest.fixture(scope="module")
 def ema_run(init_model, tmp_path_factory):
     """4 steps straight with EMA: checkpoint-2, checkpoint-4 and the final (EMA) weights."""
     output_dir = tmp_path_factory.mktemp("ema") / "run"
-    assert main(train_args(init_model, output_dir, 4, "--use_ema")) == 0
+    assert main(tiny_training_args(init_model, output_dir, 4, "--use_ema")) == 0
     return output_dir
 
 
@@ -81,12 +58,12 @@ def test_ema_state_is_safetensors_and_json_and_resumes_exactly(init_model, ema_r
     assert any(key.startswith("source_unet.") for key in shadow) and any(k.startswith("pose_encoder.") for k in shadow)
 
     output_dir, _ = resume_copy(ema_run, tmp_path)
-    assert main(train_args(init_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", "latest")) == 0
+    assert main(tiny_training_args(init_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", "latest")) == 0
     resumed_shadow = load_file(output_dir / "checkpoint-4" / "ema.safetensors")
     assert resumed_shadow.keys() == shadow.keys()
     for key in shadow:
         torch.testing.assert_close(resumed_shadow[key], shadow[key], rtol=0, atol=1e-6)
-    straight, resumed, initial = weights(ema_run), weights(output_dir), weights(init_model)
+    straight, resumed, initial = trained_weights(ema_run), trained_weights(output_dir), trained_weights(init_model)
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6)
     assert any(not torch.equal(straight[key], initial[key]) for key in straight)
@@ -128,7 +105,7 @@ def test_planted_pickle_in_a_checkpoint_is_refused_and_never_runs(init_model, em
     else:
         torch.save({"state": PlantedCode(marker)}, checkpoint / name)
     with pytest.raises(ValueError, match=message) as error:
-        main(train_args(init_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", "latest"))
+        main(tiny_training_args(init_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", "latest"))
     assert str(checkpoint) in str(error.value) and name in str(error.value)
     assert not marker.exists()  # ... but never here
     assert_no_work(output_dir)
@@ -165,15 +142,15 @@ def test_resume_from_a_bad_checkpoint_names_it_and_the_cause(init_model, ema_run
     output_dir, checkpoint = resume_copy(ema_run, tmp_path)
     damage(checkpoint)
     with pytest.raises(ValueError, match=match) as error:
-        main(train_args(init_model, output_dir, 4, "--resume_from_checkpoint", "latest", *extra))
+        main(tiny_training_args(init_model, output_dir, 4, "--resume_from_checkpoint", "latest", *extra))
     assert "--resume_from_checkpoint" in str(error.value) and str(checkpoint) in str(error.value)
     assert_no_work(output_dir)
 
 
 def test_resume_with_another_lora_rank_names_it(init_model, tmp_path):
-    assert main(train_args(init_model, tmp_path, 2, "--lora_rank", "2")) == 0
+    assert main(tiny_training_args(init_model, tmp_path, 2, "--lora_rank", "2")) == 0
     with pytest.raises(ValueError, match=r"lora_A.*\(2, .*\(4, .*another --lora_rank") as error:
-        main(train_args(init_model, tmp_path, 4, "--lora_rank", "4", "--resume_from_checkpoint", "latest"))
+        main(tiny_training_args(init_model, tmp_path, 4, "--lora_rank", "4", "--resume_from_checkpoint", "latest"))
     assert str(tmp_path / "checkpoint-2") in str(error.value)
     assert not (tmp_path / "checkpoint-4").exists()
 
@@ -215,7 +192,7 @@ def fail_second_save_state(monkeypatch):
 @pytest.mark.parametrize("fail", [fail_second_torch_save, fail_second_save_state])
 def test_write_error_at_a_checkpoint_names_it_and_keeps_earlier_ones(init_model, tmp_path, monkeypatch, fail):
     fail(monkeypatch)
-    args = train_args(init_model, tmp_path, 4, "--use_ema", "--checkpoints_total_limit", "1")
+    args = tiny_training_args(init_model, tmp_path, 4, "--use_ema", "--checkpoints_total_limit", "1")
     with pytest.raises(OSError, match=r"checkpoint-4 at step 4: .*No space left on device") as error:
         main(args)
     assert error.value.errno == errno.ENOSPC and str(tmp_path / "checkpoint-4") in str(error.value)
@@ -231,7 +208,10 @@ def test_resuming_an_earlier_checkpoint_replaces_the_later_one(init_model, ema_r
     output_dir, checkpoint = resume_copy(ema_run, tmp_path)
     shutil.copytree(ema_run / "checkpoint-4", output_dir / "checkpoint-4")
     (output_dir / "checkpoint-4" / "stale-marker").write_text("")
-    assert main(train_args(init_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", str(checkpoint))) == 0
+    assert (
+        main(tiny_training_args(init_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", str(checkpoint)))
+        == 0
+    )
     assert sorted(p.name for p in output_dir.glob("*checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert not (output_dir / "checkpoint-4" / "stale-marker").exists()
 
@@ -247,7 +227,7 @@ def test_output_dir_in_the_pretrained_model_is_refused(init_model, tmp_path, whe
     os.symlink(init_model, tmp_path / "link")
     before = sorted(os.listdir(init_model))
     with pytest.raises(ValueError, match="--output_dir .* --pretrained_model .*overwrite the model it starts from"):
-        main(train_args(init_model, output_dir[where], 2))
+        main(tiny_training_args(init_model, output_dir[where], 2))
     assert sorted(os.listdir(init_model)) == before
 
 
@@ -256,7 +236,7 @@ def test_second_run_into_the_same_folder_is_refused_naming_the_first(init_model,
     first = json.loads(pathlib.Path(lock).read_text())
     assert first["pid"] == os.getpid() and first["host"] == socket.gethostname()
     with pytest.raises(ValueError, match=f"in use by another truepose train run \\(pid {os.getpid()} on .*started"):
-        main(train_args(init_model, tmp_path, 2))
+        main(tiny_training_args(init_model, tmp_path, 2))
     with pytest.raises(ValueError, match=f"pid {os.getpid()}"):  # also when taking the lock races the check
         train_module.acquire_output_lock(str(tmp_path))
     assert json.loads(pathlib.Path(lock).read_text()) == first  # the first run's lock is untouched
@@ -272,7 +252,7 @@ def test_lock_is_held_during_the_run_and_released_after(init_model, tmp_path, mo
         return save_checkpoint(accelerator, output_dir, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "save_checkpoint", spy)
-    assert main(train_args(init_model, tmp_path, 2)) == 0
+    assert main(tiny_training_args(init_model, tmp_path, 2)) == 0
     assert seen == [os.getpid()] and not (tmp_path / train_module.LOCK_NAME).exists()
 
 
@@ -281,7 +261,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(init_model, tmp_path):
     finished.wait()
     stale = {"pid": finished.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00"}
     (tmp_path / train_module.LOCK_NAME).write_text(json.dumps(stale))
-    assert main(train_args(init_model, tmp_path, 2)) == 0
+    assert main(tiny_training_args(init_model, tmp_path, 2)) == 0
     assert not (tmp_path / train_module.LOCK_NAME).exists()
 
 
@@ -289,7 +269,7 @@ def test_lock_of_another_host_is_not_taken_for_stale(init_model, tmp_path):
     other = {"pid": 1, "host": socket.gethostname() + "-other", "started": "2026-01-01T00:00:00+00:00"}
     (tmp_path / train_module.LOCK_NAME).write_text(json.dumps(other))
     with pytest.raises(ValueError, match="-other, started 2026-01-01.*delete the lock file"):
-        main(train_args(init_model, tmp_path, 2))
+        main(tiny_training_args(init_model, tmp_path, 2))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ HPFA would otherwise silently weight nothing (pass `allow_empty=True` to get the
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers.utils import logging
+
+from .._errors import read_json
 
 logger = logging.get_logger(__name__)
 
@@ -290,14 +291,11 @@ def _read_label_map_file(path: str | os.PathLike, argument_name: str) -> LabelMa
     """A label map from a JSON file of its dict form; every problem names the file."""
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as file:
-            content = json.load(file)
+        content = read_json(path, f"`{argument_name}` file {path!r}")
     except FileNotFoundError:
         raise FileNotFoundError(f"`{argument_name}` file {path!r} does not exist.") from None
     except IsADirectoryError:
         raise ValueError(f"`{argument_name}` {path!r} is a folder; name a label-map .json file.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"`{argument_name}` file {path!r} is not valid JSON ({error}).") from None
     if not isinstance(content, Mapping):
         raise ValueError(
             f"`{argument_name}` file {path!r} must hold a JSON object with 'labels', 'groups' and 'regions', got a "

@@ -31,7 +31,7 @@ import PIL.Image
 import torch
 from diffusers.utils import logging
 
-from .._errors import describe_error
+from .._errors import describe_error, read_json
 from .._warnings import warn_caller
 from .image import to_pil_image
 
@@ -539,11 +539,7 @@ def read_openpose_json(path_or_dict: str | os.PathLike | dict) -> list[np.ndarra
         data, where = path_or_dict, "OpenPose JSON"
     elif isinstance(path_or_dict, (str, os.PathLike)):
         where = f"OpenPose JSON {os.fspath(path_or_dict)!r}"
-        try:
-            with open(path_or_dict, encoding="utf-8") as file:
-                data = json.load(file)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{where} is not valid JSON ({error}).") from None
+        data = read_json(path_or_dict, where)
         if not isinstance(data, dict):
             raise ValueError(
                 f'{where} must hold an OpenPose object {{"people": [{{"pose_keypoints_2d": [...]}}]}}, got a '

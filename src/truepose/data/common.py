@@ -31,6 +31,7 @@ from diffusers.utils import logging
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .._errors import read_json
 from ..conditioning import KEYPOINT_NAMES, LABEL_MAPS, as_keypoints, as_parsing_map, get_label_map, rescale_keypoints
 from ..conditioning.image import to_8bit
 
@@ -197,12 +198,9 @@ def read_keypoints_json(json_path: str | os.PathLike) -> tuple[dict[str, np.ndar
     """Read ``{image_name: [[x, y, c] * 18]}`` (or ``[[x, y]] * 18``); returns ``(keypoints, problems)``."""
     json_path = Path(json_path)
     try:
-        with open(json_path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = read_json(json_path, f"Keypoints file {json_path}")
     except FileNotFoundError:
         raise FileNotFoundError(f"Keypoints file not found: {json_path}.") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"Keypoints file {json_path} is not valid JSON: {error}.") from None
     if not isinstance(data, dict):
         raise ValueError(f"Keypoints file {json_path} must hold a JSON object {{image_name: [[x, y, c] * 18]}}.")
     keypoints: dict[str, np.ndarray] = {}
