@@ -22,7 +22,7 @@ from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 from transformers.utils import logging as transformers_logging
 
 import truepose
-import truepose.pipeline as pipeline_module
+import truepose.checkpoint as checkpoint_module
 from truepose import TruePosePipeline
 from truepose.conditioning.pose import draw_skeleton, rescale_keypoints
 from truepose.models import CAAAttnProcessor, HPFAAttnProcessor
@@ -246,9 +246,9 @@ def test_only_diffusers_and_truepose_config_classes_are_checked(tmp_path):
     config_file.write_text(json.dumps({"block_out_channels": "64", "hidden_size": "64"}))
     for library, class_name in [("transformers", "CLIPVisionConfig"), ("diffusers", "NoSuchModel"),
                                 ("truepose.models", "CAAAttnProcessor")]:  # fmt: skip
-        pipeline_module._check_config_types(str(config_file), library, class_name)  # not checked, nothing raised
+        checkpoint_module._check_config_types(str(config_file), library, class_name)  # not checked, nothing raised
     with pytest.raises(ValueError, match="field `block_out_channels` must be list"):
-        pipeline_module._check_config_types(str(config_file), "diffusers", "UNet2DConditionModel")
+        checkpoint_module._check_config_types(str(config_file), "diffusers", "UNet2DConditionModel")
 
 
 @pytest.mark.parametrize(
@@ -269,7 +269,7 @@ def test_only_diffusers_and_truepose_config_classes_are_checked(tmp_path):
     ],
 )
 def test_json_types_of_a_config_field(annotation, default, expected):
-    assert pipeline_module._json_types(annotation, default) == expected
+    assert checkpoint_module._json_types(annotation, default) == expected
 
 
 @pytest.mark.parametrize(
@@ -315,12 +315,12 @@ def test_a_model_index_that_is_not_an_object_is_named(tmp_path, saved):
 def test_safetensors_are_looked_for_only_where_there_are_some(tmp_path, pipe):
     pipe.save_pretrained(tmp_path / "safetensors")
     pipe.save_pretrained(tmp_path / "bin", safe_serialization=False)  # transformers still writes safetensors
-    assert pipeline_module._check_checkpoint_folder(str(tmp_path / "safetensors")) is True
-    assert pipeline_module._check_checkpoint_folder(str(tmp_path / "bin")) is True
+    assert checkpoint_module._check_checkpoint_folder(str(tmp_path / "safetensors")) is True
+    assert checkpoint_module._check_checkpoint_folder(str(tmp_path / "bin")) is True
     encoder_folder = tmp_path / "bin" / "image_encoder"
     torch.save(pipe.image_encoder.state_dict(), encoder_folder / "pytorch_model.bin")
     (encoder_folder / "model.safetensors").unlink()
-    assert pipeline_module._check_checkpoint_folder(str(tmp_path / "bin")) is False
+    assert checkpoint_module._check_checkpoint_folder(str(tmp_path / "bin")) is False
     with recorded_logs("diffusers") as records:  # no "error ... no file named *.safetensors", "unsafe serialization"
         loaded = TruePosePipeline.from_pretrained(tmp_path / "bin")
     assert records == []

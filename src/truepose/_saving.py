@@ -1,4 +1,7 @@
-"""All-or-nothing folder writes: a checkpoint is written into a hidden sibling folder and swapped into place.
+"""All-or-nothing writes: a file (`atomic_write`) or a checkpoint folder (`atomic_folder`) is written under a hidden
+sibling name and moved into place.
+
+`atomic_write(path, write)` writes ``.{name}.tmp`` beside ``path``, syncs it and `os.replace`s it onto ``path``.
 
 `atomic_folder(path)` yields ``.{name}.tmp-<random>`` beside ``path``; when the block ends without an error, the
 top-level entries of the old ``path`` that are not part of the new checkpoint (a training run's ``checkpoint-*``
@@ -21,7 +24,9 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
 
 from diffusers.utils import logging
 
@@ -225,3 +230,24 @@ def atomic_folder(path: str) -> Iterator[str]:
     finally:
         if descriptor is not None:
             os.close(descriptor)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], Any], mode: str = "wb") -> None:
+    """Writes ``path`` through ``write(file)`` into the hidden file ``.{name}.tmp`` beside it (parent folders made),
+    syncs it to disk, then ``os.replace``s it onto ``path``.
+
+    An interrupted write leaves no truncated ``path``: the old file, if any, stays whole, and the temporary file is
+    removed (or, after a kill, overwritten by the next write of ``path``). ``mode`` is ``"wb"`` or ``"w"``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -68,9 +68,9 @@ def group_masks(parsing: np.ndarray, label_map: Any = "atr") -> np.ndarray:
         so the four masks partition the image when the label map's groups are disjoint (all shipped ones are).
     """
     label_map = parsing_utils.get_label_map(label_map)
-    parsing = np.asarray(parsing)
-    masks = [np.isin(parsing, label_map.groups[name]) for name in ("body", "clothing", "face")]
-    masks.append(~np.isin(parsing, label_map.person_ids))
+    groups = {name: label_map.groups[name] for name in parsing_utils.GROUP_NAMES}  # body, clothing, face
+    masks = list(parsing_utils.label_group_masks(parsing, groups).values())
+    masks.append(~np.logical_or.reduce(masks))  # outside the person, the union of the groups
     return np.stack(masks).astype(np.float32)
 
 

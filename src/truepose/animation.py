@@ -17,9 +17,11 @@ import torch
 from diffusers.utils import BaseOutput, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
+from .call_state import per_call_state
 from .conditioning import ImageInput, as_keypoints, read_openpose_json
-from .conditioning.pose import read_pose_file
-from .pipeline import TruePosePipeline, check_latents_tensor, per_call_state
+from .conditioning.pose_files import read_pose_file
+from .latents import check_latents_tensor
+from .pipeline import TruePosePipeline
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
 
@@ -100,10 +102,11 @@ class TruePoseAnimationPipeline(TruePosePipeline):
             [`TruePoseAnimationOutput`] or `tuple`: the frames.
         """
         # 1. Check inputs
-        sources, poses, source_parsing, height, width, callback_on_step_end_tensor_inputs = self.canonical_inputs(
+        inputs = self.canonical_inputs(
             source_image, poses, source_parsing, height, width, callback_on_step_end,
             callback_on_step_end_tensor_inputs, poses_argument="poses",
         )  # fmt: skip
+        sources, poses, height, width = inputs.sources, inputs.poses, inputs.height, inputs.width
         if len(sources) != 1:
             raise ValueError(f"`source_image` must be one image to animate, got {len(sources)}.")
         num_frames = len(poses)
@@ -112,13 +115,13 @@ class TruePoseAnimationPipeline(TruePosePipeline):
         self.check_inputs(
             sources,
             poses,
-            source_parsing,
+            inputs.source_parsing,
             height,
             width,
             num_inference_steps,
             guidance_scale,
             1,
-            callback_on_step_end_tensor_inputs,
+            inputs.callback_on_step_end_tensor_inputs,
             eta=eta,
             generator=generator,
             output_type=output_type,
@@ -136,8 +139,12 @@ class TruePoseAnimationPipeline(TruePosePipeline):
         latent_size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
 
         # 2. Encode the source once for the whole sequence: parsing, CLIP, SourceNet, masks, source keys/values
-        parsing_maps, label_map = self.parse_sources(sources, source_parsing, parsing_label_map)
-        source_reference, image_embeds = self.encode_source(sources, parsing_maps, label_map, height, width, device)
+        parsing_maps, label_map, person_masks = self._parse_source_batch(
+            sources, inputs.source_parsing, parsing_label_map
+        )
+        source_reference, image_embeds = self.encode_source(
+            sources, parsing_maps, label_map, height, width, device, person_masks=person_masks
+        )
         if self.do_classifier_free_guidance:
             source_reference = source_reference.with_unconditional()
             image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
@@ -176,7 +183,7 @@ class TruePoseAnimationPipeline(TruePosePipeline):
                 {name: reference.select_rows(rows) for name, reference in layer_references.items()},
                 self.prepare_extra_step_kwargs(generator if isinstance(generator, torch.Generator) else None, eta),
                 callback_on_step_end,
-                callback_on_step_end_tensor_inputs,
+                inputs.callback_on_step_end_tensor_inputs,
             )
             frames.append(self.decode_latents(batch_latents))
 

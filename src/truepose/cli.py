@@ -210,11 +210,10 @@ def _open_parsing(path: str | None, label_map: str, size: tuple[int, int], optio
     """The parsing map checked against its label map and the source size `(height, width)`, at its own size."""
     if path is None:
         return None
-    from .conditioning import as_parsing_map, person_mask
-    from .conditioning.parsing import ASPECT_RATIO_TOLERANCE
+    from .conditioning import as_parsing_map, person_mask, same_aspect_ratio
 
     image = _open_image(path, option)
-    if abs((image.height / image.width) / (size[0] / size[1]) - 1) > ASPECT_RATIO_TOLERANCE:
+    if not same_aspect_ratio((image.height, image.width), size):
         raise UsageError(
             f"{option} {path!r} is {image.width}x{image.height} pixels but the source is {size[1]}x{size[0]}; the "
             "aspect ratios differ, so it cannot be the source's parsing map."
@@ -230,7 +229,8 @@ def _open_parsing(path: str | None, label_map: str, size: tuple[int, int], optio
 def _load_pose(path: str, size: tuple[int, int], is_photo: bool = False, option: str = "--pose"):
     """A pose file: OpenPose JSON (first person) or keypoints (.npy/.txt/.csv, any case), checked against the
     output `(height, width)`; anything else is read as an image."""
-    from .conditioning.pose import _check_in_frame, is_pose_file, read_pose_file
+    from .conditioning.keypoints import check_in_frame
+    from .conditioning.pose_files import is_pose_file, read_pose_file
 
     if not is_pose_file(path):
         from .conditioning.image import to_8bit
@@ -246,7 +246,7 @@ def _load_pose(path: str, size: tuple[int, int], is_photo: bool = False, option:
         raise UsageError(
             f"{option} {path!r} holds {len(poses)} poses; generate takes one (truepose animate takes a sequence)."
         )
-    _check_in_frame(poses[0], *size, f"{option} {path!r}")
+    check_in_frame(poses[0], *size, f"{option} {path!r}")
     return poses[0]
 
 
@@ -306,7 +306,7 @@ def demo(args: argparse.Namespace) -> int:
 def _animation_poses(args: argparse.Namespace, size: tuple[int, int]):
     """The pose sequence of --poses (interpolated), checked against the frame `(height, width)`."""
     from .animation import VIDEO_SUFFIXES, interpolate_keypoints, load_pose_sequence
-    from .conditioning.pose import _check_in_frame
+    from .conditioning.keypoints import check_in_frame
 
     if not os.path.exists(args.poses):
         raise UsageError(f"--poses {args.poses!r}: no such file or folder.")
@@ -324,7 +324,7 @@ def _animation_poses(args: argparse.Namespace, size: tuple[int, int]):
             f"{MAX_ANIMATION_FRAMES} per run (fewer frames between poses, or split the sequence)."
         )
     for i, pose in enumerate(poses):
-        _check_in_frame(pose, *size, f"--poses {args.poses!r} frame {i}")
+        check_in_frame(pose, *size, f"--poses {args.poses!r} frame {i}")
     return interpolate_keypoints(poses, args.interpolate)
 
 

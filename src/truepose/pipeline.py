@@ -1,57 +1,38 @@
-"""TruePosePipeline: pose-guided person image synthesis with HPFA and CAA (arXiv 2502.03426)."""
+"""TruePosePipeline: pose-guided person image synthesis with HPFA and CAA (arXiv 2502.03426).
 
-import contextlib
-import copy
-import functools
-import importlib
+This module holds the call path, in the order a call runs it: the sources parsed and encoded (CLIP, parsing masks
+and regions, SourceNet tokens), the poses drawn and encoded, the latents prepared, denoised and decoded. Elsewhere:
+the arguments' canonical forms and checks (`truepose.call_inputs`), each call's own state (`truepose.call_state`),
+the VAE lock and the checks of latents (`truepose.latents`), checkpoint folders (`truepose.checkpoint`) and the SD-1.5
+conversion (`truepose.conversion`).
+"""
+
 import inspect
-import math
 import os
-import re
-import threading
-import types
-import typing
-import warnings
-import weakref
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import (
-    AutoencoderDC,
-    AutoencoderKL,
-    AutoencoderTiny,
-    DDIMScheduler,
-    DiffusionPipeline,
-    UNet2DConditionModel,
-)
+from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderTiny, DiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging, replace_example_docstring
-from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
 from diffusers.utils.torch_utils import randn_tensor
-from huggingface_hub import create_repo
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
-from transformers.utils import logging as transformers_logging
 
-from ._errors import describe_error, read_json
-from ._saving import atomic_folder, interrupted_save
-from ._warnings import warn_caller
-from .conditioning import ImageInput, as_parsing_batch, as_pose_batch, to_pil_images
+from .call_inputs import CallInputsMixin
+from .call_state import CallStateMixin, per_call_state
+from .checkpoint import load_checkpoint, save_checkpoint
+from .conditioning import ImageInput, as_parsing_batch
 from .conditioning import parsing as parsing_utils
 from .conditioning.pose import prepare_pose_image
-from .models import (
-    LayerReference,
-    PoseEncoder,
-    SourceReference,
-    TargetNet,
-    capture_reference_tokens,
-)
+from .conversion import stable_diffusion_components
+from .latents import check_finite_latents, vae_lock, vae_spatial_compression
+from .models import LayerReference, PoseEncoder, SourceReference, TargetNet, capture_reference_tokens
 
 logger = logging.get_logger(__name__)
 
@@ -84,10 +65,6 @@ EXAMPLE_DOC_STRING = """
 CUSTOM_PIPELINE = os.path.join(os.path.dirname(__file__), "custom_pipeline.py")
 """For ``DiffusionPipeline.from_pretrained(path_or_hub_id, custom_pipeline=CUSTOM_PIPELINE, trust_remote_code=True)``."""
 
-# check_inputs warns (before any work) above these: the memory of a call grows with the batch and the pixel count
-LARGE_BATCH_WARNING = 64
-LARGE_SIZE_WARNING = 4096
-
 # Stable Diffusion 1.5's noise schedule, for models built without an SD checkpoint at hand.
 SD15_SCHEDULER_CONFIG = {
     "beta_start": 0.00085,
@@ -111,40 +88,7 @@ class TruePosePipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-@dataclass
-class _CallState:
-    """What a pipeline call changes while it runs: its own scheduler (a copy of the pipeline's) and the values behind
-    the pipeline's ``guidance_scale``, ``interrupt`` and ``num_timesteps`` properties."""
-
-    pipeline: "TruePosePipeline"
-    scheduler: Any = None
-    guidance_scale: float | None = None
-    interrupt: bool = False
-    num_timesteps: int | None = None
-
-
-_CALL_STATE: ContextVar[_CallState | None] = ContextVar("truepose_call_state", default=None)
-
-
-def per_call_state(call: Callable) -> Callable:
-    """Decorator of a pipeline's ``__call__``: the call runs with its own [`_CallState`] (in a context variable, so
-    one per thread and asyncio task), which ``pipe.scheduler`` and the call-state properties read and write while it
-    runs, its callbacks included. Concurrent calls of one pipeline object then share no mutable state."""
-
-    @functools.wraps(call)
-    def isolated_call(self, *args, **kwargs):
-        state = _CallState(self, copy.deepcopy(self.scheduler))
-        self._latest_call = state
-        token = _CALL_STATE.set(state)
-        try:
-            return call(self, *args, **kwargs)
-        finally:
-            _CALL_STATE.reset(token)
-
-    return isolated_call
-
-
-class TruePosePipeline(DiffusionPipeline):
+class TruePosePipeline(CallStateMixin, CallInputsMixin, DiffusionPipeline):
     r"""Pipeline for pose-guided person image synthesis with TruePose.
 
     SourceNet reads the source person once per call; TargetNet denoises the target with human-parsing-guided fusion
@@ -201,31 +145,7 @@ class TruePosePipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "TruePosePipeline":
         """[`DiffusionPipeline.from_pretrained`] with clear errors for a missing or incomplete checkpoint."""
-        if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
-            raise TypeError(
-                "`pretrained_model_name_or_path` must be a checkpoint folder or Hub id, got "
-                f"{type(pretrained_model_name_or_path).__name__}."
-            )
-        path = os.fspath(pretrained_model_name_or_path)
-        _check_not_interrupted(path)
-        if os.path.isdir(path):
-            if not _check_checkpoint_folder(path):
-                kwargs.setdefault("use_safetensors", False)  # .bin weights only: no failed look for safetensors first
-        elif not re.fullmatch(r"[\w.-]+/[\w.-]+", path) or path.startswith("."):
-            raise OSError(f"No TruePose checkpoint folder at {path!r}: the folder does not exist.")
-        try:
-            with _quiet_components():
-                return super().from_pretrained(path, **kwargs)
-        except (OSError, ValueError, RuntimeError) as error:
-            if os.path.isdir(path):
-                raise _load_error(path, error) from None
-            if isinstance(error, RuntimeError):
-                raise
-            raise OSError(
-                f"Could not load the TruePose checkpoint {path!r} from the Hugging Face Hub ({type(error).__name__}). "
-                f"Without network access, download it elsewhere (`hf download {path} --local-dir truepose-model`), "
-                "copy the folder here and pass its path: `TruePosePipeline.from_pretrained('truepose-model')`."
-            ) from None
+        return load_checkpoint(super().from_pretrained, pretrained_model_name_or_path, **kwargs)
 
     def save_pretrained(
         self,
@@ -243,35 +163,10 @@ class TruePosePipeline(DiffusionPipeline):
         or an existing file is refused before anything is written. With ``push_to_hub=True`` the repository is
         created first and the saved folder is uploaded after the swap (``repo_id``, ``token``, ``private``,
         ``commit_message``, ``create_pr`` as in diffusers)."""
-        if not isinstance(save_directory, (str, os.PathLike)):
-            raise TypeError(f"`save_directory` must be a folder path, got {type(save_directory).__name__}.")
-        path = os.fspath(save_directory)
-        if not path.strip():
-            raise ValueError(
-                "`save_directory` is empty; name the folder to write the checkpoint into (use '.' for the current "
-                "directory)."
-            )
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise ValueError(f"`save_directory` {path!r} is a file, not a folder.")
-        path = os.path.realpath(path)  # a symlinked folder: swap its target, keep the link
-        hub_options = {
-            k: kwargs.pop(k) for k in ("repo_id", "token", "private", "commit_message", "create_pr") if k in kwargs
-        }
-        if push_to_hub:  # before any work, as diffusers does: no token or network fails here
-            repo_id = hub_options.get("repo_id", os.path.basename(path))
-            token = hub_options.get("token")
-            repo_id = create_repo(repo_id, exist_ok=True, private=hub_options.get("private"), token=token).repo_id
-        with _quiet_components(), atomic_folder(path) as folder:
-            super().save_pretrained(
-                folder, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size, **kwargs
-            )
-        if push_to_hub:
-            model_card = populate_model_card(load_or_create_model_card(repo_id, token=token, is_pipeline=True))
-            model_card.save(os.path.join(path, "README.md"))
-            self._upload_folder(
-                path, repo_id, token=token, commit_message=hub_options.get("commit_message"),
-                create_pr=hub_options.get("create_pr", False),
-            )  # fmt: skip
+        save_checkpoint(
+            super().save_pretrained, self._upload_folder, save_directory, safe_serialization, variant, max_shard_size,
+            push_to_hub, **kwargs,
+        )  # fmt: skip
 
     def to(self, *args, **kwargs) -> "TruePosePipeline":
         """[`DiffusionPipeline.to`] without its per-component "float16 cannot run on cpu" warning: TruePose runs in
@@ -308,118 +203,30 @@ class TruePosePipeline(DiffusionPipeline):
             pose_encoder_channels: [`PoseEncoder`] channels. Default: 16, doubled at each of the VAE's downsamplings
                 (``(16, 32, 64, 128)`` for SD's 8x VAE).
         """
-        image_encoder = stable_diffusion if image_encoder is None else image_encoder
-        try:
-            with warnings.catch_warnings():
-                # diffusers passes huggingface_hub's deprecated `local_dir_use_symlinks` when it downloads a config
-                warnings.filterwarnings("ignore", "The `local_dir_use_symlinks` argument is deprecated", UserWarning)
-                vae = AutoencoderKL.from_pretrained(stable_diffusion, subfolder="vae", dtype=dtype)
-                unet = UNet2DConditionModel.from_pretrained(stable_diffusion, subfolder="unet", dtype=dtype)
-                scheduler = DDIMScheduler.from_pretrained(stable_diffusion, subfolder="scheduler")
-                encoder, feature_extractor = cls._load_clip_image_encoder(
-                    image_encoder, image_encoder_subfolder, dtype
-                )
-        except (OSError, ValueError) as error:
-            if os.path.isdir(stable_diffusion) and os.path.isdir(image_encoder):
-                raise
-            raise OSError(
-                f"Could not load SD-1.5 {os.fspath(stable_diffusion)!r} and the CLIP image encoder "
-                f"{os.fspath(image_encoder)!r} ({describe_error(error)}). Without network access, download them "
-                "elsewhere (`hf download <repo id> --local-dir <folder>`), copy the folders here and pass their paths."
-            ) from None
-        downsamplings = int(math.log2(vae_spatial_compression(vae)))
-        channels = pose_encoder_channels or tuple(16 * 2**i for i in range(downsamplings + 1))
-        pose_encoder = PoseEncoder(block_out_channels=channels, out_channels=unet.config.block_out_channels[0])
-        target_net_settings.setdefault("region_embed_dim", encoder.config.projection_dim)
-        target_unet = TargetNet.from_unet(unet, **target_net_settings)  # a copy: SD's UNet itself becomes SourceNet
-        if pose_encoder.dtype != unet.dtype:
-            pose_encoder = pose_encoder.to(dtype=unet.dtype)
-        return cls(vae, unet, target_unet, pose_encoder, encoder, feature_extractor, scheduler)
-
-    @staticmethod
-    def _load_clip_image_encoder(
-        path: str | os.PathLike, subfolder: str | None, dtype: torch.dtype | None
-    ) -> tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]:
-        """The CLIP vision tower and its preprocessing, for [`~TruePosePipeline.from_stable_diffusion`]."""
-        path = os.fspath(path)
-        if subfolder is not None:
-            candidates = [subfolder]
-        elif os.path.isdir(path):
-            candidates = ["image_encoder" if os.path.isdir(os.path.join(path, "image_encoder")) else ""]
-        else:
-            candidates = ["image_encoder", ""]
-        for index, folder in enumerate(candidates):
-            try:
-                encoder = CLIPVisionModelWithProjection.from_pretrained(path, subfolder=folder, dtype=dtype)
-                break
-            except OSError:
-                if index == len(candidates) - 1:
-                    raise
-        for processor_folder in dict.fromkeys([folder, "feature_extractor"]):
-            try:
-                return encoder, CLIPImageProcessor.from_pretrained(path, subfolder=processor_folder)
-            except OSError:
-                continue
-        raise OSError(
-            f"No CLIP image processor (preprocessor_config.json) in {path!r}: looked in "
-            f"{folder + '/' if folder else 'the root'} and feature_extractor/."
-        )
-
-    def _call_state(self) -> _CallState:
-        """The state of the call running in this thread (or task); elsewhere, that of the latest call started."""
-        state = _CALL_STATE.get()
-        if state is not None and state.pipeline is self:
-            return state
-        if "_latest_call" not in self.__dict__:
-            self._latest_call = _CallState(self)
-        return self._latest_call
+        components = stable_diffusion_components(
+            stable_diffusion, image_encoder, image_encoder_subfolder, dtype, pose_encoder_channels,
+            **target_net_settings,
+        )  # fmt: skip
+        return cls(**components)
 
     @property
-    def scheduler(self) -> KarrasDiffusionSchedulers:
-        """The pipeline's scheduler; inside a call (its callbacks included) the call's own copy, which the call sets
-        its timesteps on. Assigning a scheduler changes the pipeline's, used from the next call on."""
-        state = _CALL_STATE.get()
-        if state is not None and state.pipeline is self and state.scheduler is not None:
-            return state.scheduler
-        try:
-            return self.__dict__["scheduler"]
-        except KeyError:
-            raise AttributeError(f"{type(self).__name__} has no scheduler yet.") from None
-
-    @scheduler.setter
-    def scheduler(self, scheduler: KarrasDiffusionSchedulers) -> None:
-        self.__dict__["scheduler"] = scheduler
-
-    @property
-    def guidance_scale(self) -> float:
+    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.guidance_scale
+    def guidance_scale(self):
         return self._guidance_scale
 
     @property
-    def _guidance_scale(self) -> float:
-        return self._call_state().guidance_scale
-
-    @_guidance_scale.setter
-    def _guidance_scale(self, value: float) -> None:
-        self._call_state().guidance_scale = value
-
-    @property
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.do_classifier_free_guidance
     def do_classifier_free_guidance(self) -> bool:
         """Any scale but 1 mixes both branches: ``eps_u + g (eps_c - eps_u)``; 0 gives the unconditional model."""
         return self._guidance_scale != 1.0
 
     @property
-    def num_timesteps(self) -> int:
+    # Copied from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.num_timesteps
+    def num_timesteps(self):
         return self._num_timesteps
 
     @property
-    def _num_timesteps(self) -> int:
-        return self._call_state().num_timesteps
-
-    @_num_timesteps.setter
-    def _num_timesteps(self, value: int) -> None:
-        self._call_state().num_timesteps = value
-
-    @property
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.interrupt
     def interrupt(self) -> bool:
         """Set ``pipe._interrupt = True`` from a step callback to skip the remaining denoising steps of that call.
 
@@ -429,145 +236,7 @@ class TruePosePipeline(DiffusionPipeline):
         """
         return self._interrupt
 
-    @property
-    def _interrupt(self) -> bool:
-        return self._call_state().interrupt
-
-    @_interrupt.setter
-    def _interrupt(self, value: bool) -> None:
-        self._call_state().interrupt = value
-
-    def canonical_inputs(
-        self,
-        source_image: Any,
-        poses: Any,
-        source_parsing: Any,
-        height: int | None,
-        width: int | None,
-        callback_on_step_end: Any,
-        callback_on_step_end_tensor_inputs: list[str],
-        poses_argument: str = "target_pose",
-    ) -> tuple[list[PIL.Image.Image], list, list | None, Any, Any, list[str]]:
-        """The call's inputs in their canonical forms (`truepose.conditioning`): source images, poses, parsing maps,
-        output size (the source's where not given) and the tensors a `PipelineCallback` object asks for."""
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        sources = to_pil_images(source_image, "source_image")
-        poses = as_pose_batch(poses, poses_argument)
-        source_parsing = None if source_parsing is None else as_parsing_batch(source_parsing, "source_parsing")
-        source_width, source_height = sources[0].size
-        height = source_height if height is None else height
-        width = source_width if width is None else width
-        return sources, poses, source_parsing, height, width, callback_on_step_end_tensor_inputs
-
-    def check_inputs(
-        self,
-        sources: list[PIL.Image.Image],
-        poses: list,
-        source_parsing: list | None,
-        height: int,
-        width: int,
-        num_inference_steps: int,
-        guidance_scale: float,
-        num_images_per_prompt: int,
-        callback_on_step_end_tensor_inputs: list[str],
-        eta: float = 0.0,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
-        output_type: str = "pil",
-        target_pose_is_photo: bool = False,
-        pose_detector: Callable | None = None,
-        retarget_pose: bool | None = None,
-        callback_on_step_end: Callable | None = None,
-    ) -> None:
-        """Checks every argument before any work; `sources`, `poses`, `source_parsing` are already split in lists."""
-        for name, value in (("height", height), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"`{name}` must be an int, got {type(value).__name__} {value!r}.")
-        if height % self.vae_scale_factor or width % self.vae_scale_factor or height <= 0 or width <= 0:
-            raise ValueError(
-                f"`height` and `width` must be positive multiples of {self.vae_scale_factor}, got {height}x{width}."
-            )
-        for name, value in (
-            ("num_inference_steps", num_inference_steps),
-            ("num_images_per_prompt", num_images_per_prompt),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"`{name}` must be an int, got {type(value).__name__} {value!r}.")
-            if value < 1:
-                raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-        for name, value in (("guidance_scale", guidance_scale), ("eta", eta)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"`{name}` must be a number, got {type(value).__name__} {value!r}.")
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-        if len({source.size for source in sources}) > 1:
-            raise ValueError(f"All `source_image`s must have the same size, got {[s.size for s in sources]}.")
-        if len(sources) != len(poses) and 1 not in (len(sources), len(poses)):
-            raise ValueError(
-                f"`source_image` and `target_pose` batch sizes must match (or one be 1), got {len(sources)} and "
-                f"{len(poses)}."
-            )
-        if source_parsing is not None:
-            if len(source_parsing) != len(sources):
-                raise ValueError(f"`source_parsing` has {len(source_parsing)} maps for {len(sources)} source images.")
-        elif self.parser is None:
-            raise ValueError(
-                "`source_parsing` is required: this pipeline has no `parser`. Pass a parsing map per source image, "
-                "or load a human parser into the pipeline (see docs/inputs.md)."
-            )
-        if target_pose_is_photo and pose_detector is None:
-            raise ValueError(
-                "`target_pose_is_photo=True` needs a `pose_detector`, e.g. "
-                "`truepose.conditioning.PoseDetector.from_pretrained('lllyasviel/Annotators')`."
-            )
-        if retarget_pose and not target_pose_is_photo:
-            raise ValueError(
-                "`retarget_pose=True` needs `target_pose_is_photo=True` (the source person's keypoints come from the "
-                "`pose_detector`); keypoints and skeleton images are used as they are."
-            )
-        if pose_detector is not None and not callable(pose_detector):
-            raise TypeError(
-                f"`pose_detector` must be callable (image -> keypoints), got {type(pose_detector).__name__}."
-            )
-        generators = generator if isinstance(generator, list) else [generator]
-        if not all(g is None or isinstance(g, torch.Generator) for g in generators) or generator == []:
-            raise TypeError(f"`generator` must be a torch.Generator or a list of them, got {generator!r}.")
-        num_images = max(len(sources), len(poses)) * num_images_per_prompt
-        if isinstance(generator, list) and len(generator) != num_images:
-            raise ValueError(f"`generator` is a list of {len(generator)} generators for {num_images} images.")
-        if latents is not None:
-            f = self.vae_scale_factor
-            check_latents_tensor(latents, (num_images, self.target_unet.config.in_channels, height // f, width // f))
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"`output_type` must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}.")
-        if callback_on_step_end is not None and not callable(callback_on_step_end):
-            raise TypeError(f"`callback_on_step_end` must be callable, got {type(callback_on_step_end).__name__}.")
-        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs}: {unknown}."
-            )
-        if num_images_per_prompt > LARGE_BATCH_WARNING:
-            warn_caller(
-                f"`num_images_per_prompt` {num_images_per_prompt} makes {num_images} images in one batch (twice as "
-                "many UNet rows with guidance): memory grows with it. Above "
-                f"{LARGE_BATCH_WARNING}, generate in several calls."
-            )
-        if max(height, width) > LARGE_SIZE_WARNING:
-            f = self.vae_scale_factor
-            warn_caller(
-                f"`height` x `width` {height}x{width} is larger than {LARGE_SIZE_WARNING} pixels per side: latents of "
-                f"{height // f}x{width // f}, {height // f * width // f} tokens in each first-level attention (twice "
-                "that with the source's); it may not fit in memory, and the model was trained far smaller."
-            )
-        source_width, source_height = sources[0].size
-        if abs((source_height / source_width) / (height / width) - 1) > parsing_utils.ASPECT_RATIO_TOLERANCE:
-            warn_caller(
-                f"`source_image` of size (height, width) = ({source_height}, {source_width}) has another aspect ratio "
-                f"than the output ({height}, {width}); it is stretched. Crop or pad it to the output's aspect ratio."
-            )
-
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.encode_image
     def encode_image(self, images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:
         """CLIP image embeddings `(len(images), 1, projection_dim)`."""
         pixel_values = self.feature_extractor(images=images, return_tensors="pt").pixel_values
@@ -577,20 +246,34 @@ class TruePosePipeline(DiffusionPipeline):
     def parse_sources(
         self, sources: list[PIL.Image.Image], source_parsing: Any, label_map: Any
     ) -> tuple[list[np.ndarray], parsing_utils.LabelMap]:
-        """Label-id maps `(H, W)` of the sources, from ``source_parsing`` or the pipeline's parser."""
+        """Label-id maps `(H, W)` of the sources, from ``source_parsing`` (as a call takes it) or the pipeline's
+        parser; a map without a person is refused."""
+        parsing_batch = None if source_parsing is None else as_parsing_batch(source_parsing, "source_parsing")
+        maps, label_map, _ = self._parse_source_batch(sources, parsing_batch, label_map)
+        return maps, label_map
+
+    def _parse_source_batch(
+        self, sources: list[PIL.Image.Image], source_parsing: list | None, label_map: Any
+    ) -> tuple[list[np.ndarray], parsing_utils.LabelMap, list[np.ndarray]]:
+        """[`~TruePosePipeline.parse_sources`] of parsing maps already split per source ([`CanonicalInputs`]), with
+        the sources' person masks `(H, W)` (bool), which the check computes and [`~TruePosePipeline.encode_source`]
+        reuses."""
         if source_parsing is None:
             maps = parsing_utils.parse_images(self.parser, self.parser_processor, sources)
-            return maps, parsing_utils.label_map_from_id2label(self.parser.config.id2label)
-        label_map = parsing_utils.get_label_map(label_map, "parsing_label_map")
-        maps = as_parsing_batch(source_parsing, "source_parsing")
-        width, height = sources[0].size
-        names = ["source_parsing"] if len(maps) == 1 else [f"source_parsing[{i}]" for i in range(len(maps))]
-        maps = [
-            parsing_utils.as_parsing_map(m, height, width, label_map, argument_name=n) for m, n in zip(maps, names)
-        ]
-        for parsing, name in zip(maps, names):
-            parsing_utils.person_mask(parsing, label_map, argument_name=name)  # no person: HPFA would weight nothing
-        return maps, label_map
+            label_map = parsing_utils.label_map_from_id2label(self.parser.config.id2label)
+            names = ["source_parsing"] * len(maps)
+        else:
+            label_map = parsing_utils.get_label_map(label_map, "parsing_label_map")
+            width, height = sources[0].size
+            count = len(source_parsing)
+            names = ["source_parsing"] if count == 1 else [f"source_parsing[{i}]" for i in range(count)]
+            maps = [
+                parsing_utils.as_parsing_map(m, height, width, label_map, argument_name=n)
+                for m, n in zip(source_parsing, names)
+            ]
+        # no person: HPFA would weight nothing
+        person_masks = [parsing_utils.person_mask(m, label_map, argument_name=n) for m, n in zip(maps, names)]
+        return maps, label_map, person_masks
 
     def encode_parsing(
         self,
@@ -598,16 +281,21 @@ class TruePosePipeline(DiffusionPipeline):
         parsing_maps: list[np.ndarray],
         label_map: parsing_utils.LabelMap,
         device: torch.device,
+        person_masks: list[np.ndarray] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """HPFA person masks, CAA region masks and the regions' CLIP embeddings.
+
+        ``person_masks`` (`(H, W)` bool, one per map), where already computed ([`~TruePosePipeline.parse_sources`]
+        checks them), are used as they are.
 
         Returns:
             person masks `(batch, 1, H, W)`, region masks `(batch, R, H, W)` (all-zero rows pad to the largest region
             count, ``R >= 1``) and region embeddings `(batch, R, dim)`, at the parsing maps' size `(H, W)`.
         """
-        person, region_masks, crops = [], [], []
+        if person_masks is None:
+            person_masks = [parsing_utils.person_mask(parsing, label_map) for parsing in parsing_maps]
+        region_masks, crops = [], []
         for source, parsing in zip(sources, parsing_maps):
-            person.append(parsing_utils.person_mask(parsing, label_map))
             region_masks.append(parsing_utils.region_masks(parsing, label_map)[1])
             crops += parsing_utils.region_crops(source, region_masks[-1])
         counts = [len(masks) for masks in region_masks]
@@ -620,7 +308,7 @@ class TruePosePipeline(DiffusionPipeline):
         if crops:
             for i, embeds in enumerate(self.encode_image(crops, device)[:, 0].split(counts)):
                 region_embeds[i, : len(embeds)] = embeds
-        person_mask = torch.from_numpy(np.stack(person)[:, None].astype(np.float32)).to(device)
+        person_mask = torch.from_numpy(np.stack(person_masks)[:, None].astype(np.float32)).to(device)
         return person_mask, torch.from_numpy(padded_masks).to(device), region_embeds
 
     def encode_source_latents(
@@ -656,6 +344,7 @@ class TruePosePipeline(DiffusionPipeline):
         device: torch.device,
         source_dropped: torch.Tensor | None = None,
         source_unet: torch.nn.Module | None = None,
+        person_masks: list[np.ndarray] | None = None,
     ) -> tuple[SourceReference, torch.Tensor]:
         """Everything computed once per call from the sources: SourceNet tokens, masks, region and image embeddings.
 
@@ -669,6 +358,8 @@ class TruePosePipeline(DiffusionPipeline):
             source_dropped (`torch.Tensor` of shape `(batch,)`, bool, *optional*): rows that must not see the source
                 (condition dropout): their CLIP embedding is zero, also for SourceNet. None: no row dropped.
             source_unet (*optional*): the SourceNet to run; the pipeline's by default.
+            person_masks (`list[np.ndarray]`, *optional*): the maps' person masks `(H, W)` where already computed
+                (a call's parsing check computes them); computed from ``parsing_maps`` otherwise.
         Returns:
             A [`SourceReference`] for the sources and their CLIP embeddings `(batch, 1, dim)`.
         """
@@ -676,7 +367,9 @@ class TruePosePipeline(DiffusionPipeline):
             source_dropped = torch.zeros(len(sources), dtype=torch.bool, device=device)
         with torch.no_grad():
             image_embeds = self.encode_image(sources, device).masked_fill(source_dropped[:, None, None], 0.0)
-            person_mask, region_masks, region_embeds = self.encode_parsing(sources, parsing_maps, label_map, device)
+            person_mask, region_masks, region_embeds = self.encode_parsing(
+                sources, parsing_maps, label_map, device, person_masks
+            )
             source_latents = self.encode_source_latents(sources, height, width, device)
         dtype = self.source_unet.dtype
         bank = capture_reference_tokens(
@@ -731,6 +424,7 @@ class TruePosePipeline(DiffusionPipeline):
         ]
         return self.pose_image_processor.preprocess(pose_images, height, width).to(device=device, dtype=dtype)
 
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.prepare_latents
     def prepare_latents(
         self,
         batch_size: int,
@@ -755,6 +449,7 @@ class TruePosePipeline(DiffusionPipeline):
             raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
         return latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
 
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.decode_latents
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """VAE decode to `(batch, 3, H, W)` in [-1, 1]; fp16 VAEs marked ``force_upcast`` decode in fp32 (no NaN)."""
         vae = self.vae
@@ -787,6 +482,7 @@ class TruePosePipeline(DiffusionPipeline):
             offload_hook.pre_forward(self.target_unet)
         return self.target_unet.project_source(layer_references)
 
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.prepare_extra_step_kwargs
     def prepare_extra_step_kwargs(
         self, generator: torch.Generator | list[torch.Generator] | None, eta: float
     ) -> dict[str, Any]:
@@ -797,6 +493,7 @@ class TruePosePipeline(DiffusionPipeline):
             extra_step_kwargs["generator"] = generator
         return extra_step_kwargs
 
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.__call__ (its step 7, the denoising loop)
     def denoise(
         self,
         latents: torch.Tensor,
@@ -848,6 +545,7 @@ class TruePosePipeline(DiffusionPipeline):
 
     @torch.no_grad()
     @per_call_state
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.__call__
     @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
@@ -914,29 +612,17 @@ class TruePosePipeline(DiffusionPipeline):
             [`TruePosePipelineOutput`] or `tuple`: the generated images.
         """
         # 1. Check inputs
-        sources, poses, source_parsing, height, width, callback_on_step_end_tensor_inputs = self.canonical_inputs(
+        inputs = self.canonical_inputs(
             source_image, target_pose, source_parsing, height, width, callback_on_step_end,
             callback_on_step_end_tensor_inputs,
         )  # fmt: skip
+        height, width = inputs.height, inputs.width
         self.check_inputs(
-            sources,
-            poses,
-            source_parsing,
-            height,
-            width,
-            num_inference_steps,
-            guidance_scale,
-            num_images_per_prompt,
-            callback_on_step_end_tensor_inputs,
-            eta=eta,
-            generator=generator,
-            latents=latents,
-            output_type=output_type,
-            target_pose_is_photo=target_pose_is_photo,
-            pose_detector=pose_detector,
-            retarget_pose=retarget_pose,
-            callback_on_step_end=callback_on_step_end,
-        )
+            inputs.sources, inputs.poses, inputs.source_parsing, height, width, num_inference_steps, guidance_scale,
+            num_images_per_prompt, inputs.callback_on_step_end_tensor_inputs, eta=eta, generator=generator,
+            latents=latents, output_type=output_type, target_pose_is_photo=target_pose_is_photo,
+            pose_detector=pose_detector, retarget_pose=retarget_pose, callback_on_step_end=callback_on_step_end,
+        )  # fmt: skip
         if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
             raise TypeError(f"`cross_attention_kwargs` must be a dict, got {type(cross_attention_kwargs).__name__}.")
         self.target_unet.check_recorders((cross_attention_kwargs or {}).get("recorders"))
@@ -944,9 +630,12 @@ class TruePosePipeline(DiffusionPipeline):
         self._interrupt = False
 
         # 2. Define call parameters
-        parsing_maps, label_map = self.parse_sources(sources, source_parsing, parsing_label_map)
-        if len(sources) == 1 and len(poses) > 1:
-            sources, parsing_maps = sources * len(poses), parsing_maps * len(poses)
+        sources, poses = inputs.sources, inputs.poses
+        parsing_maps, label_map, person_masks = self._parse_source_batch(
+            sources, inputs.source_parsing, parsing_label_map
+        )
+        copies = len(poses) if len(sources) == 1 else 1  # one source for every pose
+        sources, parsing_maps, person_masks = sources * copies, parsing_maps * copies, person_masks * copies
         poses = poses * len(sources) if len(poses) == 1 else poses
         batch_size = len(sources)
         device = self._execution_device
@@ -957,7 +646,9 @@ class TruePosePipeline(DiffusionPipeline):
         )  # fmt: skip
 
         # 3. Encode the source: CLIP, parsing masks and regions, SourceNet tokens (once per call)
-        source_reference, image_embeds = self.encode_source(sources, parsing_maps, label_map, height, width, device)
+        source_reference, image_embeds = self.encode_source(
+            sources, parsing_maps, label_map, height, width, device, person_masks=person_masks
+        )
         rows = torch.arange(batch_size, device=device).repeat_interleave(num_images_per_prompt)
         source_reference, image_embeds = source_reference.index_select(rows), image_embeds[rows]
         if self.do_classifier_free_guidance:
@@ -987,16 +678,9 @@ class TruePosePipeline(DiffusionPipeline):
 
         # 7. Denoising loop
         latents = self.denoise(
-            latents,
-            timesteps,
-            image_embeds,
-            pose_features,
-            layer_references,
-            extra_step_kwargs,
-            callback_on_step_end,
-            callback_on_step_end_tensor_inputs,
-            cross_attention_kwargs,
-        )
+            latents, timesteps, image_embeds, pose_features, layer_references, extra_step_kwargs,
+            callback_on_step_end, inputs.callback_on_step_end_tensor_inputs, cross_attention_kwargs,
+        )  # fmt: skip
 
         # 8. Decode
         if output_type == "latent":
@@ -1007,294 +691,3 @@ class TruePosePipeline(DiffusionPipeline):
         if not return_dict:
             return (images,)
         return TruePosePipelineOutput(images=images)
-
-
-def vae_spatial_compression(vae: AutoencoderKL | AutoencoderTiny | AutoencoderDC) -> int:
-    """How many pixels one latent spans per side (8 for SD's VAE): `AutoencoderDC` states it, the others halve the
-    resolution between consecutive blocks."""
-    if isinstance(vae, AutoencoderDC):
-        return vae.spatial_compression_ratio
-    return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
-_VAE_LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
-_VAE_LOCKS_GUARD = threading.Lock()
-
-
-def vae_lock(vae: torch.nn.Module) -> threading.Lock:
-    """The lock of ``vae`` (one per VAE object, shared by every pipeline holding it): encoding and decoding hold it,
-    because decoding with a float16 VAE marked ``force_upcast`` casts the shared VAE to float32 for its duration."""
-    with _VAE_LOCKS_GUARD:
-        return _VAE_LOCKS.setdefault(vae, threading.Lock())
-
-
-def check_latents_tensor(latents: Any, shape: tuple[int, ...] | None = None) -> None:
-    """Refuse initial ``latents`` that are not a real floating-point tensor with values (not on the meta device),
-    that do not have ``shape`` (when given), or that hold NaN or inf. A tensor on another device is moved, as in
-    diffusers (noise drawn on the CPU for reproducibility is common)."""
-    if not isinstance(latents, torch.Tensor):
-        raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}.")
-    if not latents.is_floating_point():
-        raise TypeError(
-            f"`latents` must be a real floating-point tensor (e.g. torch.float32, noise from torch.randn), got "
-            f"{latents.dtype}."
-        )
-    if latents.is_meta:
-        raise ValueError("`latents` is on the meta device and holds no values; pass noise on the CPU or the GPU.")
-    if shape is not None and tuple(latents.shape) != shape:
-        raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
-    if not torch.isfinite(latents).all():
-        raise ValueError("`latents` holds non-finite values (NaN or inf).")
-
-
-def check_finite_latents(
-    latents: Any,
-    step: int,
-    num_steps: int,
-    guidance_scale: float | None = None,
-    eta: float | None = None,
-    callback: Callable | None = None,
-) -> None:
-    """Raise a clear error when the denoising loop's latents hold NaN or inf at ``step``: after the scheduler step
-    (``guidance_scale`` and ``eta`` are named as likely causes) or as returned by ``callback``.
-
-    One ``torch.isfinite(latents).all()`` per step: on a GPU that is one host synchronisation per step, small next to
-    a UNet forward.
-    """
-    if callback is not None and not isinstance(latents, torch.Tensor):
-        raise TypeError(
-            f"`callback_on_step_end` returned `latents` of type {type(latents).__name__} at step index {step} (of "
-            f"{num_steps} steps); return a torch.Tensor (or leave `latents` out of the returned dict)."
-        )
-    if torch.isfinite(latents).all():
-        return
-    if callback is not None:
-        raise ValueError(
-            f"`callback_on_step_end` returned `latents` holding non-finite values (NaN or inf) at step index {step} "
-            f"(of {num_steps} steps)."
-        )
-    causes = [f"`guidance_scale` {guidance_scale:g}"] if guidance_scale not in (None, 1) else []
-    causes += [f"`eta` {eta:g}"] if eta else []
-    overflow = f"the model overflowed in {latents.dtype}"
-    if latents.dtype == torch.float16:
-        overflow += " (float16 overflows above 65504: load the pipeline with dtype=torch.bfloat16 or torch.float32)"
-    raise ValueError(
-        f"The latents became non-finite (NaN or inf) at step index {step} (of {num_steps} steps), after the scheduler "
-        f"step: {' or '.join(causes) + ' too large, or ' if causes else ''}{overflow}."
-    )
-
-
-# diffusers warns on every load of an AutoencoderTiny config, about a field AutoencoderTiny itself writes into it
-_AUTOENCODER_TINY_NOTE = re.compile(
-    r"The config attributes \{'block_out_channels': \[[\d, ]*\]\} were passed to AutoencoderTiny,"
-)
-
-
-@contextlib.contextmanager
-def _quiet_components() -> Iterator[None]:
-    """Silence what every pipeline load or save would print without cause: diffusers' note that an `AutoencoderTiny`
-    config holds ``block_out_channels`` (which `AutoencoderTiny.__init__` registers itself) and transformers'
-    weight loading/writing bars, which would nest inside the pipeline's component bar."""
-    config_logger = logging.get_logger("diffusers.configuration_utils")
-    keep = lambda record: not _AUTOENCODER_TINY_NOTE.match(record.getMessage())  # noqa: E731
-    bars_were_enabled = transformers_logging.is_progress_bar_enabled()
-    config_logger.addFilter(keep)
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        config_logger.removeFilter(keep)
-        if bars_were_enabled:
-            transformers_logging.enable_progress_bar()
-
-
-_REQUIRED_COMPONENTS = (
-    "vae", "source_unet", "target_unet", "pose_encoder", "image_encoder", "feature_extractor", "scheduler"
-)  # fmt: skip
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
-
-
-def _check_not_interrupted(path: str) -> None:
-    """Refuse to load the temporary folder of a save in progress, and name the old checkpoint a killed save left
-    beside a missing ``path``."""
-    if re.fullmatch(r"\..+\.tmp-[0-9a-f]{8}", os.path.basename(os.path.normpath(path))):
-        raise OSError(
-            f"{path!r} is the temporary folder of a `save_pretrained` that is running or was interrupted; it may be "
-            "incomplete. Load the folder it was saving into."
-        )
-    old = interrupted_save(os.path.realpath(path))
-    if old is not None:
-        raise OSError(
-            f"No TruePose checkpoint folder at {path!r}: a save into it was interrupted, and the previous checkpoint "
-            f"is at {old!r}. Rename that folder back to {os.path.basename(os.path.normpath(path))!r} (the next "
-            "`save_pretrained` into this path does so itself)."
-        )
-
-
-def _check_checkpoint_folder(path: str) -> bool:
-    """Raise a clear error naming the first file a local checkpoint folder lacks, or the config field it gets wrong.
-
-    Weights may be safetensors or ``.bin`` files, sharded or not, with or without a variant (``*.fp16.safetensors``):
-    which of them is loaded, and how, is left to [`DiffusionPipeline.from_pretrained`]. Returns whether any
-    component has safetensors weights.
-    """
-    index_file = os.path.join(path, "model_index.json")
-    if not os.path.isfile(index_file):
-        raise OSError(f"{path!r} is not a TruePose checkpoint: it has no model_index.json.")
-    index = _read_json(index_file)
-    has_safetensors = False
-    for name in _REQUIRED_COMPONENTS:
-        entry = index.get(name)
-        if not isinstance(entry, list) or len(entry) != 2 or None in entry:
-            raise OSError(f"Checkpoint {path!r} is incomplete: model_index.json has no `{name}` component.")
-        folder = os.path.join(path, name)
-        files = os.listdir(folder) if os.path.isdir(folder) else []
-        configs = [f for f in files if f.endswith(".json") and not f.endswith(".index.json")]
-        if not configs:
-            raise OSError(f"Checkpoint {path!r} is incomplete: missing {os.path.join(name, 'config.json')}.")
-        if name not in ("feature_extractor", "scheduler") and not any(f.endswith(_WEIGHT_SUFFIXES) for f in files):
-            raise OSError(f"Checkpoint {path!r} is incomplete: no weights (.safetensors or .bin) in {name}/.")
-        _check_component_class(index_file, name, *entry)
-        for config_name in configs:
-            _check_config_types(os.path.join(folder, config_name), *entry)
-        for weights in sorted(f for f in files if f.endswith(".safetensors")):
-            _check_safetensors_header(os.path.join(folder, weights), name)
-        has_safetensors = has_safetensors or any(".safetensors" in f for f in files)
-    return has_safetensors
-
-
-# What each component must be; model_index.json may name a subclass (e.g. a fine-tuned TargetNet).
-_COMPONENT_TYPES: dict[str, tuple[type, ...]] = {
-    "vae": (AutoencoderKL, AutoencoderTiny, AutoencoderDC),
-    "source_unet": (UNet2DConditionModel,),
-    "target_unet": (TargetNet,),
-    "pose_encoder": (PoseEncoder,),
-    "image_encoder": (CLIPVisionModelWithProjection,),
-}
-
-
-def _check_component_class(index_file: str, name: str, library: str, class_name: str) -> None:
-    """Refuses, at load, a component class that cannot do its part: e.g. a plain `UNet2DConditionModel` as
-    ``target_unet`` would load and fail only at the first call."""
-    wanted = _COMPONENT_TYPES.get(name)
-    if wanted is None:
-        return
-    cls = None
-    if library in ("diffusers", "transformers") or library.startswith("truepose."):
-        try:
-            cls = getattr(importlib.import_module(library), class_name, None)
-        except ImportError:
-            cls = None
-    if not (isinstance(cls, type) and issubclass(cls, wanted)):
-        names = " or ".join(f"{t.__module__.split('.')[0]}.{t.__name__}" for t in wanted)
-        raise ValueError(
-            f"{index_file}: component `{name}` is [{library!r}, {class_name!r}], but TruePose needs a {names} (or a "
-            "subclass) there."
-        )
-
-
-def _check_safetensors_header(file: str, name: str) -> None:
-    """Reads a safetensors file's header (not its tensors) and refuses one that is not safetensors or is cut short,
-    naming the component folder and file."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(file, framework="pt") as weights:
-            weights.keys()
-    except Exception as error:  # SafetensorError derives from Exception only
-        raise OSError(
-            f"{name}/{os.path.basename(file)} in {os.path.dirname(os.path.dirname(file))!r} is not a valid safetensors "
-            f"file ({describe_error(error)}); the file is damaged or incomplete: download or save it again."
-        ) from None
-
-
-def _expected_shapes(folder: str, library: str, class_name: str) -> dict[str, tuple[int, ...]] | None:
-    """Parameter shapes the component's config builds (on the meta device: no memory, no weights); None when the
-    class cannot be built that way."""
-    try:
-        cls = getattr(importlib.import_module(library), class_name)
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if library == "transformers":
-                model = cls(cls.config_class.from_pretrained(folder))
-            else:
-                model = cls.from_config(cls.load_config(folder))
-        return {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    except Exception:  # any class we cannot build on meta: no diagnosis, the original error is reported
-        return None
-
-
-def _load_error(path: str, error: Exception) -> Exception:
-    """The error of a local checkpoint that passed `_check_checkpoint_folder` but failed to load, as one message
-    naming the component folder and file at fault (found by comparing weight shapes with the configs)."""
-    from safetensors import safe_open
-
-    message = " ".join(str(error).split())
-    index = _read_json(os.path.join(path, "model_index.json"))
-    for name in _REQUIRED_COMPONENTS:
-        folder = os.path.join(path, name)
-        files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
-        expected = _expected_shapes(folder, *index[name]) if files else None
-        if expected is None:
-            continue
-        for file in files:
-            with safe_open(os.path.join(folder, file), framework="pt") as weights:
-                for key in weights.keys():
-                    shape = tuple(weights.get_slice(key).get_shape())
-                    if key in expected and expected[key] != shape:
-                        return ValueError(
-                            f"Checkpoint {path!r}: {name}/{file} holds `{key}` with shape {shape}, but "
-                            f"{name}/config.json builds it with shape {expected[key]}: the config was changed after "
-                            "the weights were saved (or they belong to another model)."
-                        )
-    kind = type(error) if isinstance(error, (OSError, ValueError)) else ValueError
-    return kind(f"Could not load the TruePose checkpoint {path!r}: {message}")
-
-
-def _read_json(file: str) -> dict:
-    """The JSON object in ``file``; a clear error naming the file when it is not one."""
-    content = read_json(file, file)
-    if not isinstance(content, dict):
-        raise ValueError(f"{file} must hold a JSON object, got {type(content).__name__}.")
-    return content
-
-
-def _json_types(annotation: Any, default: Any) -> tuple[type, ...] | None:
-    """The JSON value types a config field with this ``__init__`` annotation (or, unannotated, this default) takes;
-    `None` when it cannot tell (then the field is not checked)."""
-    if annotation is inspect.Parameter.empty:
-        annotation = type(default) if default is not None and default is not inspect.Parameter.empty else None
-    if annotation is None or isinstance(annotation, str):
-        return None
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        allowed = [_json_types(arg, None) for arg in typing.get_args(annotation)]
-        return None if None in allowed else tuple(t for types_ in allowed for t in types_)
-    base = typing.get_origin(annotation) or annotation
-    json_types = {bool: (bool,), int: (int,), float: (int, float), str: (str,), tuple: (list,), list: (list,)}
-    return (type(None),) if annotation is type(None) else json_types.get(base)
-
-
-def _check_config_types(config_file: str, library: str, class_name: str) -> None:
-    """Check each field of a diffusers/truepose component config against the type its class's ``__init__`` takes.
-
-    Catches e.g. ``"block_out_channels": "64"`` with an error naming the file and the field instead of one from deep
-    inside the model's constructor. Fields whose type cannot be told from the signature are not checked.
-    """
-    config = _read_json(config_file)
-    if library != "diffusers" and not library.startswith("truepose."):
-        return  # transformers components validate their own configs
-    cls = getattr(importlib.import_module(library), class_name, None)
-    if cls is None or not hasattr(cls, "config_name"):
-        return
-    for field, parameter in inspect.signature(cls.__init__).parameters.items():
-        allowed = _json_types(parameter.annotation, parameter.default) if field in config else None
-        value = config.get(field)
-        if allowed is None or value is None and parameter.default is None:
-            continue
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            names = {list: "list", type(None): "null"}
-            wanted = " or ".join(sorted({names.get(t, t.__name__) for t in allowed}))
-            raise ValueError(
-                f"{config_file}: field `{field}` must be {wanted} (like its default {parameter.default!r}), "
-                f"got {type(value).__name__} {value!r}."
-            )

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 import truepose.train as train_module
 from truepose.testing import tiny_training_args, trained_weights
 from truepose.train import main, parse_args
+from truepose.training.lock import LOCK_NAME, acquire_output_lock
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_ema_state_is_safetensors_and_json_and_resumes_exactly(init_model, ema_r
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6)
     assert any(not torch.equal(straight[key], initial[key]) for key in straight)
-    assert not (output_dir / train_module.LOCK_NAME).exists()  # released at the end
+    assert not (output_dir / LOCK_NAME).exists()  # released at the end
 
 
 class PlantedCode:
@@ -232,15 +233,15 @@ def test_output_dir_in_the_pretrained_model_is_refused(init_model, tmp_path, whe
 
 
 def test_second_run_into_the_same_folder_is_refused_naming_the_first(init_model, tmp_path):
-    lock = train_module.acquire_output_lock(str(tmp_path))  # a first run, this process
+    lock = acquire_output_lock(str(tmp_path))  # a first run, this process
     first = json.loads(pathlib.Path(lock).read_text())
     assert first["pid"] == os.getpid() and first["host"] == socket.gethostname()
     with pytest.raises(ValueError, match=f"in use by another truepose train run \\(pid {os.getpid()} on .*started"):
         main(tiny_training_args(init_model, tmp_path, 2))
     with pytest.raises(ValueError, match=f"pid {os.getpid()}"):  # also when taking the lock races the check
-        train_module.acquire_output_lock(str(tmp_path))
+        acquire_output_lock(str(tmp_path))
     assert json.loads(pathlib.Path(lock).read_text()) == first  # the first run's lock is untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == [train_module.LOCK_NAME]  # no work
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]  # no work
 
 
 def test_lock_is_held_during_the_run_and_released_after(init_model, tmp_path, monkeypatch):
@@ -248,26 +249,26 @@ def test_lock_is_held_during_the_run_and_released_after(init_model, tmp_path, mo
     save_checkpoint = train_module.save_checkpoint
 
     def spy(accelerator, output_dir, *args, **kwargs):
-        seen.append(json.loads((tmp_path / train_module.LOCK_NAME).read_text())["pid"])
+        seen.append(json.loads((tmp_path / LOCK_NAME).read_text())["pid"])
         return save_checkpoint(accelerator, output_dir, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "save_checkpoint", spy)
     assert main(tiny_training_args(init_model, tmp_path, 2)) == 0
-    assert seen == [os.getpid()] and not (tmp_path / train_module.LOCK_NAME).exists()
+    assert seen == [os.getpid()] and not (tmp_path / LOCK_NAME).exists()
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(init_model, tmp_path):
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
     stale = {"pid": finished.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00"}
-    (tmp_path / train_module.LOCK_NAME).write_text(json.dumps(stale))
+    (tmp_path / LOCK_NAME).write_text(json.dumps(stale))
     assert main(tiny_training_args(init_model, tmp_path, 2)) == 0
-    assert not (tmp_path / train_module.LOCK_NAME).exists()
+    assert not (tmp_path / LOCK_NAME).exists()
 
 
 def test_lock_of_another_host_is_not_taken_for_stale(init_model, tmp_path):
     other = {"pid": 1, "host": socket.gethostname() + "-other", "started": "2026-01-01T00:00:00+00:00"}
-    (tmp_path / train_module.LOCK_NAME).write_text(json.dumps(other))
+    (tmp_path / LOCK_NAME).write_text(json.dumps(other))
     with pytest.raises(ValueError, match="-other, started 2026-01-01.*delete the lock file"):
         main(tiny_training_args(init_model, tmp_path, 2))
 

@@ -17,7 +17,7 @@ import PIL.Image
 import pytest
 import torch
 
-import truepose.pipeline as pipeline_module
+import truepose.checkpoint as checkpoint_module
 from truepose import TruePosePipeline
 from truepose.conditioning import to_pil_image, to_pil_images
 from truepose.data.common import load_image, resize_image
@@ -228,7 +228,7 @@ def test_push_to_hub_creates_the_repo_first_and_uploads_the_swapped_in_folder(tm
         def save(self, path):
             calls.append(("card", path))
 
-    monkeypatch.setattr(pipeline_module, "create_repo", lambda repo_id, **kwargs: calls.append(("create", repo_id)))
+    monkeypatch.setattr(checkpoint_module, "create_repo", lambda repo_id, **kwargs: calls.append(("create", repo_id)))
     with pytest.raises(AttributeError):  # create_repo's result has a repo_id; this stand-in returns None
         pipe.save_pretrained(tmp_path / "model", push_to_hub=True, token="t")
     assert calls == [("create", "model")] and not (tmp_path / "model").exists()  # nothing written before the repo
@@ -236,9 +236,9 @@ def test_push_to_hub_creates_the_repo_first_and_uploads_the_swapped_in_folder(tm
     class Repo:
         repo_id = "user/model"
 
-    monkeypatch.setattr(pipeline_module, "create_repo", lambda repo_id, **kwargs: Repo())
-    monkeypatch.setattr(pipeline_module, "load_or_create_model_card", lambda *args, **kwargs: Card())
-    monkeypatch.setattr(pipeline_module, "populate_model_card", lambda card: card)
+    monkeypatch.setattr(checkpoint_module, "create_repo", lambda repo_id, **kwargs: Repo())
+    monkeypatch.setattr(checkpoint_module, "load_or_create_model_card", lambda *args, **kwargs: Card())
+    monkeypatch.setattr(checkpoint_module, "populate_model_card", lambda card: card)
     monkeypatch.setattr(
         TruePosePipeline, "_upload_folder", lambda self, path, repo_id, **kwargs: calls.append(("upload", path))
     )

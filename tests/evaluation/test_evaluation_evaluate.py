@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from truepose.data import pair_seed
 from truepose.evaluation import evaluate as ev
-from truepose.evaluation import metrics
+from truepose.evaluation import metrics, weights
 
 SIZE = (64, 64)  # the tiny pipeline's native size; SSIM's 51x51 window still fits
 
@@ -43,13 +45,16 @@ def tiny_pipe():
     return tiny_pipeline(seed=0)
 
 
-def test_seed_of_is_stable_and_matches_pair_seed():
-    from truepose.data import pair_seed
+def test_pair_seeds_are_stable_per_name_and_base_seed():
+    from truepose.evaluation import seed_of
 
-    assert ev.seed_of("a___b") == pair_seed("a___b")
-    assert ev.seed_of("a___b") == ev.seed_of("a___b") != ev.seed_of("a___c")
-    assert ev.seed_of("a___b", seed=1) != ev.seed_of("a___b")
-    assert 0 <= ev.seed_of("x") < 2**63
+    assert seed_of is pair_seed  # one seed of a pair, for training and evaluation
+    for key, seed in (("a___b", 0), ("a___b#1", 1)):  # base seed 0: the name's own seed
+        digest = hashlib.sha256(key.encode()).digest()
+        assert pair_seed("a___b", seed=seed) == int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    assert pair_seed("a___b") == pair_seed("a___b") != pair_seed("a___c")
+    assert pair_seed("a___b", seed=1) != pair_seed("a___b")
+    assert 0 <= pair_seed("x") < 2**63
 
 
 def test_save_image_atomic(tmp_path):
@@ -82,7 +87,7 @@ def test_evaluate_resumes_and_is_deterministic(
     pipe = CountingPipeline(tiny_pipe)
     first = ev.evaluate(pipe, deepfashion_root, out, limit=2, batch_size=2, compute_fid=False, **common)
     assert first["num_images"] == 2 and first["fid"] is None
-    assert sorted(pipe.seeds) == sorted(ev.seed_of(n) for n in names[:2])
+    assert sorted(pipe.seeds) == sorted(pair_seed(n) for n in names[:2])
     call = pipe.calls[0]
     assert call["height"] == call["width"] == 64 and call["num_inference_steps"] == 1
     assert call["source_parsing"] is not None and call["parsing_label_map"] == "atr"  # DATA_ROOT/parsing by default
@@ -93,10 +98,10 @@ def test_evaluate_resumes_and_is_deterministic(
 
     # The full run generates only the missing pairs, then scores all of them (FID against DATA_ROOT/train_highres,
     # forced: 4 images are far fewer than a meaningful 2048-d FID needs).
-    monkeypatch.setattr(metrics, "load_inception", lambda *args, **kwargs: pooled_colour)
+    monkeypatch.setattr(weights, "load_inception", lambda *args, **kwargs: pooled_colour)
     pipe = CountingPipeline(tiny_pipe)
     results = ev.evaluate(pipe, deepfashion_root, out, batch_size=2, force_fid=True, **common)
-    assert sorted(pipe.seeds) == sorted(ev.seed_of(n) for n in names[2:])
+    assert sorted(pipe.seeds) == sorted(pair_seed(n) for n in names[2:])
     assert {name: (generated / name).stat().st_mtime_ns for name in mtimes} == mtimes
     assert results["num_images"] == 4 and results["fid"] is not None
     assert results["fid_real_set"] == "training images" and results["fid_real_dir"].endswith("train_highres")

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from truepose.evaluation import metrics
+from truepose.evaluation import fid, images, metrics, weights
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Folders
@@ -290,8 +290,9 @@ def test_compute_metrics_end_to_end(
         calls.append(args[0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(metrics, "folder_statistics", counting_statistics)
-    monkeypatch.setattr(metrics, "load_inception", lambda *args, **kwargs: pooled_colour)
+    monkeypatch.setattr(fid, "folder_statistics", counting_statistics)  # the training set's, in `real_statistics`
+    monkeypatch.setattr(metrics, "folder_statistics", counting_statistics)  # the ground truths', in `compute_metrics`
+    monkeypatch.setattr(weights, "load_inception", lambda *args, **kwargs: pooled_colour)
     kwargs = dict(
         size=size,
         fid_real_dir=real_dir,
@@ -642,13 +643,13 @@ def test_lpips_distance_shape_message(alexnet_weights):
 
 def test_image_checks_need_every_condition():
     with pytest.raises(ValueError, match=_exactly("Expected images of shape (N, H, W, 3), got (1, 8, 8, 4).")):
-        metrics._to_float(np.zeros((1, 8, 8, 4), np.uint8))  # 4-D but not RGB
+        images.to_float(np.zeros((1, 8, 8, 4), np.uint8))  # 4-D but not RGB
     with pytest.raises(ValueError, match=_exactly("Expected images of shape (N, H, W, 3), got (8, 8, 3).")):
-        metrics._to_float(np.zeros((8, 8, 3), np.uint8))  # RGB but not a batch
+        images.to_float(np.zeros((8, 8, 3), np.uint8))  # RGB but not a batch
     with pytest.raises(
         ValueError, match=_exactly("Expected uint8 images (the protocol scores uint8), got torch.float32.")
     ):
-        metrics._to_float(np.zeros((1, 8, 8, 3), np.float32))
+        images.to_float(np.zeros((1, 8, 8, 3), np.float32))
     real = np.zeros((64, 64, 3), np.uint8)
     for fake in (real.astype(np.float64), real.astype(np.int16)):  # one of the two not uint8 is enough
         message = f"`real` and `fake` must be uint8 (H, W, 3) images, got uint8 and {fake.dtype}."

@@ -12,7 +12,7 @@ from skimage.metrics import structural_similarity
 
 from truepose.conditioning import get_label_map
 from truepose.data.common import save_parsing
-from truepose.evaluation import metrics, regions
+from truepose.evaluation import images, metrics, regions, report
 
 ATR = get_label_map("atr")
 ATR_IDS = {name: i for i, name in ATR.labels.items()}
@@ -102,7 +102,7 @@ def test_region_metrics_known_answer(spatial_lpips):
     )
     assert per_image["upper_clothes"]["ssim"] == pytest.approx(ssim_map.mean(-1)[upper].mean(), abs=1e-12)
     # LPIPS is the lpips spatial map of the same pair, averaged over the region.
-    to_tensor = lambda a: metrics._to_float(a[None])  # noqa: E731
+    to_tensor = lambda a: images.to_float(a[None])  # noqa: E731
     expected_map = spatial_lpips(to_tensor(real), to_tensor(pasted), normalize=True)[0, 0].double().numpy()
     assert per_image["upper_clothes"]["lpips"] == pytest.approx(expected_map[upper].mean(), rel=1e-6)
 
@@ -123,7 +123,7 @@ def test_region_metrics_known_answer(spatial_lpips):
     assert second["upper_clothes"]["ssim"] == pytest.approx(1.0)
     again = regions.score_regions([real, real2], [fake, real2], [parsing, parsing2], lpips_model=spatial_lpips)
     assert_same_regions(again, results)
-    table = regions.format_region_markdown(results)
+    table = report.format_region_markdown(results)
     assert "beyond the protocol" in table and "| face | 2 | 9.4 | 1.0000 | inf | 0.0000 |" in table
     assert "| lower_clothes | 0 | n/a | n/a | n/a | n/a |" in table
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from truepose.evaluation import metrics
-from truepose.evaluation.regions import format_region_markdown
+from truepose.evaluation import fid, images, metrics, progress, weights
+from truepose.evaluation.report import format_region_markdown
 
 
 def test_the_fid_cache_is_under_home_unless_the_environment_names_a_folder(tmp_path, monkeypatch):
@@ -101,7 +101,7 @@ def real_folder(tmp_path):
 
 def test_the_real_statistics_key_names_everything_the_statistics_depend_on(real_folder):
     weights = real_folder.parent / "weights.pth"
-    key = metrics._real_statistics_key(real_folder, (8, 6), ["0.png", "1.png"], weights, "torchvision", 2048)
+    key = fid._real_statistics_key(real_folder, (8, 6), ["0.png", "1.png"], weights, "torchvision", 2048)
     assert key == {
         "folder": str(real_folder.resolve()),
         "size": [8, 6],
@@ -127,9 +127,9 @@ def test_real_statistics_loads_the_backbone_computes_once_and_caches_by_key(real
         calls.append(("statistics", folder, used_model is model, size, names, batch_size, num_workers))
         return mu, sigma, len(names)
 
-    monkeypatch.setattr(metrics, "load_fid_backbone", load_fid_backbone)
-    monkeypatch.setattr(metrics, "folder_statistics", folder_statistics)
-    monkeypatch.setattr(metrics.logger, "info", logged.append)
+    monkeypatch.setattr(fid, "load_fid_backbone", load_fid_backbone)  # where `real_statistics` looks them up
+    monkeypatch.setattr(fid, "folder_statistics", folder_statistics)
+    monkeypatch.setattr(fid.logger, "info", logged.append)
     monkeypatch.setenv("HOME", str(real_folder.parent))
     monkeypatch.delenv(metrics.CACHE_ENV, raising=False)
     got = metrics.real_statistics(real_folder, "8x6", inception_weights_path=weights)
@@ -137,7 +137,7 @@ def test_real_statistics_loads_the_backbone_computes_once_and_caches_by_key(real
         ("load", "torchvision", weights, 2048, "cpu"),
         ("statistics", real_folder, True, (8, 6), ["0.png", "1.png", "2.png"], 32, 0),
     ]
-    key = metrics._real_statistics_key(real_folder, (8, 6), ["0.png", "1.png", "2.png"], weights, "torchvision", 2048)
+    key = fid._real_statistics_key(real_folder, (8, 6), ["0.png", "1.png", "2.png"], weights, "torchvision", 2048)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cache_file = real_folder.parent / ".cache/truepose/fid_stats" / f"train_8x6_{digest}.npz"  # folders created
     assert [path.name for path in cache_file.parent.iterdir()] == [cache_file.name]
@@ -319,8 +319,10 @@ def test_compute_metrics_gives_each_model_its_file_and_device_and_scores_the_nam
 ):
     import logging
 
+    import tqdm.auto
+
     bars = []
-    monkeypatch.setattr(metrics, "_progress", lambda iterable, desc: bars.append(desc) or iter(iterable))
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda iterable, desc, **kwargs: bars.append(desc) or iterable)
     names = [f"p{i:02d}" for i in range(65)]
     with caplog.at_level(logging.WARNING):
         results = metrics.compute_metrics(
@@ -451,9 +453,9 @@ def test_compute_metrics_refuses_a_bad_fid_setup_before_reading_anything(
 
 def test_the_pair_loader_keeps_file_order_in_batches_of_the_given_size():
     """Pairs must come in file order: the parsing maps are matched to them by position."""
-    batches = [batch.tolist() for batch in metrics._loader(list(range(10)), 4, 0)]
+    batches = [batch.tolist() for batch in images.image_loader(list(range(10)), 4, 0)]
     assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert metrics._loader(list(range(10)), 4, 1).num_workers == 1
+    assert images.image_loader(list(range(10)), 4, 1).num_workers == 1
 
 
 def test_progress_bars_are_named_transient_and_follow_diffusers_setting(monkeypatch):
@@ -465,9 +467,9 @@ def test_progress_bars_are_named_transient_and_follow_diffusers_setting(monkeypa
     was_enabled = logging.is_progress_bar_enabled()
     try:
         logging.enable_progress_bar()
-        assert list(metrics._progress([1, 2], "Scoring pairs")) == [1, 2]
+        assert list(progress.progress_bar([1, 2], "Scoring pairs")) == [1, 2]
         logging.disable_progress_bar()
-        metrics._progress([], "Real-set features")
+        progress.progress_bar([], "Real-set features")
     finally:
         (logging.enable_progress_bar if was_enabled else logging.disable_progress_bar)()
     assert made == [
@@ -477,9 +479,9 @@ def test_progress_bars_are_named_transient_and_follow_diffusers_setting(monkeypa
 
 
 def test_load_fid_backbone_passes_the_file_size_and_device_on(monkeypatch):
-    monkeypatch.setattr(metrics, "load_inception", lambda path, device: ("torchvision", path, device))
+    monkeypatch.setattr(weights, "load_inception", lambda path, device: ("torchvision", path, device))
     monkeypatch.setattr(
-        metrics, "load_pytorch_fid_inception", lambda path, dims, device: ("pytorch-fid", path, dims, device)
+        weights, "load_pytorch_fid_inception", lambda path, dims, device: ("pytorch-fid", path, dims, device)
     )
     assert metrics.load_fid_backbone("torchvision", "a.pth", device="meta") == ("torchvision", "a.pth", "meta")
     assert metrics.load_fid_backbone("pytorch-fid", "b.pth", dims=192, device="meta") == (

@@ -19,10 +19,16 @@ Bit depths (`to_8bit`, shared by the pipeline, `truepose metrics` and the datase
 8-bit `k`. PIL's 32-bit integer mode "I" is read as 16-bit data (values 0..65535, what `convert("I")` of a 16-bit
 image and Pillow < 10's 16-bit PNGs hold); other values are refused. PIL's float mode "F" holds [0, 1] and is scaled
 by 255, like float arrays; values outside [0, 1] or non-finite are refused.
+
+Image files (`load_image_file`, shared by `truepose metrics` and the datasets) are read fully, scaled to 8 bits by
+`to_8bit` and converted to RGB; an alpha channel is dropped. Two `(height, width)` sizes have the same aspect ratio
+(`same_aspect_ratio`) when their height / width ratios differ by at most `ASPECT_RATIO_TOLERANCE` (1 %).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +43,10 @@ IMAGE_FORMS = (
     "a batch (N, H, W, 3) / (N, 3, H, W), or a list of images"
 )
 
+
+# Largest relative difference of two aspect ratios (height / width) that TruePose treats as the same: a parsing map
+# of such a size is resized to its image, a skeleton image or source image of another one is stretched with a warning.
+ASPECT_RATIO_TOLERANCE = 0.01
 
 _16_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _INTEGER_TENSOR_DTYPES = (torch.uint8, *([torch.uint16] if hasattr(torch, "uint16") else []))  # uint16: torch >= 2.3
@@ -175,3 +185,27 @@ def to_pil_image(image: Any, argument_name: str = "image") -> PIL.Image.Image:
         f"`{argument_name}` must be one image: a PIL image, an np.ndarray (H, W, 3) or a torch.Tensor (3, H, W); "
         f"got {type(image).__name__}."
     )
+
+
+def same_aspect_ratio(
+    size: Sequence[int], reference: Sequence[int], tolerance: float = ASPECT_RATIO_TOLERANCE
+) -> bool:
+    """Whether the `(height, width)` `size` has the aspect ratio of the `(height, width)` `reference`:
+    `|(h / w) / (h_ref / w_ref) - 1| <= tolerance` (1 % by default)."""
+    (height, width), (reference_height, reference_width) = size, reference
+    return abs((height / width) / (reference_height / reference_width) - 1) <= tolerance
+
+
+def load_image_file(path: str | os.PathLike) -> PIL.Image.Image:
+    """Reads an image file as an RGB `PIL.Image.Image` (fully loaded, the file closed).
+
+    Images of more than 8 bits are scaled to 8 bits by `to_8bit` (its errors name the file); any other mode is
+    converted to RGB by PIL, so an alpha channel is dropped (the colour under transparent pixels is kept).
+
+    Raises:
+        OSError: the file is missing or not an image PIL can read (`PIL.UnidentifiedImageError`).
+        ValueError: a float or 32-bit integer image outside the range `to_8bit` accepts.
+    """
+    with PIL.Image.open(path) as image:
+        image.load()
+        return to_8bit(image, os.fspath(path)).convert("RGB")

@@ -16,6 +16,9 @@ Tables shipped in `LABEL_MAPS` (`"atr"` is the default everywhere):
 - `"deepfashion"`: the 24-label DeepFashion-MultiModal set (Text2Human, github.com/yumingj/DeepFashion-MultiModal,
   README "Human Parsing Label").
 
+Every mask built from parsing labels (the person mask, the CAA regions, the identity regions of
+`truepose.evaluation.regions`, the groups of `truepose.analysis`) comes from one builder, `label_group_masks`.
+
 Empty person: `person_mask` raises `ValueError("no person found in source_parsing ...")` by default, because
 HPFA would otherwise silently weight nothing (pass `allow_empty=True` to get the empty mask);
 `check_person_present` does the same check for a mask built elsewhere.
@@ -34,13 +37,11 @@ import torch
 from diffusers.utils import logging
 
 from .._errors import read_json
+from .image import same_aspect_ratio
 
 logger = logging.get_logger(__name__)
 
 GROUP_NAMES: tuple[str, ...] = ("body", "clothing", "face")
-
-# Largest relative aspect-ratio difference for which `as_parsing_map` resizes (nearest) instead of refusing.
-ASPECT_RATIO_TOLERANCE = 0.01
 
 DEFAULT_REGION_FILL: tuple[int, int, int] = (255, 255, 255)
 
@@ -402,7 +403,7 @@ def as_parsing_map(
 
     src_h, src_w = array.shape
     if (src_h, src_w) != (height, width):
-        if not stretch and abs((src_h / src_w) / (height / width) - 1) > ASPECT_RATIO_TOLERANCE:
+        if not stretch and not same_aspect_ratio((src_h, src_w), (height, width)):
             raise ValueError(
                 f"`{argument_name}` has size (H, W) = ({src_h}, {src_w}) but the image is ({height}, {width}); the "
                 "aspect ratios differ, so the map cannot be resized to the image. Pass a parsing map of the image."
@@ -445,6 +446,26 @@ def check_person_present(mask: np.ndarray, argument_name: str = "source_parsing"
         )
 
 
+def label_group_masks(
+    parsing: Any, groups: Mapping[str, Sequence[int]], *, drop_empty: bool = False
+) -> dict[str, np.ndarray]:
+    """Boolean masks of groups of label ids: TruePose's one builder of masks from parsing labels.
+
+    Args:
+        parsing: `(H, W)` integer label ids.
+        groups: group name -> label ids (an empty group gives an all-False mask).
+        drop_empty: leave out the groups none of whose ids is present.
+
+    Returns:
+        `{name: (H, W) bool}` in the order of `groups`: `True` where the label is one of the group's ids.
+    """
+    parsing = np.asarray(parsing)
+    if parsing.ndim != 2:
+        raise ValueError(f"`parsing` must have shape (H, W), got shape {tuple(parsing.shape)}.")
+    masks = {name: np.isin(parsing, ids) for name, ids in groups.items()}
+    return {name: mask for name, mask in masks.items() if mask.any()} if drop_empty else masks
+
+
 def person_mask(
     parsing: np.ndarray,
     label_map: str | LabelMap | Mapping = DEFAULT_LABEL_MAP,
@@ -464,7 +485,7 @@ def person_mask(
         `np.ndarray` bool `(H, W)`.
     """
     label_map = get_label_map(label_map)
-    mask = np.isin(np.asarray(parsing), label_map.person_ids)
+    mask = label_group_masks(parsing, {"person": label_map.person_ids})["person"]
     if not allow_empty:
         check_person_present(mask, argument_name)
     return mask
@@ -484,17 +505,9 @@ def region_masks(
         bool array `(R, H, W)` (`R` may be 0).
     """
     label_map = get_label_map(label_map)
-    parsing = np.asarray(parsing)
-    if parsing.ndim != 2:
-        raise ValueError(f"`parsing` must have shape (H, W), got shape {tuple(parsing.shape)}.")
-    names, masks = [], []
-    for name, ids in label_map.regions.items():
-        mask = np.isin(parsing, ids)
-        if mask.any():
-            names.append(name)
-            masks.append(mask)
-    stacked = np.stack(masks) if masks else np.zeros((0, *parsing.shape), dtype=bool)
-    return names, stacked
+    masks = label_group_masks(parsing, label_map.regions, drop_empty=True)
+    stacked = np.stack(list(masks.values())) if masks else np.zeros((0, *np.shape(parsing)), dtype=bool)
+    return list(masks), stacked
 
 
 def region_crops(

@@ -21,8 +21,8 @@ from .synthetic import (
     SyntheticPoseDataset,
     random_appearance,
     random_pose,
-    render_pair,
     render_person,
+    sample_pair_spec,
 )
 
 __all__ = [
@@ -41,6 +41,6 @@ __all__ = [
     "make_deepfashion_fixture",
     "random_appearance",
     "random_pose",
-    "render_pair",
     "render_person",
+    "sample_pair_spec",
 ]

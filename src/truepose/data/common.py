@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,9 +30,11 @@ from diffusers.utils import logging
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .._errors import read_json
-from ..conditioning import KEYPOINT_NAMES, LABEL_MAPS, as_keypoints, as_parsing_map, get_label_map, rescale_keypoints
-from ..conditioning.image import to_8bit
+from .._saving import atomic_write as atomic_write  # the one atomic file writer; preprocess imports it from here
+from ..conditioning import KEYPOINT_NAMES, LABEL_MAPS, as_parsing_map, get_label_map, rescale_keypoints
+from ..conditioning.image import load_image_file, to_8bit
+from ..conditioning.pose_files import read_keypoints_dir as read_keypoints_dir  # the keypoint readers live there
+from ..conditioning.pose_files import read_keypoints_json as read_keypoints_json
 
 logger = logging.get_logger(__name__)
 
@@ -89,9 +90,11 @@ def check_image_size(image_size: Sequence[int] | int, argument: str = "image_siz
     return height, width
 
 
-def pair_seed(name: str) -> int:
-    """Stable 63-bit seed of a pair name (same on every machine and Python run, unlike ``hash``)."""
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
+def pair_seed(name: str, seed: int = 0) -> int:
+    """Stable 63-bit seed of a pair name (same on every machine and Python run, unlike ``hash``): the sha256 of
+    ``name``, or of ``"<name>#<seed>"`` for another base ``seed`` (another, equally stable, stream)."""
+    key = name if seed == 0 else f"{name}#{seed}"
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
@@ -117,10 +120,8 @@ def resize_image(image: Image.Image, image_size: Sequence[int]) -> Image.Image:
 
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file as RGB (fully loaded, file closed); 16-bit and float images are scaled to 8 bits by
-    :func:`truepose.conditioning.image.to_8bit`."""
-    with Image.open(path) as image:
-        image.load()
-        return to_8bit(image, os.fspath(path)).convert("RGB")
+    :func:`truepose.conditioning.image.to_8bit` (:func:`truepose.conditioning.image.load_image_file`)."""
+    return load_image_file(path)
 
 
 def _bit_depth_problem(image: Image.Image, name: str) -> str | None:
@@ -150,27 +151,8 @@ def save_parsing(parsing: np.ndarray, path: str | os.PathLike) -> None:
     atomic_write(path, lambda f: Image.fromarray(parsing.astype(np.uint8), mode="L").save(f, format="PNG"))
 
 
-def atomic_write(path: str | os.PathLike, write: Any, mode: str = "wb") -> None:
-    """Write ``path`` through ``write(file)`` into a hidden temp file beside it, then ``os.replace`` it into place.
-
-    An interrupted write leaves only ``.<name>.tmp`` behind, never a truncated ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 # --------------------------------------------------------------------------------------------------------------------
-# Keypoint / pair files
+# Pair files (the keypoint annotation readers are in truepose.conditioning.pose_files)
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -192,42 +174,6 @@ def read_pairs_csv(csv_path: str | os.PathLike) -> list[tuple[str, str]]:
                 raise ValueError(f"Pairs CSV {csv_path}, line {line}: empty `from` or `to` ({row}).")
             pairs.append((source, target))
     return pairs
-
-
-def read_keypoints_json(json_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Read ``{image_name: [[x, y, c] * 18]}`` (or ``[[x, y]] * 18``); returns ``(keypoints, problems)``."""
-    json_path = Path(json_path)
-    try:
-        data = read_json(json_path, f"Keypoints file {json_path}")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Keypoints file not found: {json_path}.") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"Keypoints file {json_path} must hold a JSON object {{image_name: [[x, y, c] * 18]}}.")
-    keypoints: dict[str, np.ndarray] = {}
-    problems: list[str] = []
-    for name, value in data.items():
-        try:
-            keypoints[name] = as_keypoints(value, f"keypoints of {name!r}")
-        except (TypeError, ValueError) as error:
-            problems.append(f"{json_path}: malformed keypoints for {name!r}: {error}")
-    return keypoints, problems
-
-
-def read_keypoints_dir(directory: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Read a folder of per-image ``<stem>.json`` files (``[[x, y, c] * 18]``, as written by ``preprocess``)."""
-    directory = Path(directory)
-    keypoints: dict[str, np.ndarray] = {}
-    problems: list[str] = []
-    for path in sorted(directory.rglob("*.json")):
-        if path.name.startswith("."):
-            continue
-        key = path.relative_to(directory).with_suffix("").as_posix()
-        try:
-            with open(path, encoding="utf-8") as f:
-                keypoints[key] = as_keypoints(json.load(f), f"keypoints in {path}")
-        except (ValueError, TypeError) as error:
-            problems.append(f"{path}: malformed keypoints: {error}")
-    return keypoints, problems
 
 
 # --------------------------------------------------------------------------------------------------------------------

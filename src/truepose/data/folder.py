@@ -18,36 +18,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..conditioning import read_deepfashion_annotations
-from .common import (
-    PairFileDataset,
-    read_keypoints_dir,
-    read_keypoints_json,
-    read_pairs_csv,
-)
+from ..conditioning.pose_files import read_keypoints_any
+from .common import PairFileDataset, read_pairs_csv
 
 __all__ = ["FolderPairDataset", "read_keypoints_any"]
-
-
-def read_keypoints_any(path: str | os.PathLike) -> tuple[dict, list[str]]:
-    """Read keypoints from a ``.json`` file, a DeepFashion-style ``.csv`` or a folder of ``<stem>.json`` files.
-
-    Returns ``(keypoints, problems)``: image name -> float32 ``(18, 3)`` and one message per malformed entry.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return read_keypoints_dir(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Keypoints not found: {path} (expected a JSON file {{image_name: [[x, y, c] * 18]}}, a DeepFashion-style "
-            "CSV name:keypoints_y:keypoints_x, or a folder of <stem>.json files)."
-        )
-    if path.suffix.lower() == ".csv":
-        problems: list[str] = []
-        return read_deepfashion_annotations(path, problems), problems
-    if path.suffix.lower() == ".json":
-        return read_keypoints_json(path)
-    raise ValueError(f"Keypoints file {path} must end in .json or .csv, or be a folder.")
 
 
 class FolderPairDataset(PairFileDataset):

@@ -2,12 +2,16 @@
 """Evaluation with the community protocol (PIDM / CFLD / PCDMs): FID (two backbones), LPIPS, SSIM, SSIM_256 and PSNR,
 plus identity metrics per parsing region of the target (beyond the protocol).
 
-`truepose.evaluation.metrics` scores image folders (`truepose metrics`); `truepose.evaluation.regions` holds the
+`truepose.evaluation.metrics` scores image folders (`compute_metrics`, `truepose metrics`) with the parts:
+`images` (folders, the image loader), `weights` (weight files, LPIPS and FID backbones), `fid` (statistics, cache,
+distance), `scores` (the scores of one pair) and `report` (tables, files). `truepose.evaluation.regions` holds the
 identity metrics per region; `truepose.evaluation.evaluate` generates a data set's test pairs with a pipeline and
-scores them (`truepose evaluate`; the function is `truepose.evaluation.evaluate.evaluate`).
+scores them (`truepose evaluate`; the function is `truepose.evaluation.evaluate.evaluate`). Each pair's generator
+is seeded with `truepose.data.pair_seed(name, seed)` (also importable here as `seed_of`).
 """
 
-from .evaluate import generate_test_images, seed_of
+from ..data.common import pair_seed as seed_of
+from .evaluate import generate_test_images
 from .metrics import (
     FID_BACKBONES,
     PAPER_RESULTS,

@@ -20,7 +20,6 @@ Output layout of `--output-dir DIR`:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import os
@@ -33,26 +32,17 @@ import torch
 from diffusers.utils import logging
 from PIL import Image
 
+from .._saving import atomic_write
 from ..cli import UsageError, check_output_folder, non_negative_float, positive_int, seed_int
 from ..conditioning import as_parsing_map, label_map_from_id2label, parse_images, to_pil_image
-from ..data.common import save_parsing
-from .metrics import (
-    DEFAULT_FID_BACKBONE,
-    DEFAULT_SIZE,
-    FID_DIMS,
-    SSIM_256_SIGMA_CFLD,
-    add_scoring_arguments,
-    check_fid_backbone,
-    check_fid_image_counts,
-    check_weight_files,
-    compute_metrics,
-    format_markdown,
-    list_image_files,
-    parse_size,
-    resize_to_uint8,
-    scoring_kwargs,
-    write_results,
-)
+from ..data.common import pair_seed, save_parsing
+from .fid import check_fid_image_counts
+from .images import DEFAULT_SIZE, list_image_files, parse_size, resize_to_uint8
+from .metrics import add_scoring_arguments, compute_metrics, scoring_kwargs
+from .progress import progress_bar
+from .report import format_markdown, write_results
+from .scores import SSIM_256_SIGMA_CFLD
+from .weights import DEFAULT_FID_BACKBONE, FID_DIMS, check_fid_backbone, check_weight_files
 
 logger = logging.get_logger(__name__)
 
@@ -65,32 +55,17 @@ METRICS_NAME = "metrics.json"
 _RUN_CONFIG_KEYS = ("model", "generation_size", "num_inference_steps", "guidance_scale", "seed", "parsing_dir")
 
 
-def seed_of(pair_name: str, seed: int = 0) -> int:
-    """Stable 63-bit seed of a pair (sha256 of the name, so the same on every machine and Python run).
-
-    `seed=0` gives `truepose.data.pair_seed(pair_name)`; other values give another, equally stable, stream.
-    """
-    key = pair_name if seed == 0 else f"{pair_name}#{seed}"
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
 def image_filename(pair_name: str) -> str:
     """File name of a pair's images: `<pair name>.png` (path separators replaced)."""
     return pair_name.replace("\\", "__").replace("/", "__") + ".png"
 
 
 def save_image_atomic(image: Image.Image | np.ndarray, path: str | os.PathLike) -> None:
-    """Writes a PNG to a temporary name beside `path`, then moves it into place (no half-written images)."""
-    path = Path(path)
+    """Writes `image` (PIL, or an `(H, W, 3)` uint8 array) as a PNG with `truepose._saving.atomic_write` (no
+    half-written images)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda f: image.save(f, format="PNG"))
 
 
 def target_parsing_of(pipeline: Any, item: dict[str, Any], ground_truth: np.ndarray, label_map: str) -> np.ndarray:
@@ -157,7 +132,7 @@ def generate_test_images(
     parsing maps in that label map, see `target_parsing_of`, to `output_dir/ground_truth_parsing/`).
 
     The pairs (the first `limit` ones when given) are split between the processes of `accelerate.PartialState`;
-    each pair uses `torch.Generator().manual_seed(seed_of(name, seed))`. `pipeline` is called as
+    each pair uses `torch.Generator().manual_seed(truepose.data.pair_seed(name, seed))`. `pipeline` is called as
     `pipeline(source_image=[PIL], target_pose=[(18, 3)], source_parsing=[(H, W)] | None, parsing_label_map=...,
     height=H, width=W, num_inference_steps=..., guidance_scale=..., generator=[torch.Generator]).images`.
 
@@ -200,56 +175,70 @@ def generate_test_images(
     logger.info(f"{len(todo)} of {num_pairs} pairs to write ({num_pairs - len(todo)} already done).")
 
     with state.split_between_processes(todo) as mine:
-        for batch in _progress(_batches(mine, batch_size), state):
+        batches = progress_bar(
+            _batches(mine, batch_size), "Generating test pairs", leave=True, enabled=state.is_local_main_process
+        )
+        for batch in batches:
             to_generate = []
             for index in batch:
                 item = dataset[index]
-                name = names[index]
-                if item["name"] != name:
-                    raise ValueError(f"Item {index} of the data set is named {item['name']!r}, expected {name!r}.")
-                gt_path = ground_truth_dir / image_filename(name)
-                if not gt_path.exists():
-                    save_image_atomic(
-                        resize_to_uint8(to_pil_image(item["target_image"], "target_image"), size), gt_path
+                if item["name"] != names[index]:
+                    raise ValueError(
+                        f"Item {index} of the data set is named {item['name']!r}, expected {names[index]!r}."
                     )
-                parsing_path = parsing_dir / image_filename(name)
-                if target_parsing_label_map is not None and not parsing_path.exists():
-                    with Image.open(gt_path) as image:
-                        ground_truth = np.asarray(image.convert("RGB"))
-                    parsing = target_parsing_of(pipeline, item, ground_truth, target_parsing_label_map)
-                    save_parsing(parsing, parsing_path)
-                if not (generated_dir / image_filename(name)).exists():
+                _write_ground_truth(pipeline, item, output_dir, size, target_parsing_label_map)
+                if not (generated_dir / image_filename(item["name"])).exists():
                     to_generate.append(item)
-            # One pipeline call per run of items sharing a label map and parsing availability.
-            key = lambda item: (str(item.get("label_map", "atr")), item.get("source_parsing") is None)  # noqa: E731
-            for (label_map, no_parsing), group in itertools.groupby(to_generate, key=key):
-                group = list(group)
-                images = pipeline(
-                    source_image=[to_pil_image(item["source_image"], "source_image") for item in group],
-                    target_pose=[np.asarray(item["target_keypoints"]) for item in group],
-                    source_parsing=None if no_parsing else [np.asarray(item["source_parsing"]) for item in group],
-                    parsing_label_map=label_map,
-                    height=height,
-                    width=width,
-                    num_inference_steps=num_inference_steps,
-                    guidance_scale=guidance_scale,
-                    generator=[torch.Generator().manual_seed(seed_of(item["name"], seed)) for item in group],
-                ).images
-                if len(images) != len(group):
-                    raise ValueError(f"The pipeline returned {len(images)} images for a batch of {len(group)}.")
-                for item, image in zip(group, images):
-                    save_image_atomic(
-                        to_pil_image(image, "generated image"), generated_dir / image_filename(item["name"])
-                    )
+            _generate(pipeline, to_generate, generated_dir, height, width, num_inference_steps, guidance_scale, seed)
     state.wait_for_everyone()
     return names
 
 
-def _progress(batches: list[Any], state: Any) -> Any:
-    from tqdm.auto import tqdm
+def _write_ground_truth(
+    pipeline: Any, item: dict[str, Any], output_dir: Path, size: tuple[int, int], parsing_label_map: str | None
+) -> None:
+    """The missing ground-truth files of a pair: its target at the evaluation `size` in `ground_truth/` and, with
+    `parsing_label_map`, the target's parsing map (`target_parsing_of`) in `ground_truth_parsing/`."""
+    gt_path = output_dir / GROUND_TRUTH_DIRNAME / image_filename(item["name"])
+    if not gt_path.exists():
+        save_image_atomic(resize_to_uint8(to_pil_image(item["target_image"], "target_image"), size), gt_path)
+    parsing_path = output_dir / GROUND_TRUTH_PARSING_DIRNAME / image_filename(item["name"])
+    if parsing_label_map is not None and not parsing_path.exists():
+        with Image.open(gt_path) as image:
+            ground_truth = np.asarray(image.convert("RGB"))
+        save_parsing(target_parsing_of(pipeline, item, ground_truth, parsing_label_map), parsing_path)
 
-    disable = not state.is_local_main_process or not logging.is_progress_bar_enabled()
-    return tqdm(batches, desc="Generating test pairs", disable=disable)
+
+def _generate(
+    pipeline: Callable[..., Any],
+    items: list[dict[str, Any]],
+    generated_dir: Path,
+    height: int,
+    width: int,
+    num_inference_steps: int,
+    guidance_scale: float,
+    seed: int,
+) -> None:
+    """Generates `items` into `generated_dir`, one pipeline call per run of items sharing a label map and parsing
+    availability, each pair with its own generator (`pair_seed(name, seed)`)."""
+    key = lambda item: (str(item.get("label_map", "atr")), item.get("source_parsing") is None)  # noqa: E731
+    for (label_map, no_parsing), group in itertools.groupby(items, key=key):
+        group = list(group)
+        images = pipeline(
+            source_image=[to_pil_image(item["source_image"], "source_image") for item in group],
+            target_pose=[np.asarray(item["target_keypoints"]) for item in group],
+            source_parsing=None if no_parsing else [np.asarray(item["source_parsing"]) for item in group],
+            parsing_label_map=label_map,
+            height=height,
+            width=width,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=[torch.Generator().manual_seed(pair_seed(item["name"], seed)) for item in group],
+        ).images
+        if len(images) != len(group):
+            raise ValueError(f"The pipeline returned {len(images)} images for a batch of {len(group)}.")
+        for item, image in zip(group, images):
+            save_image_atomic(to_pil_image(image, "generated image"), generated_dir / image_filename(item["name"]))
 
 
 def load_pipeline(model: str | os.PathLike, dtype: torch.dtype | None = None, device: Any = None) -> Any:
@@ -261,6 +250,17 @@ def load_pipeline(model: str | os.PathLike, dtype: torch.dtype | None = None, de
         pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def _deepfashion_test_set(
+    data_root: Path, image_size: tuple[int, int], parsing_dir: Path | None, label_map: str
+) -> torch.utils.data.Dataset:
+    """`DeepFashionDataset(data_root, split="test", ...)`, images at the generation size."""
+    from truepose.data import DeepFashionDataset
+
+    return DeepFashionDataset(
+        data_root, split="test", image_size=image_size, parsing_dir=parsing_dir, label_map=label_map
+    )
 
 
 def _regions_label_map(pipeline: Any, dataset: Any, label_map: str) -> str | None:
@@ -294,10 +294,7 @@ def _check_run_config(output_dir: Path, config: dict[str, Any]) -> None:
                 "would mix them. Use another --output-dir, or delete that one."
             )
         return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(config, indent=2) + "\n"), mode="w")
 
 
 def evaluate(
@@ -351,6 +348,7 @@ def evaluate(
     Returns:
         The metrics dict of `compute_metrics` (with `run_config`) on the main process, None on the others.
     """
+    # 1. Settings and every weight file the scores need, before anything is generated
     state = partial_state()
     size = parse_size(size)
     generation_size = parse_size(generation_size) if generation_size is not None else size
@@ -361,7 +359,6 @@ def evaluate(
         parsing_dir = data_root / "parsing"
     if fid_real_dir is None and compute_fid and (data_root / "train_highres").is_dir():
         fid_real_dir = data_root / "train_highres"
-    # Every weight file the scores need is found before anything is generated.
     if compute_fid:
         check_fid_backbone(fid_backbone, fid_dims)
     check_weight_files(
@@ -372,6 +369,7 @@ def evaluate(
         inception_weights_path=inception_weights_path,
     )
 
+    # 2. The run's settings: written, or the same as those of the run being resumed
     model_name = str(pipeline) if isinstance(pipeline, str | os.PathLike) else None
     config = {
         "model": model_name,
@@ -387,12 +385,9 @@ def evaluate(
         _check_run_config(output_dir, config)
     state.wait_for_everyone()
 
+    # 3. The test pairs (and the FID image count), the pipeline
     if dataset is None:
-        from truepose.data import DeepFashionDataset
-
-        dataset = DeepFashionDataset(
-            data_root, split="test", image_size=generation_size, parsing_dir=parsing_dir, label_map=label_map
-        )
+        dataset = _deepfashion_test_set(data_root, generation_size, parsing_dir, label_map)
     num_pairs = len(dataset) if limit is None else min(limit, len(dataset))
     if compute_fid:
         num_real = num_pairs if fid_real_dir is None else len(list_image_files(fid_real_dir))
@@ -403,6 +398,7 @@ def evaluate(
         pipeline = load_pipeline(pipeline, dtype=dtype, device=state.device)
     regions_label_map = _regions_label_map(pipeline, dataset, label_map) if compute_regions and num_pairs else None
 
+    # 4. Generate the missing images, then 5. score them on the main process
     names = generate_test_images(
         pipeline,
         dataset,

@@ -28,8 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..conditioning.parsing import LabelMap, get_label_map
-from .metrics import SSIM_256_SIGMA_CFLD, _check_pair, _to_float
+from ..conditioning.parsing import LabelMap, get_label_map, label_group_masks
+from .images import check_pair, to_float
+from .report import format_region_markdown as format_region_markdown  # the table is in report.py
+from .scores import SSIM_256_SIGMA_CFLD
 
 # Identity regions -> the label-map region names they gather (a label map has some of them: "atr" and "lip" name
 # "upper_clothes", DeepFashion-MultiModal "top"/"outer"; its "skin" covers arms, legs and torso).
@@ -58,21 +60,16 @@ def identity_region_masks(
     Returns:
         `{region: (H, W) bool}` for the non-empty regions, in the order of `regions`.
     """
+
     label_map = get_label_map(label_map)
-    parsing = np.asarray(parsing)
-    if parsing.ndim != 2:
-        raise ValueError(f"`parsing` must have shape (H, W), got shape {tuple(parsing.shape)}.")
-    masks = {}
-    for region, names in regions.items():
-        ids = [i for name in names for i in label_map.regions.get(name, ())]
-        mask = np.isin(parsing, ids)
-        if mask.any():
-            masks[region] = mask
-    return masks
+    groups = {
+        region: [i for name in names for i in label_map.regions.get(name, ())] for region, names in regions.items()
+    }
+    return label_group_masks(parsing, groups, drop_empty=True)
 
 
 def _check_mask(real: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    _check_pair(real, fake)
+    check_pair(real, fake)
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != real.shape[:2]:
         raise ValueError(f"`mask` must have shape {real.shape[:2]} (the images' (H, W)), got {mask.shape}.")
@@ -178,7 +175,7 @@ def region_lpips(model: nn.Module, real: np.ndarray, fake: np.ndarray, masks: np
     device = next(model.parameters()).device
     pasted = np.stack([paste_region(real, fake, mask) for mask in masks])
     reference = np.repeat(real[None], len(masks), axis=0)
-    maps = model(_to_float(reference).to(device), _to_float(pasted).to(device), normalize=True)
+    maps = model(to_float(reference).to(device), to_float(pasted).to(device), normalize=True)
     maps = maps[:, 0].double().cpu().numpy()  # (R, H, W)
     return np.array([region_map[mask].mean() for region_map, mask in zip(maps, masks)])
 
@@ -207,7 +204,7 @@ class RegionScores:
 
     def update(self, real: np.ndarray, fake: np.ndarray, parsing: np.ndarray) -> dict[str, dict[str, float]]:
         """Scores one pair `(H, W, 3)` uint8 with the target's `(H, W)` parsing map; returns its per-region scores."""
-        _check_pair(real, fake)
+        check_pair(real, fake)
         parsing = np.asarray(parsing)
         if parsing.shape != real.shape[:2]:
             raise ValueError(f"`parsing` must have shape {real.shape[:2]} (the images' (H, W)), got {parsing.shape}.")
@@ -262,27 +259,3 @@ def score_regions(
     for real, fake, parsing in zip(real_images, fake_images, parsings):
         scores.update(np.asarray(real), np.asarray(fake), parsing)
     return scores.compute()
-
-
-def format_region_markdown(region_results: Mapping[str, Mapping[str, Any]]) -> str:
-    """A Markdown table of `RegionScores.compute()`, titled as beyond the protocol."""
-    lines = [
-        "Identity preservation per region of the target's parsing map (beyond the protocol: no published table "
-        "reports these; SSIM and LPIPS with the generated region pasted into the ground truth).",
-        "",
-        "| Region | Images | Area % | SSIM ↑ | PSNR ↑ | LPIPS ↓ |",
-        "|---|---|---|---|---|---|",
-    ]
-
-    def show(value: float | None, digits: int) -> str:
-        if value is None:
-            return "n/a"
-        return "inf" if math.isinf(value) else f"{value:.{digits}f}"
-
-    for region, values in region_results.items():
-        area = None if values.get("area") is None else 100 * values["area"]
-        lines.append(
-            f"| {region} | {values.get('num_images', 0)} | {show(area, 1)} | {show(values.get('ssim'), 4)} "
-            f"| {show(values.get('psnr'), 3)} | {show(values.get('lpips'), 4)} |"
-        )
-    return "\n".join(lines) + "\n"
