@@ -397,19 +397,19 @@ def cases(pipe):
         # --- the app ---
         (
             "app 1500px source",
-            lambda: app.generation_kwargs(SOURCE.resize((1500, 1500)), PARSING, *app_settings),
+            lambda: app.generation_request(SOURCE.resize((1500, 1500)), PARSING, *app_settings),
             ["1024", "source photo"],
         ),
         (
             "app steps 10**9",
-            lambda: app.generation_kwargs(
+            lambda: app.generation_request(
                 SOURCE, PARSING, "atr", pose_state, 10**9, 2.0, 0, "DDIM", 0.3, 0.6, 2, True
             ),
             ["Steps"],
         ),
         (
             "app seed nan",
-            lambda: app.generation_kwargs(
+            lambda: app.generation_request(
                 SOURCE, PARSING, "atr", pose_state, 2, 2.0, math.nan, "DDIM", 0.3, 0.6, 2, True
             ),
             ["Seed"],
@@ -417,18 +417,18 @@ def cases(pipe):
         (
             "app guidance inf",
             lambda: app.generate(
-                app.generation_kwargs(SOURCE, PARSING, "atr", pose_state, 1, math.inf, 0, "DDIM", 0.3, 0.6, 2, True)
+                app.generation_request(SOURCE, PARSING, "atr", pose_state, 1, math.inf, 0, "DDIM", 0.3, 0.6, 2, True)
             ),
             ["guidance"],
         ),
         (
             "app sigma -1",
-            lambda: app.generation_kwargs(SOURCE, PARSING, "atr", pose_state, 2, 2.0, 0, "DDIM", -1.0, 0.6, 2, True),
+            lambda: app.generation_request(SOURCE, PARSING, "atr", pose_state, 2, 2.0, 0, "DDIM", -1.0, 0.6, 2, True),
             ["sigma"],
         ),
         (
             "app top-k 1e6",
-            lambda: app.generation_kwargs(
+            lambda: app.generation_request(
                 SOURCE, PARSING, "atr", pose_state, 2, 2.0, 0, "DDIM", 0.3, 0.6, 10**6, True
             ),
             ["top-k", "top_k"],

@@ -24,80 +24,84 @@ workers=${MUTATION_WORKERS:-1}  # mutmut --max-children: parallel test processes
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 # target -> file to mutate | mutant-name globs (empty: the whole file) | tests (only these run against its mutants).
-# pose.py and pipeline.py are split in their numeric core and their input/output code (readers, detector, loading,
-# argument checks), which is slower to test and less likely to hide a silent wrong result; so is metrics.py (the
-# scores vs file reading, weight loading, caching, report formatting; its argparse builders are not mutated).
+# pipeline.py is split in its numeric core and its input/output code (loading, saving, `to`, input conversion),
+# which is slower to test and less likely to hide a silent wrong result; metrics.py's argparse builders are not
+# mutated. tests/test_mutation_targets.py checks that every file, test path and glob below names something that exists.
 declare -A FILE SELECT TESTS
 FILE[parsing]=src/truepose/conditioning/parsing.py
-TESTS[parsing]="tests/conditioning/test_parsing.py tests/conditioning/test_correctness_parsing.py"
-FILE[pose]=src/truepose/conditioning/pose.py
-SELECT[pose]="truepose.conditioning.pose.x_as_keypoints__* truepose.conditioning.pose.x__present__*
-    truepose.conditioning.pose.x__check_in_frame__* truepose.conditioning.pose.x__check_size__*
-    truepose.conditioning.pose.x__render__* truepose.conditioning.pose.x_draw_skeleton__*
-    truepose.conditioning.pose.x_retarget_keypoints__* truepose.conditioning.pose.x_rescale_keypoints__*
-    truepose.conditioning.pose.x_prepare_pose_image__*"
-TESTS[pose]="tests/conditioning/test_pose.py tests/conditioning/test_correctness_pose.py"
-FILE[pose_io]=src/truepose/conditioning/pose.py
-SELECT[pose_io]="truepose.conditioning.pose.x__is_* truepose.conditioning.pose.x_as_pose_batch__*
-    truepose.conditioning.pose.x_parse_deepfashion_keypoints__* truepose.conditioning.pose.x_read_*
-    truepose.conditioning.pose.x__looks_like_local_path__* truepose.conditioning.pose.x__resolve_files__*
-    truepose.conditioning.pose.x__mm_stack_available__* truepose.conditioning.pose.xǁPoseDetectorǁ*"
-TESTS[pose_io]="tests/conditioning/test_pose.py tests/conditioning/test_pose_io.py tests/conditioning/test_input_forms.py"
+TESTS[parsing]="tests/conditioning/test_parsing.py tests/conditioning/test_label_maps.py"
 FILE[image]=src/truepose/conditioning/image.py
 TESTS[image]="tests/conditioning/test_image.py tests/conditioning/test_input_forms.py"
+FILE[keypoints]=src/truepose/conditioning/keypoints.py
+TESTS[keypoints]="tests/conditioning/test_keypoints.py tests/conditioning/test_retarget.py tests/conditioning/test_skeleton.py
+    tests/conditioning/test_pose.py"
+FILE[skeleton]=src/truepose/conditioning/skeleton.py
+SELECT[skeleton]="truepose.conditioning.skeleton.x_render_skeleton__* truepose.conditioning.skeleton.x_draw_skeleton__*"
+TESTS[skeleton]="tests/conditioning/test_skeleton.py tests/conditioning/test_pose.py"
+FILE[pose]=src/truepose/conditioning/pose.py
+TESTS[pose]="tests/conditioning/test_pose.py tests/conditioning/test_retarget.py tests/conditioning/test_input_forms.py"
+FILE[pose_files]=src/truepose/conditioning/pose_files.py
+TESTS[pose_files]="tests/conditioning/test_pose_files.py tests/conditioning/test_pose.py tests/conditioning/test_input_forms.py"
+FILE[detector]=src/truepose/conditioning/detector.py
+TESTS[detector]="tests/conditioning/test_detector.py"
 FILE[target_net]=src/truepose/models/target_net.py
-TESTS[target_net]="tests/models/test_correctness_target_net.py tests/models/test_attention.py"
+TESTS[target_net]="tests/models/test_target_net.py tests/models/test_attention.py tests/models/test_attention_processors.py"
 FILE[pose_encoder]=src/truepose/models/pose_encoder.py
-TESTS[pose_encoder]="tests/models/test_correctness_target_net.py"
+TESTS[pose_encoder]="tests/models/test_pose_encoder.py tests/models/test_target_net.py"
 FILE[attention]=src/truepose/models/attention.py
-TESTS[attention]="tests/models/test_attention.py tests/models/test_correctness_attention.py tests/models/test_correctness_target_net.py"
+TESTS[attention]="tests/models/test_attention.py tests/models/test_attention_processors.py tests/models/test_target_net.py"
 FILE[pipeline]=src/truepose/pipeline.py
-SELECT[pipeline]="truepose.pipeline.xǁTruePosePipelineǁencode_parsing__* truepose.pipeline.xǁTruePosePipelineǁencode_source_latents__*
-    truepose.pipeline.xǁTruePosePipelineǁencode_source__* truepose.pipeline.xǁTruePosePipelineǁprepare_latents__*
-    truepose.pipeline.xǁTruePosePipelineǁdecode_latents__* truepose.pipeline.xǁTruePosePipelineǁdenoise__*
-    truepose.pipeline.xǁTruePosePipelineǁprepare_extra_step_kwargs__* truepose.pipeline.xǁTruePosePipelineǁ__call____*
-    truepose.pipeline.xǁTruePosePipelineǁdo_classifier_free_guidance__* truepose.pipeline.xǁTruePosePipelineǁproject_source__*"
-TESTS[pipeline]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/bad_inputs/test_bad_inputs.py
-    tests/test_correctness_train.py"
+SELECT[pipeline]="truepose.pipeline.xǁTruePosePipelineǁprepare_latents__* truepose.pipeline.xǁTruePosePipelineǁdecode_latents__*
+    truepose.pipeline.xǁTruePosePipelineǁdenoise__* truepose.pipeline.xǁTruePosePipelineǁprepare_extra_step_kwargs__*
+    truepose.pipeline.xǁTruePosePipelineǁ__call____* truepose.pipeline.xǁTruePosePipelineǁdo_classifier_free_guidance__*
+    truepose.pipeline.xǁTruePosePipelineǁproject_source__*"
+TESTS[pipeline]="tests/pipeline/test_generation.py tests/pipeline/test_denoising_loop.py tests/pipeline/test_source_encoding.py
+    tests/pipeline/test_precision.py tests/bad_inputs/test_bad_inputs.py tests/training/test_loss.py"
+FILE[source_encoding]=src/truepose/source_encoding.py
+TESTS[source_encoding]="tests/pipeline/test_source_encoding.py tests/pipeline/test_generation.py
+    tests/pipeline/test_precision.py tests/bad_inputs/test_bad_inputs.py tests/training/test_loss.py"
+FILE[denoiser]=src/truepose/models/denoiser.py
+TESTS[denoiser]="tests/training/test_loss.py tests/test_threads.py"
 FILE[pipeline_io]=src/truepose/pipeline.py
-SELECT[pipeline_io]="truepose.pipeline.x_* truepose.pipeline.xǁTruePosePipelineǁ__init____*
-    truepose.pipeline.xǁTruePosePipelineǁfrom_* truepose.pipeline.xǁTruePosePipelineǁsave_pretrained__*
-    truepose.pipeline.xǁTruePosePipelineǁto__* truepose.pipeline.xǁTruePosePipelineǁcheck_inputs__*
-    truepose.pipeline.xǁTruePosePipelineǁencode_image__* truepose.pipeline.xǁTruePosePipelineǁparse_sources__*
-    truepose.pipeline.xǁTruePosePipelineǁprepare_pose__*
-    truepose.pipeline.xǁTruePosePipelineǁcanonical_inputs__*"
-TESTS[pipeline_io]="tests/test_correctness_pipeline.py tests/test_pipeline.py tests/bad_inputs/test_bad_inputs.py
-    tests/test_conventions.py tests/test_from_stable_diffusion.py tests/conditioning/test_input_forms.py
+SELECT[pipeline_io]="truepose.pipeline.xǁTruePosePipelineǁ__init____* truepose.pipeline.xǁTruePosePipelineǁfrom_*
+    truepose.pipeline.xǁTruePosePipelineǁsave_pretrained__* truepose.pipeline.xǁTruePosePipelineǁto__*
+    truepose.pipeline.xǁTruePosePipelineǁprepare_pose__*"
+TESTS[pipeline_io]="tests/pipeline tests/bad_inputs/test_bad_inputs.py tests/conditioning/test_input_forms.py
     tests/test_animate.py"
+FILE[call_inputs]=src/truepose/call_inputs.py
+TESTS[call_inputs]="tests/pipeline tests/bad_inputs/test_bad_inputs.py tests/conditioning/test_input_forms.py
+    tests/test_animate.py"
+FILE[checkpoint]=src/truepose/checkpoint.py
+TESTS[checkpoint]="tests/pipeline/test_loading.py tests/bad_inputs/test_bad_checkpoints_and_training.py
+    tests/bad_inputs/test_bad_commands.py tests/bad_inputs/test_bad_inputs.py"
+FILE[latents]=src/truepose/latents.py
+TESTS[latents]="tests/pipeline tests/bad_inputs/test_bad_inputs.py tests/bad_inputs/test_bad_files_and_saves.py"
+FILE[conversion]=src/truepose/conversion.py
+TESTS[conversion]="tests/pipeline/test_from_stable_diffusion.py"
 FILE[train]=src/truepose/train.py
 SELECT[train]="truepose.train.x_training_loss__*"
-TESTS[train]="tests/test_correctness_train.py"
+TESTS[train]="tests/training/test_loss.py"
+FILE[scores]=src/truepose/evaluation/scores.py
+TESTS[scores]="tests/evaluation/test_scores.py tests/evaluation/test_regions.py tests/bad_inputs/test_bad_inputs.py"
+FILE[fid]=src/truepose/evaluation/fid.py
+TESTS[fid]="tests/evaluation/test_fid.py tests/evaluation/test_metrics.py"
+FILE[images]=src/truepose/evaluation/images.py
+TESTS[images]="tests/evaluation/test_images.py tests/evaluation/test_scores.py tests/evaluation/test_metrics.py
+    tests/evaluation/test_regions.py tests/bad_inputs/test_bad_inputs.py"
+FILE[weights]=src/truepose/evaluation/weights.py
+TESTS[weights]="tests/evaluation/test_weights.py tests/evaluation/test_metrics.py"
+FILE[report]=src/truepose/evaluation/report.py
+TESTS[report]="tests/evaluation/test_report.py tests/evaluation/test_metrics.py tests/evaluation/test_regions.py"
+FILE[progress]=src/truepose/evaluation/progress.py
+TESTS[progress]="tests/evaluation/test_report.py"
 FILE[metrics]=src/truepose/evaluation/metrics.py
-SELECT[metrics]="truepose.evaluation.metrics.x_resize_to_uint8__* truepose.evaluation.metrics.x__array_to_uint8__*
-    truepose.evaluation.metrics.x__to_float__*
-    truepose.evaluation.metrics.x__check_pair__* truepose.evaluation.metrics.x_ssim__*
-    truepose.evaluation.metrics.x_ssim_256__* truepose.evaluation.metrics.x_psnr__*
-    truepose.evaluation.metrics.x_lpips_distance__* truepose.evaluation.metrics.xǁInceptionFeatureExtractorǁ*
-    truepose.evaluation.metrics.xǁPytorchFIDFeatureExtractorǁ* truepose.evaluation.metrics.x_min_fid_images__*
-    truepose.evaluation.metrics.x_check_fid_image_counts__* truepose.evaluation.metrics.xǁRunningStatisticsǁ*
-    truepose.evaluation.metrics.x_feature_statistics__* truepose.evaluation.metrics.x_frechet_distance__*"
-TESTS[metrics]="tests/evaluation/test_evaluation_metrics.py"
-FILE[metrics_io]=src/truepose/evaluation/metrics.py
-SELECT[metrics_io]="truepose.evaluation.metrics.x_parse_size__* truepose.evaluation.metrics.x_list_image_files__*
-    truepose.evaluation.metrics.x_load_* truepose.evaluation.metrics.x_pair_image_folders__*
-    truepose.evaluation.metrics.xǁ_* truepose.evaluation.metrics.x_resolve_weights_file__*
-    truepose.evaluation.metrics.x__load_state_dict__* truepose.evaluation.metrics.x_check_fid_backbone__*
-    truepose.evaluation.metrics.x_check_weight_files__* truepose.evaluation.metrics.x_folder_statistics__*
-    truepose.evaluation.metrics.x_real_statistics__* truepose.evaluation.metrics.x__real_statistics_key__*
-    truepose.evaluation.metrics.x_target_parsing_files__* truepose.evaluation.metrics.x_compute_metrics__*
-    truepose.evaluation.metrics.x__format_* truepose.evaluation.metrics.x_format_markdown__*
-    truepose.evaluation.metrics.x_write_results__* truepose.evaluation.metrics.x_scoring_kwargs__*
-    truepose.evaluation.metrics.x__loader__* truepose.evaluation.metrics.x__progress__*
-    truepose.evaluation.metrics.x__default_device__* truepose.evaluation.metrics.x_default_cache_dir__*
-    truepose.evaluation.metrics.x_main__*"
-TESTS[metrics_io]="tests/evaluation/test_evaluation_metrics.py tests/evaluation/test_metrics_io.py tests/evaluation/test_evaluation_regions.py
-    tests/bad_inputs/test_bad_inputs.py"
-ALL=(parsing image target_net train pose pipeline pose_encoder attention pose_io pipeline_io metrics metrics_io)
+SELECT[metrics]="truepose.evaluation.metrics.x__default_device__* truepose.evaluation.metrics.x_compute_metrics__*
+    truepose.evaluation.metrics.x__score_pairs__* truepose.evaluation.metrics.x__real_set_statistics__*
+    truepose.evaluation.metrics.x_scoring_kwargs__* truepose.evaluation.metrics.x_main__*"
+TESTS[metrics]="tests/evaluation/test_metrics.py tests/evaluation/test_regions.py tests/bad_inputs/test_bad_inputs.py"
+ALL=(parsing image keypoints skeleton target_net train pose pipeline source_encoding denoiser pose_encoder attention pose_files
+    detector pipeline_io
+    call_inputs checkpoint latents conversion scores fid images weights report progress metrics)
 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")

@@ -35,7 +35,7 @@ import bench_step  # noqa: E402
 
 from truepose.data import SyntheticPoseDataset  # noqa: E402
 from truepose.data.common import collate_pairs  # noqa: E402
-from truepose.models import TargetNet  # noqa: E402
+from truepose.models import TargetNet, TruePoseDenoiser  # noqa: E402
 from truepose.train import make_batch, pair_generators, training_loss  # noqa: E402
 
 
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     for module in (pipe.vae, pipe.image_encoder, pipe.source_unet):
         module.requires_grad_(False)
+    denoiser = TruePoseDenoiser(pipe.source_unet, pipe.target_unet, pipe.pose_encoder)  # SourceNet frozen
     trained = [pipe.target_unet, pipe.pose_encoder]
     for module in trained:
         module.train()
@@ -103,9 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     def forward_backward(step: int) -> None:
         training_loss(
             pipe,
-            pipe.source_unet,
-            pipe.target_unet,
-            pipe.pose_encoder,
+            denoiser,
             noise_scheduler,
             batches[step],
             0.0,

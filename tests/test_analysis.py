@@ -161,7 +161,8 @@ def test_pipeline_is_left_as_found(pipe, person, recorded):
     assert not any(m._forward_pre_hooks for m in pipe.target_unet.modules())
     # recorders travel with the call: no processor holds one, or any other per-call attribute
     assert all(
-        not hasattr(p, "recorder") and not hasattr(p, "reference") for p in pipe.target_unet.hpfa_processors.values()
+        not hasattr(p, "recorder") and not hasattr(p, "reference")
+        for p in pipe.target_unet.truepose_processors.values()
     )
     with pytest.raises(ValueError, match=r"^No HPFA/CAA processors named \['down_blocks.9.attn1.processor'\]"):
         pipe(source, TINY_KEYPOINTS, source_parsing=parsing, num_inference_steps=1,
@@ -192,3 +193,18 @@ def test_generation_is_interrupted_after_the_last_recorded_step(pipe, person):
     finally:
         handle.remove()
     assert len(calls) == 2 and shares["steps"] == [1] and len(shares["timesteps"]) == 1
+
+
+def test_attention_shares_steps_and_masks():
+    from truepose.analysis import _analysis_masks, _recorded_steps
+    from truepose.conditioning import get_label_map
+
+    assert _recorded_steps(None, 3) == [0, 1, 2]
+    assert _recorded_steps([-1, 0, 2], 3) == [0, 2]
+    with pytest.raises(ValueError, match=r"^`timestep_index` 3 is outside the 3 steps\.$"):
+        _recorded_steps(3, 3)
+    _, parsing = tiny_person()
+    regions, masks = _analysis_masks(parsing, get_label_map("atr"))
+    assert masks.shape == (5 + len(regions), *parsing.shape) and masks.dtype == np.float32
+    np.testing.assert_array_equal(masks[:4].sum(0), 1)  # the groups partition the image
+    np.testing.assert_array_equal(masks[4], 1)  # every source token

@@ -208,3 +208,18 @@ def test_animate_command_refuses_bad_arguments_before_any_work(tmp_path, capsys)
     assert "exactly one of --source and --example-person" in capsys.readouterr().err
     assert main(["animate", "--source", "nope.png", "--poses", "x.npy", "--output", str(tmp_path / "o.gif")]) == 2
     assert "--source 'nope.png': no such file" in capsys.readouterr().err
+
+
+def test_animation_noise_is_shared_or_per_frame(pipe):
+    from truepose import TruePoseAnimationPipeline
+
+    animation = TruePoseAnimationPipeline(**pipe.components)
+    shared = animation.prepare_sequence_noise(
+        3, (32, 32), torch.Generator().manual_seed(0), None, "cpu", torch.float32
+    )
+    assert shared.shape == (3, 4, 32, 32) and torch.equal(shared[0], shared[2])
+    generators = [torch.Generator().manual_seed(i) for i in range(3)]
+    per_frame = animation.prepare_sequence_noise(3, (32, 32), generators, None, "cpu", torch.float32)
+    assert torch.equal(per_frame[0], shared[0]) and not torch.equal(per_frame[1], per_frame[0])
+    with pytest.raises(ValueError, match=r"^`latents` must have shape \(1 or 3, 4, 32, 32\), got \(2, 4, 32, 32\)\.$"):
+        animation.prepare_sequence_noise(3, (32, 32), None, torch.zeros(2, 4, 32, 32), "cpu", torch.float32)

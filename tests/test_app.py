@@ -209,7 +209,7 @@ def test_app_actions_settings_and_attention_chart_without_a_browser(tmp_path):
     app = TruePoseApp(tiny_pipeline(seed=0, randomize_new_layers=True))
     image, parsing = tiny_person()
     pose = {"keypoints": TINY_KEYPOINTS, "frame": (64, 64)}
-    kwargs = app.generation_kwargs(image, parsing, "atr", pose, 2, 2.0, 3, "Euler", 0.2, 0.5, 1, False)
+    kwargs = app.generation_request(image, parsing, "atr", pose, 2, 2.0, 3, "Euler", 0.2, 0.5, 1, False)
     fractions = []
     generated = app.generate(kwargs, lambda fraction, **_: fractions.append(fraction))
     assert fractions == [(1, 2), (2, 2)]
@@ -222,7 +222,38 @@ def test_app_actions_settings_and_attention_chart_without_a_browser(tmp_path):
     chart = app.attention_chart(kwargs)
     assert isinstance(chart, PIL.Image.Image) and chart.width > 300
     with pytest.raises(ValueError, match="target pose"):
-        app.generation_kwargs(image, parsing, "atr", None, 2, 2.0, 0, "DDIM", 0.3, 0.6, 2, True)
+        app.generation_request(image, parsing, "atr", None, 2, 2.0, 0, "DDIM", 0.3, 0.6, 2, True)
     (tmp_path / "pose.json").write_text('{"people": []}')
     with pytest.raises(ValueError, match="has no person"):
         read_pose_file(tmp_path / "pose.json")
+
+
+def test_the_apps_generation_request_changes_nothing_and_the_page_keeps_its_events():
+    from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline
+
+    _require(importlib.util.find_spec("gradio") is not None, 'gradio not installed (pip install "truepose[app]")')
+    from truepose.app import TruePoseApp, build_app
+
+    pipe = tiny_pipeline(seed=0, randomize_new_layers=True)
+
+    app = TruePoseApp(pipe)
+    assert not hasattr(app, "generation_kwargs")
+    scheduler, config = pipe.scheduler, dict(pipe.target_unet.config)
+    source, parsing = tiny_person()
+    pose = {"keypoints": TINY_KEYPOINTS, "frame": (64, 64)}
+    request = app.generation_request(source, parsing, "atr", pose, 2, 2.0, 3, "Euler", 0.2, 0.5, 1, True)
+    assert pipe.scheduler is scheduler and dict(pipe.target_unet.config) == config
+    assert request["settings"] == {"scheduler": "Euler", "hpfa_sigma": 0.2, "hpfa_delta": 0.5, "caa_top_k": 1}
+    assert (request["seed"], request["height"], request["width"], request["num_inference_steps"]) == (3, 64, 64, 2)
+
+    blocks = build_app(pipe)
+    events = sorted(dependency["api_name"] for dependency in blocks.get_config_file()["dependencies"])
+    assert events == sorted(
+        ["pick_example_person", "lambda", "upload_parsing", "pick_gallery_pose", "upload_pose_file",
+         "upload_pose_photo", "pick_example_pose", "generate", "chart"]
+    )  # fmt: skip
+    elements = {block.elem_id for block in blocks.blocks.values()} - {None}
+    assert elements == {
+        "source", "parsing", "pose-gallery", "pose-file", "pose-photo", "skeleton", "steps", "seed", "generate",
+        "result", "chart", "chart-image",
+    }  # fmt: skip

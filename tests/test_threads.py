@@ -15,6 +15,7 @@ from diffusers import DDPMScheduler
 from truepose import TruePoseAnimationPipeline
 from truepose.analysis import attention_shares
 from truepose.conditioning import draw_skeleton
+from truepose.models import TruePoseDenoiser
 from truepose.pipeline import SD15_SCHEDULER_CONFIG
 from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline
 from truepose.train import TrainingBatch, training_loss
@@ -151,11 +152,11 @@ def test_checkpointed_training_step_recomputes_with_the_same_references_in_anoth
 
     def step(checkpointing: bool):
         pipe = tiny_pipeline(seed=0, randomize_new_layers=True)
+        denoiser = TruePoseDenoiser(pipe.source_unet, pipe.target_unet, pipe.pose_encoder)
         if checkpointing:
-            pipe.target_unet.enable_gradient_checkpointing()
-            pipe.source_unet.enable_gradient_checkpointing()
+            denoiser.enable_gradient_checkpointing()
         calls_in_backward = []
-        layer = next(iter(pipe.target_unet.hpfa_processors)).removesuffix(".processor")
+        layer = next(iter(pipe.target_unet.truepose_processors)).removesuffix(".processor")
         pipe.target_unet.get_submodule(layer).register_forward_pre_hook(
             lambda module, args, kwargs: calls_in_backward.append(kwargs["layer_references"]) if in_backward else None,
             with_kwargs=True,
@@ -171,7 +172,7 @@ def test_checkpointed_training_step_recomputes_with_the_same_references_in_anoth
             in_backward = False
 
         loss = training_loss(
-            pipe, pipe.source_unet, pipe.target_unet, pipe.pose_encoder, noise_scheduler, batch, 0.3,
+            pipe, denoiser, noise_scheduler, batch, 0.3,
             [torch.Generator().manual_seed(s) for s in (5, 6)], backward_in_another_thread,
         )  # fmt: skip
         grads = {
@@ -200,8 +201,8 @@ def test_app_visitors_with_different_settings_get_their_own_images(pipe):
     source, parsing = tiny_person(0)
     pose = {"keypoints": TINY_KEYPOINTS, "frame": (64, 64)}
     visitors = [
-        app.generation_kwargs(source, parsing, "atr", pose, 2, 2.0, 3, "Euler", 0.2, 0.5, 1, False),
-        app.generation_kwargs(source, parsing, "atr", pose, 3, 2.0, 3, "DDIM", 0.3, 0.6, 2, True),
+        app.generation_request(source, parsing, "atr", pose, 2, 2.0, 3, "Euler", 0.2, 0.5, 1, False),
+        app.generation_request(source, parsing, "atr", pose, 3, 2.0, 3, "DDIM", 0.3, 0.6, 2, True),
     ]
     alone = [np.asarray(app.generate(kwargs)) for kwargs in visitors]
     together = concurrently(*(lambda kwargs=kwargs: np.asarray(app.generate(kwargs)) for kwargs in visitors))

@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from .animation import TruePoseAnimationOutput, TruePoseAnimationPipeline, write_animation
-from .models import CAAAttnProcessor, HPFAAttnProcessor, PoseEncoder, TargetNet
+from .models import CAAAttnProcessor, HPFAAttnProcessor, PoseEncoder, TargetNet, TruePoseDenoiser
 from .pipeline import CUSTOM_PIPELINE, TruePosePipeline, TruePosePipelineOutput
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "PoseEncoder",
     "TargetNet",
     "TruePoseAnimationOutput",
+    "TruePoseDenoiser",
     "TruePoseAnimationPipeline",
     "TruePosePipeline",
     "TruePosePipelineOutput",

@@ -34,7 +34,7 @@ Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -132,6 +132,121 @@ def _received_attention(
     return received / (query.shape[0] * query.shape[1] * query.shape[2])
 
 
+_SET_BY_ATTENTION_SHARES = (
+    "callback_on_step_end",
+    "output_type",
+    "num_images_per_prompt",
+    "return_dict",
+    "cross_attention_kwargs",
+)
+
+
+def _recorded_steps(timestep_index: int | Sequence[int] | None, num_steps: int) -> list[int]:
+    """The sorted denoising steps ``timestep_index`` names (negative ones count from the end; `None`: all)."""
+    if timestep_index is None:
+        return list(range(num_steps))
+    indices = [timestep_index] if isinstance(timestep_index, int) else list(timestep_index)
+    if not indices or any(not -num_steps <= i < num_steps for i in indices):
+        raise ValueError(f"`timestep_index` {timestep_index!r} is outside the {num_steps} steps.")
+    return sorted({i % num_steps for i in indices})
+
+
+def _analysis_masks(parsing: np.ndarray, label_map: parsing_utils.LabelMap) -> tuple[list[str], np.ndarray]:
+    """The names of the CAA regions present in ``parsing`` and the masks whose attention mass is measured,
+    `(channels, H, W)` float32: the source groups (body, clothing, face, background), one channel that is 1 on every
+    source token, then one per region (the channel layout `_layer_shares` reads)."""
+    region_names, region_masks = parsing_utils.region_masks(parsing, label_map)
+    masks = np.concatenate(
+        [group_masks(parsing, label_map), np.ones((1, *parsing.shape), np.float32), region_masks.astype(np.float32)]
+    )
+    return region_names, masks
+
+
+class _AttentionRecorder:
+    """What one [`attention_shares`] call records: the recorders handed to TargetNet's processors and the step
+    callback that counts the steps and interrupts the generation after the last requested one.
+
+    ``totals``: layer name -> `(channels,)` float64 sum over the recorded steps of the attention mass on each mask
+    channel; ``received``: layer name -> `(num_source_tokens,)` sum of [`_received_attention`] (``heatmap_names``
+    only); ``timesteps``: the recorded steps' timesteps.
+    """
+
+    def __init__(
+        self,
+        steps: list[int],
+        layer_indicators: dict[str, torch.Tensor],
+        heatmap_names: set[str],
+        heatmap_chunk_size: int,
+    ) -> None:
+        self.steps = steps
+        self.layer_indicators = layer_indicators
+        self.heatmap_names = heatmap_names
+        self.heatmap_chunk_size = heatmap_chunk_size
+        self.step = 0
+        self.timesteps: list[int] = []
+        self.totals: dict[str, torch.Tensor] = {}
+        self.received: dict[str, torch.Tensor] = {}
+
+    def recorders(self) -> dict[str, Callable[..., None]]:
+        """Processor name -> recorder, for ``cross_attention_kwargs={"recorders": ...}``."""
+        return {name + ".processor": self._recorder(name) for name in self.layer_indicators}
+
+    def _recorder(self, name: str) -> Callable[..., None]:
+        """The recorder of layer ``name``: at a requested step, adds the layer's attention mass on each mask channel
+        (and, for a heatmap layer, the attention each source token receives)."""
+
+        def record(query, key, value, source_key, source_value, log_weight):
+            if self.step not in self.steps:
+                return
+            indicators = self.layer_indicators[name].to(query.device)
+            _, mass = fused_reference_attention(
+                query, key, value, source_key, source_value, log_weight, indicators.expand(len(query), -1, -1)
+            )
+            self.totals[name] = self.totals.get(name, 0) + mass.double().mean(dim=(0, 1, 2))
+            if name in self.heatmap_names:
+                layer_received = _received_attention(query, key, source_key, log_weight, self.heatmap_chunk_size)
+                self.received[name] = self.received.get(name, 0) + layer_received
+
+        return record
+
+    def next_step(self, pipeline: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
+        """``callback_on_step_end``: the step that ends was ``step``."""
+        if step in self.steps:
+            self.timesteps.append(int(timestep))
+        self.step = step + 1
+        if self.step > self.steps[-1]:
+            pipeline._interrupt = True  # the remaining steps are skipped: nothing more to record
+        return callback_kwargs
+
+
+def _layer_shares(
+    totals: dict[str, torch.Tensor], count: int, region_names: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Layer name -> shares (see [`attention_shares`]'s ``"layers"``) from the recorded mass ``totals`` of
+    ``count`` steps."""
+    layers: dict[str, dict[str, Any]] = {}
+    for name, total in totals.items():
+        share = (total / count).tolist()
+        source_share = share[_ALL_SOURCE_CHANNEL]
+        entry = {"target": 1.0 - source_share}
+        entry.update({group: share[i] for i, group in enumerate(_SOURCE_GROUPS)})
+        entry["source"] = source_share
+        entry["regions"] = {region: share[_FIRST_REGION_CHANNEL + i] for i, region in enumerate(region_names)}
+        layers[name] = entry
+    return layers
+
+
+def _mean_shares(layers: dict[str, dict[str, Any]], region_names: Sequence[str]) -> dict[str, Any]:
+    """The shares of ``layers`` averaged over layers (each layer counts once)."""
+    mean: dict[str, Any] = {
+        key: float(np.mean([layer[key] for layer in layers.values()])) for key in (*GROUPS, "source")
+    }
+    mean["regions"] = {
+        region: float(np.mean([layer["regions"][region] for layer in layers.values()])) for region in region_names
+    }
+    return mean
+
+
 @torch.no_grad()
 def attention_shares(
     pipe: Any,
@@ -181,65 +296,26 @@ def attention_shares(
         - ``"groups"``, ``"regions"`` (names present), ``"steps"`` (indices recorded), ``"timesteps"``,
           ``"source_size"`` `(H, W)` and ``"latent_size"`` `(h, w)`.
     """
-    for argument in (
-        "callback_on_step_end",
-        "output_type",
-        "num_images_per_prompt",
-        "return_dict",
-        "cross_attention_kwargs",
-    ):
+    for argument in _SET_BY_ATTENTION_SHARES:
         if argument in pipeline_kwargs:
             raise ValueError(f"`{argument}` is set by `attention_shares` and cannot be passed.")
     if isinstance(source_image, (list, tuple)) or (isinstance(source_image, np.ndarray) and source_image.ndim == 4):
         raise ValueError("`attention_shares` takes one source image (and one target pose).")
     source = to_pil_image(source_image, "source_image")
     num_steps = int(num_inference_steps)
-    if timestep_index is None:
-        steps = list(range(num_steps))
-    else:
-        indices = [timestep_index] if isinstance(timestep_index, int) else list(timestep_index)
-        if not indices or any(not -num_steps <= i < num_steps for i in indices):
-            raise ValueError(f"`timestep_index` {timestep_index!r} is outside the {num_steps} steps.")
-        steps = sorted({i % num_steps for i in indices})
+    steps = _recorded_steps(timestep_index, num_steps)
 
     # the parsing the pipeline will use (parsed once here when the pipeline has a parser), and the analysis masks
+    # as each layer sees them
     parsing_maps, label_map = pipe.parse_sources([source], source_parsing, parsing_label_map)
     parsing = parsing_maps[0]
-    region_names, region_masks = parsing_utils.region_masks(parsing, label_map)
-    masks = np.concatenate(
-        [group_masks(parsing, label_map), np.ones((1, *parsing.shape), np.float32), region_masks.astype(np.float32)]
-    )
+    region_names, masks = _analysis_masks(parsing, label_map)
     layer_indicators, latent_size = _layer_indicators(
         pipe, source, parsing, label_map, masks, pipeline_kwargs.get("height"), pipeline_kwargs.get("width")
     )
-    heatmap_names = _heatmap_layer_names(heatmap_layers, layer_indicators)
-
-    state: dict[str, Any] = {"step": 0, "timesteps": []}
-    totals: dict[str, torch.Tensor] = {}
-    received: dict[str, torch.Tensor] = {}
-
-    def recorder(name: str):
-        def record(query, key, value, source_key, source_value, log_weight):
-            if state["step"] not in steps:
-                return
-            indicators = layer_indicators[name].to(query.device)
-            _, mass = fused_reference_attention(
-                query, key, value, source_key, source_value, log_weight, indicators.expand(len(query), -1, -1)
-            )
-            totals[name] = totals.get(name, 0) + mass.double().mean(dim=(0, 1, 2))
-            if name in heatmap_names:
-                layer_received = _received_attention(query, key, source_key, log_weight, heatmap_chunk_size)
-                received[name] = received.get(name, 0) + layer_received
-
-        return record
-
-    def next_step(pipeline, step, timestep, callback_kwargs):
-        if step in steps:
-            state["timesteps"].append(int(timestep))
-        state["step"] = step + 1
-        if state["step"] > steps[-1]:
-            pipeline._interrupt = True  # the remaining steps are skipped: nothing more to record
-        return callback_kwargs
+    recorder = _AttentionRecorder(
+        steps, layer_indicators, _heatmap_layer_names(heatmap_layers, layer_indicators), heatmap_chunk_size
+    )
 
     pipe(
         source,
@@ -250,38 +326,24 @@ def attention_shares(
         guidance_scale=guidance_scale,
         generator=generator,
         output_type="latent",
-        callback_on_step_end=next_step,
-        cross_attention_kwargs={"recorders": {name + ".processor": recorder(name) for name in layer_indicators}},
+        callback_on_step_end=recorder.next_step,
+        cross_attention_kwargs={"recorders": recorder.recorders()},
         **pipeline_kwargs,
     )
 
     count = len(steps)
-    layers: dict[str, dict[str, Any]] = {}
-    for name, total in totals.items():
-        share = (total / count).tolist()
-        source_share = share[_ALL_SOURCE_CHANNEL]
-        entry = {"target": 1.0 - source_share}
-        entry.update({group: share[i] for i, group in enumerate(_SOURCE_GROUPS)})
-        entry["source"] = source_share
-        entry["regions"] = {region: share[_FIRST_REGION_CHANNEL + i] for i, region in enumerate(region_names)}
-        layers[name] = entry
-    mean: dict[str, Any] = {
-        key: float(np.mean([layer[key] for layer in layers.values()])) for key in (*GROUPS, "source")
-    }
-    mean["regions"] = {
-        region: float(np.mean([layer["regions"][region] for layer in layers.values()])) for region in region_names
-    }
+    layers = _layer_shares(recorder.totals, count, region_names)
     return {
         "layers": layers,
-        "mean": mean,
+        "mean": _mean_shares(layers, region_names),
         "received": {
             name: (total / count).reshape(token_grid(latent_size, total.numel())).cpu().numpy()
-            for name, total in received.items()
+            for name, total in recorder.received.items()
         },
         "groups": GROUPS,
         "regions": tuple(region_names),
         "steps": steps,
-        "timesteps": state["timesteps"],
+        "timesteps": recorder.timesteps,
         "source_size": tuple(parsing.shape),
         "latent_size": tuple(latent_size),
     }

@@ -17,10 +17,12 @@ import torch
 from diffusers.utils import BaseOutput, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
+from .call_inputs import CanonicalInputs
 from .call_state import per_call_state
 from .conditioning import ImageInput, as_keypoints, read_openpose_json
-from .conditioning.pose_files import read_pose_file
+from .conditioning.pose_files import fit_pose_to_frame, pose_file_frame, read_pose_file, read_pose_file_for
 from .latents import check_latents_tensor
+from .models import LayerReference
 from .pipeline import TruePosePipeline
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
@@ -106,81 +108,35 @@ class TruePoseAnimationPipeline(TruePosePipeline):
             source_image, poses, source_parsing, height, width, callback_on_step_end,
             callback_on_step_end_tensor_inputs, poses_argument="poses",
         )  # fmt: skip
+        self.check_animation_inputs(
+            inputs, num_inference_steps, guidance_scale, frames_per_batch, eta, generator, latents, output_type,
+            callback_on_step_end,
+        )  # fmt: skip
         sources, poses, height, width = inputs.sources, inputs.poses, inputs.height, inputs.width
-        if len(sources) != 1:
-            raise ValueError(f"`source_image` must be one image to animate, got {len(sources)}.")
-        num_frames = len(poses)
-        if num_frames == 0:
-            raise ValueError("`poses` holds no pose; pass at least one.")
-        self.check_inputs(
-            sources,
-            poses,
-            inputs.source_parsing,
-            height,
-            width,
-            num_inference_steps,
-            guidance_scale,
-            1,
-            inputs.callback_on_step_end_tensor_inputs,
-            eta=eta,
-            generator=generator,
-            output_type=output_type,
-            callback_on_step_end=callback_on_step_end,
-        )
-        if isinstance(frames_per_batch, bool) or not isinstance(frames_per_batch, int) or frames_per_batch < 1:
-            raise ValueError(f"`frames_per_batch` must be a positive int, got {frames_per_batch!r}.")
-        if latents is not None:
-            check_latents_tensor(latents)  # its shape is checked below
-        if output_type == "latent":
-            raise ValueError("`output_type` must be 'pil', 'np' or 'pt' for an animation, got 'latent'.")
         self._guidance_scale = guidance_scale
         self._interrupt = False
         device = self._execution_device
         latent_size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
 
         # 2. Encode the source once for the whole sequence: parsing, CLIP, SourceNet, masks, source keys/values
-        parsing_maps, label_map, person_masks = self._parse_source_batch(
-            sources, inputs.source_parsing, parsing_label_map
+        image_embeds, layer_references = self.encode_sequence_source(
+            sources, inputs.source_parsing, parsing_label_map, height, width, device
         )
-        source_reference, image_embeds = self.encode_source(
-            sources, parsing_maps, label_map, height, width, device, person_masks=person_masks
-        )
-        if self.do_classifier_free_guidance:
-            source_reference = source_reference.with_unconditional()
-            image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
-        image_embeds = image_embeds.to(self.target_unet.dtype)
-        layer_references = self.project_source(self.target_unet.prepare_reference(source_reference, latent_size))
 
         # 3. Skeletons of all poses (checked before any denoising) and the initial noise
         pose_pixels = self.prepare_pose(poses, height, width, device, self.pose_encoder.dtype, poses_argument="poses")
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        shape = (1 if generator is None or isinstance(generator, torch.Generator) else num_frames, *latent_size)
-        if latents is None:
-            latents = randn_tensor((shape[0], self.target_unet.config.in_channels, *latent_size), generator, device)
-        elif latents.ndim != 4 or latents.shape[0] not in (1, num_frames) or tuple(latents.shape[2:]) != latent_size:
-            raise ValueError(
-                f"`latents` must have shape (1 or {num_frames}, 4, {latent_size[0]}, {latent_size[1]}), got "
-                f"{tuple(latents.shape)}."
-            )
-        noise = latents.to(device=device, dtype=image_embeds.dtype).expand(num_frames, -1, -1, -1)
+        noise = self.prepare_sequence_noise(len(poses), latent_size, generator, latents, device, image_embeds.dtype)
 
         # 4. Denoise the frames batch by batch
         frames = []
-        for start in range(0, num_frames, frames_per_batch):
-            batch = range(start, min(start + frames_per_batch, num_frames))
-            rows = torch.zeros(len(batch), dtype=torch.long, device=device)
-            if self.do_classifier_free_guidance:
-                rows = torch.cat([rows, rows + 1])  # [unconditional ; conditional] rows of the one source
-            pose_features = self.pose_encoder(pose_pixels[start : batch.stop])
-            if self.do_classifier_free_guidance:
-                pose_features = torch.cat([pose_features] * 2)
-            self.scheduler.set_timesteps(num_inference_steps, device=device)
-            batch_latents = self.denoise(
-                noise[start : batch.stop] * self.scheduler.init_noise_sigma,
-                self.scheduler.timesteps,
-                image_embeds[rows],
-                pose_features.to(self.target_unet.dtype),
-                {name: reference.select_rows(rows) for name, reference in layer_references.items()},
+        for start in range(0, len(poses), frames_per_batch):
+            stop = min(start + frames_per_batch, len(poses))
+            batch_latents = self.denoise_frames(
+                noise[start:stop],
+                pose_pixels[start:stop],
+                image_embeds,
+                layer_references,
+                num_inference_steps,
                 self.prepare_extra_step_kwargs(generator if isinstance(generator, torch.Generator) else None, eta),
                 callback_on_step_end,
                 inputs.callback_on_step_end_tensor_inputs,
@@ -193,6 +149,129 @@ class TruePoseAnimationPipeline(TruePosePipeline):
         if not return_dict:
             return (frames,)
         return TruePoseAnimationOutput(frames=frames)
+
+    def check_animation_inputs(
+        self,
+        inputs: CanonicalInputs,
+        num_inference_steps: int,
+        guidance_scale: float,
+        frames_per_batch: int,
+        eta: float,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+        output_type: str,
+        callback_on_step_end: Callable[[Any, int, int, dict], dict] | None,
+    ) -> None:
+        """Step 1 of [`~TruePoseAnimationPipeline.__call__`]: one source, at least one pose, the arguments
+        [`~TruePosePipeline.check_inputs`] checks, and the animation's own (``frames_per_batch``, a ``latents``
+        tensor whose shape [`~TruePoseAnimationPipeline.prepare_sequence_noise`] checks, no latent output)."""
+        if len(inputs.sources) != 1:
+            raise ValueError(f"`source_image` must be one image to animate, got {len(inputs.sources)}.")
+        if len(inputs.poses) == 0:
+            raise ValueError("`poses` holds no pose; pass at least one.")
+        self.check_inputs(
+            inputs.sources,
+            inputs.poses,
+            inputs.source_parsing,
+            inputs.height,
+            inputs.width,
+            num_inference_steps,
+            guidance_scale,
+            1,
+            inputs.callback_on_step_end_tensor_inputs,
+            eta=eta,
+            generator=generator,
+            output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+        )
+        if isinstance(frames_per_batch, bool) or not isinstance(frames_per_batch, int) or frames_per_batch < 1:
+            raise ValueError(f"`frames_per_batch` must be a positive int, got {frames_per_batch!r}.")
+        if latents is not None:
+            check_latents_tensor(latents)  # its shape is checked by prepare_sequence_noise
+        if output_type == "latent":
+            raise ValueError("`output_type` must be 'pil', 'np' or 'pt' for an animation, got 'latent'.")
+
+    def encode_sequence_source(
+        self,
+        sources: list[PIL.Image.Image],
+        source_parsing: Any,
+        parsing_label_map: Any,
+        height: int,
+        width: int,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, dict[str, LayerReference]]:
+        """Step 2: everything that depends only on the one source, for the whole sequence.
+
+        Returns the CLIP image embeddings `(1 or 2, 1, D)` (a zero unconditional row first under classifier-free
+        guidance) in TargetNet's dtype, and each TargetNet layer's reference (masks, projected source keys/values)
+        with the same rows, which [`~TruePoseAnimationPipeline.denoise_frames`] repeats for each frame.
+        """
+        parsing_maps, label_map, person_masks = self._parse_source_batch(sources, source_parsing, parsing_label_map)
+        source_reference, image_embeds = self.encode_source(
+            sources, parsing_maps, label_map, height, width, device, person_masks=person_masks
+        )
+        if self.do_classifier_free_guidance:
+            source_reference = source_reference.with_unconditional()
+            image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
+        image_embeds = image_embeds.to(self.target_unet.dtype)
+        latent_size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+        layer_references = self.project_source(self.target_unet.prepare_reference(source_reference, latent_size))
+        return image_embeds, layer_references
+
+    def prepare_sequence_noise(
+        self,
+        num_frames: int,
+        latent_size: tuple[int, int],
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """Step 3: the initial noise of every frame `(num_frames, 4, h, w)` (unscaled): one draw shared by all frames
+        (no generator or one), one per frame (a list of generators), or the caller's ``latents`` `(1 or T, 4, h, w)`.
+        """
+        shape = (1 if generator is None or isinstance(generator, torch.Generator) else num_frames, *latent_size)
+        if latents is None:
+            latents = randn_tensor((shape[0], self.target_unet.config.in_channels, *latent_size), generator, device)
+        elif latents.ndim != 4 or latents.shape[0] not in (1, num_frames) or tuple(latents.shape[2:]) != latent_size:
+            raise ValueError(
+                f"`latents` must have shape (1 or {num_frames}, 4, {latent_size[0]}, {latent_size[1]}), got "
+                f"{tuple(latents.shape)}."
+            )
+        return latents.to(device=device, dtype=dtype).expand(num_frames, -1, -1, -1)
+
+    def denoise_frames(
+        self,
+        noise: torch.Tensor,
+        pose_pixels: torch.Tensor,
+        image_embeds: torch.Tensor,
+        layer_references: dict[str, LayerReference],
+        num_inference_steps: int,
+        extra_step_kwargs: dict[str, Any],
+        callback_on_step_end: Callable[[Any, int, int, dict], dict] | None,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> torch.Tensor:
+        """Step 4, one batch of frames: the initial ``noise`` `(B, 4, h, w)` of frames with skeletons ``pose_pixels``
+        `(B, 3, H, W)` -> their denoised latents, the source's ``image_embeds`` and ``layer_references`` (from
+        [`~TruePoseAnimationPipeline.encode_sequence_source`]) repeated for each frame."""
+        device = noise.device
+        rows = torch.zeros(len(noise), dtype=torch.long, device=device)
+        if self.do_classifier_free_guidance:
+            rows = torch.cat([rows, rows + 1])  # [unconditional ; conditional] rows of the one source
+        pose_features = self.pose_encoder(pose_pixels)
+        if self.do_classifier_free_guidance:
+            pose_features = torch.cat([pose_features] * 2)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        return self.denoise(
+            noise * self.scheduler.init_noise_sigma,
+            self.scheduler.timesteps,
+            image_embeds[rows],
+            pose_features.to(self.target_unet.dtype),
+            {name: reference.select_rows(rows) for name, reference in layer_references.items()},
+            extra_step_kwargs,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
 
 
 def _imageio():
@@ -235,6 +314,7 @@ def load_pose_sequence(
     path: str | os.PathLike,
     pose_detector: Callable[[PIL.Image.Image], np.ndarray] | None = None,
     frame_size: tuple[int, int] | None = None,
+    pose_frame: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Read a pose sequence: a `(T, 18, 2|3)` ``.npy`` array, a folder of OpenPose JSON frames (first person of each,
     in file-name order) or a video whose poses ``pose_detector`` extracts.
@@ -242,8 +322,10 @@ def load_pose_sequence(
     Args:
         path: the file or folder.
         pose_detector: a [`~truepose.conditioning.pose.PoseDetector`] (any callable image -> `(18, 3)`), for videos.
-        frame_size (`(height, width)`, *optional*): video frames are resized to it before detection, so the
-            keypoints are in pixels of the output frame.
+        frame_size (`(height, width)`, *optional*): the output frame. Video frames are resized to it before
+            detection; keypoint files are fitted to it by the frame rule of `truepose.conditioning.pose_files`
+            (an OpenPose JSON's canvas size, else ``pose_frame``, else taken as output pixels).
+        pose_frame (`(height, width)`, *optional*): the frame the keypoints of a ``.npy`` were taken in.
     Returns:
         `np.ndarray` float32 `(T, 18, 3)`.
     """
@@ -258,11 +340,14 @@ def load_pose_sequence(
             if not people:
                 raise ValueError(f"OpenPose frame {str(file)!r} has no person.")
             frames.append(as_keypoints(people[0], str(file)))
+            if frame_size is not None:
+                frame = pose_file_frame(file) or pose_frame
+                frames[-1] = fit_pose_to_frame(frames[-1], frame_size, frame, f"OpenPose frame {str(file)!r}")
         return np.stack(frames)
     if not path.is_file():
         raise FileNotFoundError(f"No pose sequence at {str(path)!r}.")
     if path.suffix.lower() == ".npy":
-        return read_pose_file(path)
+        return read_pose_file(path) if frame_size is None else read_pose_file_for(path, frame_size, pose_frame)
     if path.suffix.lower() in VIDEO_SUFFIXES:
         if pose_detector is None:
             raise ValueError(f"Extracting poses from the video {str(path)!r} needs a `pose_detector`.")

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ class TruePoseApp:
         photo = to_8bit(photo, "pose photo").convert("RGB").resize(size[::-1], PIL.Image.BICUBIC)
         return {"keypoints": as_keypoints(self.pose_detector(photo), "detected pose"), "frame": size}
 
-    def generation_kwargs(
+    def generation_request(
         self,
         source: PIL.Image.Image | None,
         parsing: np.ndarray | None,
@@ -150,8 +150,9 @@ class TruePoseApp:
         top_k: float,
         hpfa: bool,
     ) -> dict:
-        """The checked arguments of one generation: the pipeline's, and the model ``settings`` that
-        [`~TruePoseApp.generate`] and [`~TruePoseApp.attention_chart`] apply while they run."""
+        """Checks one visitor's inputs and returns the request of one generation: the pipeline's arguments, the
+        ``seed`` and the model ``settings`` (scheduler, HPFA/CAA) that [`~TruePoseApp.generate`] and
+        [`~TruePoseApp.attention_chart`] put on the pipeline while they run. Changes nothing."""
         if source is None:
             raise ValueError("Upload a source photo or pick an example person first.")
         self.check_upload_size(source.size, "source photo")
@@ -192,9 +193,10 @@ class TruePoseApp:
             )
             yield
 
-    def generate(self, kwargs: dict, progress: Any = None) -> PIL.Image.Image:
-        """One image; ``progress(fraction)`` is called after every denoising step."""
-        kwargs = dict(kwargs)
+    def generate(self, request: dict, progress: Any = None) -> PIL.Image.Image:
+        """The image of a [`~TruePoseApp.generation_request`]; ``progress(fraction)`` is called after every denoising
+        step."""
+        kwargs = dict(request)
         steps, seed, settings = kwargs["num_inference_steps"], kwargs.pop("seed"), kwargs.pop("settings")
 
         def report(pipe, step, timestep, callback_kwargs):
@@ -206,10 +208,10 @@ class TruePoseApp:
             output = self.pipe(**kwargs, generator=torch.Generator().manual_seed(seed), callback_on_step_end=report)
         return output.images[0]
 
-    def attention_chart(self, kwargs: dict) -> PIL.Image.Image:
-        """The attention-share chart of the generation ``kwargs`` (the same seed and settings, re-run by
+    def attention_chart(self, request: dict) -> PIL.Image.Image:
+        """The attention-share chart of the generation ``request`` (the same seed and settings, re-run by
         [`attention_shares`])."""
-        kwargs = dict(kwargs)
+        kwargs = dict(request)
         seed, settings = kwargs.pop("seed"), kwargs.pop("settings")
         with self.settings_applied(settings):
             shares = attention_shares(
@@ -235,8 +237,28 @@ def build_app(
     """The Gradio Blocks of the app, for ``pipe``; ``max_image_side`` and ``max_steps`` as in [`TruePoseApp`]."""
     gr = _gradio()
     app = TruePoseApp(pipe, pose_detector, max_image_side=max_image_side, max_steps=max_steps)
-    height, width = DEMO_RESOLUTION
-    gallery = [draw_skeleton(pose, height, width) for pose in app.gallery]
+    handlers = _event_handlers(gr, app)
+    with gr.Blocks(title="TruePose", analytics_enabled=False) as blocks:
+        gr.Markdown(
+            "# TruePose\nPose-guided person image synthesis with human-parsing-guided attention "
+            "([arXiv 2502.03426](https://arxiv.org/abs/2502.03426))."
+        )
+        parsing_state, pose_state, last_generation = gr.State(None), gr.State(None), gr.State(None)
+        states = {"parsing_state": parsing_state, "pose_state": pose_state, "last_generation": last_generation}
+        with gr.Row():
+            page = {
+                **states,
+                **_source_column(gr),
+                **_pose_column(gr, app),
+                **_result_column(gr, pipe, max_steps),
+            }
+        _wire_events(page, handlers)
+    return blocks
+
+
+def _event_handlers(gr: Any, app: TruePoseApp) -> dict[str, Callable[..., Any]]:
+    """The page's event handlers (name -> function) on ``app``'s actions; the library's errors for bad input reach
+    the visitor as a message (``gr.Error``), never as a dead page."""
 
     def user_errors(function):
         @functools.wraps(function)
@@ -301,80 +323,127 @@ def build_app(
     def generate(source, parsing, label_map, pose, steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa,
                  progress=gr.Progress()):  # noqa: B008 - Gradio's progress tracker  # fmt: skip
         settings = (steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa)
-        kwargs = app.generation_kwargs(source, parsing, label_map, pose, *settings)
-        return app.generate(kwargs, progress), kwargs, gr.update(interactive=True)
+        request = app.generation_request(source, parsing, label_map, pose, *settings)
+        return app.generate(request, progress), request, gr.update(interactive=True)
 
     @user_errors
-    def chart(kwargs):
-        if kwargs is None:
+    def chart(request):
+        if request is None:
             raise ValueError("Generate an image first.")
-        return app.attention_chart(kwargs)
+        return app.attention_chart(request)
 
-    with gr.Blocks(title="TruePose", analytics_enabled=False) as blocks:
-        gr.Markdown(
-            "# TruePose\nPose-guided person image synthesis with human-parsing-guided attention "
-            "([arXiv 2502.03426](https://arxiv.org/abs/2502.03426))."
-        )
-        parsing_state, pose_state, last_generation = gr.State(None), gr.State(None), gr.State(None)
-        with gr.Row():
-            with gr.Column():
-                gr.Markdown("### Source")
-                source = gr.Image(
-                    type="pil", image_mode=None, label="Source photo", elem_id="source", format="png", height=288
-                )
-                person = gr.Dropdown(list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person")
-                parsing_file = gr.File(label="Parsing map (PNG of label ids)", elem_id="parsing", file_types=["image"])
-                label_map = gr.Dropdown(list(LABEL_MAPS), value="atr", label="Label map of the parsing")
-                overlay = gr.Image(label="Parsing: what HPFA weights (person tinted)", interactive=False, height=288)
-            with gr.Column():
-                gr.Markdown("### Target pose")
-                pose_gallery = gr.Gallery(
-                    gallery,
-                    label="Pose gallery (click one)",
-                    columns=4,
-                    height=300,
-                    allow_preview=False,
-                    elem_id="pose-gallery",
-                )
-                pose_file = gr.File(label="…or an OpenPose JSON / keypoint file", elem_id="pose-file")
-                pose_photo = gr.Image(
-                    type="pil", image_mode=None, label="…or a photo (pose detector)", elem_id="pose-photo"
-                )
-                pose_person = gr.Dropdown(
-                    list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person's pose"
-                )
-                skeleton = gr.Image(label="Target skeleton", interactive=False, elem_id="skeleton", height=288)
-            with gr.Column():
-                gr.Markdown("### Result")
-                with gr.Accordion("Settings", open=True):
-                    steps = gr.Slider(1, max_steps, value=min(25, max_steps), step=1, label="Steps", elem_id="steps")
-                    guidance = gr.Slider(0, 10, value=2.0, step=0.1, label="Guidance scale")
-                    seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
-                    scheduler = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="Scheduler")
-                    hpfa = gr.Checkbox(True, label="HPFA on (off: plain reference attention)")
-                    sigma = gr.Slider(0.05, 1.0, value=pipe.target_unet.config.hpfa_sigma, label="HPFA σ (background)")
-                    delta = gr.Slider(0.0, 2.0, value=pipe.target_unet.config.hpfa_delta, label="HPFA δ (person)")
-                    top_k = gr.Slider(0, 8, value=pipe.target_unet.config.caa_top_k, step=1, label="CAA top-k")
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-                result = gr.Image(label="Generated", interactive=False, format="png", elem_id="result", height=288)
-                chart_button = gr.Button("Attention shares of this generation", interactive=False, elem_id="chart")
-                chart_image = gr.Image(label="Where TargetNet looked", interactive=False, elem_id="chart-image")
-
-        person.change(pick_example_person, person, [source, parsing_state, label_map, overlay])
-        source.upload(lambda: (None, None), None, [parsing_state, overlay])
-        parsing_file.change(upload_parsing, [parsing_file, source, label_map], [parsing_state, overlay])
-        pose_gallery.select(pick_gallery_pose, source, [pose_state, skeleton])
-        pose_file.change(upload_pose_file, [pose_file, source], [pose_state, skeleton])
-        pose_photo.upload(upload_pose_photo, [pose_photo, source], [pose_state, skeleton])
-        pose_person.change(pick_example_pose, [pose_person, source], [pose_state, skeleton])
-        settings = [steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa]
-        button.click(
+    return {
+        function.__name__: function
+        for function in (
+            pick_example_person,
+            upload_parsing,
+            pick_gallery_pose,
+            upload_pose_file,
+            upload_pose_photo,
+            pick_example_pose,
             generate,
-            [source, parsing_state, label_map, pose_state, *settings],
-            [result, last_generation, chart_button],
+            chart,
         )
-        chart_button.click(chart, last_generation, chart_image)
-    return blocks
+    }
+
+
+def _source_column(gr: Any) -> dict[str, Any]:
+    """The source column: a photo or an example person, a parsing map and its label map, and the parsing overlay."""
+    with gr.Column():
+        gr.Markdown("### Source")
+        source = gr.Image(
+            type="pil", image_mode=None, label="Source photo", elem_id="source", format="png", height=288
+        )
+        person = gr.Dropdown(list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person")
+        parsing_file = gr.File(label="Parsing map (PNG of label ids)", elem_id="parsing", file_types=["image"])
+        label_map = gr.Dropdown(list(LABEL_MAPS), value="atr", label="Label map of the parsing")
+        overlay = gr.Image(label="Parsing: what HPFA weights (person tinted)", interactive=False, height=288)
+    return {
+        "source": source,
+        "person": person,
+        "parsing_file": parsing_file,
+        "label_map": label_map,
+        "overlay": overlay,
+    }
+
+
+def _pose_column(gr: Any, app: TruePoseApp) -> dict[str, Any]:
+    """The target-pose column: the gallery of ``app``, a pose file, a photo or an example person's pose, and the
+    skeleton of the chosen pose."""
+    height, width = DEMO_RESOLUTION
+    with gr.Column():
+        gr.Markdown("### Target pose")
+        pose_gallery = gr.Gallery(
+            [draw_skeleton(pose, height, width) for pose in app.gallery],
+            label="Pose gallery (click one)",
+            columns=4,
+            height=300,
+            allow_preview=False,
+            elem_id="pose-gallery",
+        )
+        pose_file = gr.File(label="…or an OpenPose JSON / keypoint file", elem_id="pose-file")
+        pose_photo = gr.Image(type="pil", image_mode=None, label="…or a photo (pose detector)", elem_id="pose-photo")
+        pose_person = gr.Dropdown(list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person's pose")
+        skeleton = gr.Image(label="Target skeleton", interactive=False, elem_id="skeleton", height=288)
+    return {
+        "pose_gallery": pose_gallery,
+        "pose_file": pose_file,
+        "pose_photo": pose_photo,
+        "pose_person": pose_person,
+        "skeleton": skeleton,
+    }
+
+
+def _result_column(gr: Any, pipe: TruePosePipeline, max_steps: int) -> dict[str, Any]:
+    """The result column: the settings (defaults: ``pipe``'s HPFA/CAA settings, at most ``max_steps`` steps), the
+    generate button, the result and the attention-share chart. ``"settings"`` holds the settings' components in the
+    order of [`TruePoseApp.generation_request`]."""
+    config = pipe.target_unet.config
+    with gr.Column():
+        gr.Markdown("### Result")
+        with gr.Accordion("Settings", open=True):
+            steps = gr.Slider(1, max_steps, value=min(25, max_steps), step=1, label="Steps", elem_id="steps")
+            guidance = gr.Slider(0, 10, value=2.0, step=0.1, label="Guidance scale")
+            seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
+            scheduler = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="Scheduler")
+            hpfa = gr.Checkbox(True, label="HPFA on (off: plain reference attention)")
+            sigma = gr.Slider(0.05, 1.0, value=config.hpfa_sigma, label="HPFA σ (background)")
+            delta = gr.Slider(0.0, 2.0, value=config.hpfa_delta, label="HPFA δ (person)")
+            top_k = gr.Slider(0, 8, value=config.caa_top_k, step=1, label="CAA top-k")
+        button = gr.Button("Generate", variant="primary", elem_id="generate")
+        result = gr.Image(label="Generated", interactive=False, format="png", elem_id="result", height=288)
+        chart_button = gr.Button("Attention shares of this generation", interactive=False, elem_id="chart")
+        chart_image = gr.Image(label="Where TargetNet looked", interactive=False, elem_id="chart-image")
+    return {
+        "settings": [steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa],
+        "button": button,
+        "result": result,
+        "chart_button": chart_button,
+        "chart_image": chart_image,
+    }
+
+
+def _wire_events(page: dict[str, Any], handlers: dict[str, Callable[..., Any]]) -> None:
+    """Connects the components of ``page`` (the columns' and the states') to the ``handlers``."""
+    source, skeleton = page["source"], page["skeleton"]
+    parsing_state, pose_state = page["parsing_state"], page["pose_state"]
+    page["person"].change(
+        handlers["pick_example_person"], page["person"], [source, parsing_state, page["label_map"], page["overlay"]]
+    )
+    source.upload(lambda: (None, None), None, [parsing_state, page["overlay"]])
+    page["parsing_file"].change(
+        handlers["upload_parsing"], [page["parsing_file"], source, page["label_map"]], [parsing_state, page["overlay"]]
+    )
+    page["pose_gallery"].select(handlers["pick_gallery_pose"], source, [pose_state, skeleton])
+    page["pose_file"].change(handlers["upload_pose_file"], [page["pose_file"], source], [pose_state, skeleton])
+    page["pose_photo"].upload(handlers["upload_pose_photo"], [page["pose_photo"], source], [pose_state, skeleton])
+    page["pose_person"].change(handlers["pick_example_pose"], [page["pose_person"], source], [pose_state, skeleton])
+    page["button"].click(
+        handlers["generate"],
+        [source, parsing_state, page["label_map"], pose_state, *page["settings"]],
+        [page["result"], page["last_generation"], page["chart_button"]],
+    )
+    page["chart_button"].click(handlers["chart"], page["last_generation"], page["chart_image"])
 
 
 def launch(

@@ -4,11 +4,19 @@ and saved quietly, and errors that name the file or config field at fault.
 [`TruePosePipeline.from_pretrained`] and [`TruePosePipeline.save_pretrained`] are thin entry points to
 [`load_checkpoint`] and [`save_checkpoint`]; the loading and writing themselves are diffusers' (and the atomic swap
 `truepose._saving.atomic_folder`).
+
+Every saved folder follows diffusers' convention for pipelines it does not ship: ``model_index.json`` names the class
+as ``["pipeline_truepose", "TruePosePipeline"]`` and the folder holds ``pipeline_truepose.py``, which only imports the
+class from the installed truepose, so ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` loads it
+(and, without ``trust_remote_code``, diffusers says to pass it). [`pipeline_class_name`] lets TruePose's own
+``from_pretrained`` read both that form and the plain ``"TruePosePipeline"`` of folders saved before it, without
+running the file.
 """
 
 import contextlib
 import importlib
 import inspect
+import json
 import os
 import re
 import types
@@ -26,8 +34,49 @@ from transformers import CLIPVisionModelWithProjection
 from transformers.utils import logging as transformers_logging
 
 from ._errors import describe_error, read_json
+from ._hub import is_local_path, is_placeholder_id, placeholder_note
 from ._saving import atomic_folder, interrupted_save
 from .models import PoseEncoder, TargetNet
+
+# The module file diffusers' custom-pipeline loading imports from a checkpoint folder (``<PIPELINE_MODULE>.py``).
+PIPELINE_MODULE = "pipeline_truepose"
+
+_PIPELINE_FILE = '''"""The pipeline class of this TruePose checkpoint, for diffusers' custom-pipeline loading:
+``DiffusionPipeline.from_pretrained(this_folder_or_hub_id, trust_remote_code=True)``.
+
+It only imports the class from the installed truepose package (``pip install truepose``);
+``{name}.from_pretrained(...)`` loads the same folder without it.
+"""
+
+from {module} import {name}
+
+__all__ = ["{name}"]
+'''
+
+
+def pipeline_class_name(config: dict) -> dict:
+    """``config`` (a ``model_index.json``) with a custom-pipeline ``_class_name`` ``[PIPELINE_MODULE, name]``
+    replaced by ``name``, so that a TruePose class loads its own folders without importing their pipeline file."""
+    name = config.get("_class_name")
+    if isinstance(name, list) and len(name) == 2 and name[0] == PIPELINE_MODULE:
+        config = {**config, "_class_name": name[1]}
+    return config
+
+
+def write_pipeline_module(folder: str, pipeline_class: type) -> None:
+    """Make the checkpoint in ``folder`` loadable by plain ``DiffusionPipeline.from_pretrained(folder,
+    trust_remote_code=True)``: write ``PIPELINE_MODULE``.py (an import of ``pipeline_class``) and name it in
+    ``model_index.json``. A class defined in ``__main__`` (not importable by name) keeps diffusers' plain form."""
+    if pipeline_class.__module__ == "__main__":
+        return
+    file = os.path.join(folder, f"{PIPELINE_MODULE}.py")
+    with open(file, "w", encoding="utf-8") as f:
+        f.write(_PIPELINE_FILE.format(module=pipeline_class.__module__, name=pipeline_class.__name__))
+    index_file = os.path.join(folder, "model_index.json")
+    index = _read_json(index_file)
+    index["_class_name"] = [PIPELINE_MODULE, pipeline_class.__name__]
+    with open(index_file, "w", encoding="utf-8") as f:
+        f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
 def load_checkpoint(
@@ -42,12 +91,9 @@ def load_checkpoint(
             f"{type(pretrained_model_name_or_path).__name__}."
         )
     path = os.fspath(pretrained_model_name_or_path)
-    _check_not_interrupted(path)
-    if os.path.isdir(path):
-        if not _check_checkpoint_folder(path):
-            kwargs.setdefault("use_safetensors", False)  # .bin weights only: no failed look for safetensors first
-    elif not re.fullmatch(r"[\w.-]+/[\w.-]+", path) or path.startswith("."):
-        raise OSError(f"No TruePose checkpoint folder at {path!r}: the folder does not exist.")
+    _check_name(path)
+    if os.path.isdir(path) and not _check_checkpoint_folder(path):
+        kwargs.setdefault("use_safetensors", False)  # .bin weights only: no failed look for safetensors first
     try:
         with _quiet_components():
             return load(path, **kwargs)
@@ -56,16 +102,60 @@ def load_checkpoint(
             raise _load_error(path, error) from None
         if isinstance(error, RuntimeError):
             raise
-        raise OSError(
-            f"Could not load the TruePose checkpoint {path!r} from the Hugging Face Hub ({type(error).__name__}). "
-            f"Without network access, download it elsewhere (`hf download {path} --local-dir truepose-model`), "
-            "copy the folder here and pass its path: `TruePosePipeline.from_pretrained('truepose-model')`."
-        ) from None
+        raise hub_load_error(path, error) from None
+
+
+def read_model_index(pretrained_model_name_or_path: str | os.PathLike) -> dict:
+    """The ``model_index.json`` of a checkpoint folder or Hub id, read without loading any weights (of a Hub id, that
+    one file is downloaded, or taken from the cache offline), with `load_checkpoint`'s errors for a folder that does
+    not exist, a placeholder id or a Hub id that cannot be reached."""
+    path = os.fspath(pretrained_model_name_or_path)
+    _check_name(path)
+    if os.path.isdir(path):
+        file = os.path.join(path, "model_index.json")
+        if not os.path.isfile(file):
+            raise OSError(f"{path!r} is not a TruePose checkpoint: it has no model_index.json.")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            file = hf_hub_download(path, "model_index.json")
+        except Exception as error:  # offline, no such repo, auth: all end with the same advice
+            raise hub_load_error(path, error) from None
+    return pipeline_class_name(_read_json(file))
+
+
+def has_parser(model_index: dict) -> bool:
+    """Whether a checkpoint's ``model_index.json`` (`read_model_index`) names a ``parser`` component."""
+    entry = model_index.get("parser")
+    return isinstance(entry, list) and len(entry) == 2 and None not in entry
+
+
+def _check_name(path: str) -> None:
+    """Refuse at once what cannot be loaded: a save's temporary folder, a local path that does not exist (never
+    retried as a Hub id, `truepose._hub.is_local_path`), a placeholder id of the docs."""
+    _check_not_interrupted(path)
+    if os.path.isdir(path):
+        return
+    if is_local_path(path):
+        raise OSError(f"No TruePose checkpoint folder at {path!r}: the folder does not exist.")
+    if is_placeholder_id(path):
+        raise OSError(f"Could not load the TruePose checkpoint {path!r}: {placeholder_note()}")
+
+
+def hub_load_error(path: str, error: Exception) -> OSError:
+    """The error of a Hub id that could not be loaded: how to download it for use offline."""
+    return OSError(
+        f"Could not load the TruePose checkpoint {path!r} from the Hugging Face Hub ({type(error).__name__}). "
+        f"Without network access, download it elsewhere (`hf download {path} --local-dir truepose-model`), "
+        "copy the folder here and pass its path: `TruePosePipeline.from_pretrained('truepose-model')`."
+    )
 
 
 def save_checkpoint(
     save: Callable[..., None],
     upload: Callable[..., Any],
+    pipeline_class: type,
     save_directory: str | os.PathLike,
     safe_serialization: bool = True,
     variant: str | None = None,
@@ -75,7 +165,8 @@ def save_checkpoint(
 ) -> None:
     """``save(folder, ...)`` (a pipeline's [`DiffusionPipeline.save_pretrained`]) into ``save_directory``, all or
     nothing (see [`TruePosePipeline.save_pretrained`]); with ``push_to_hub=True`` the repository is created first and
-    ``upload(folder, repo_id, ...)`` (the pipeline's ``_upload_folder``) sends the saved folder after the swap."""
+    ``upload(folder, repo_id, ...)`` (the pipeline's ``_upload_folder``) sends the saved folder after the swap.
+    ``pipeline_class`` is written into the folder for diffusers' custom-pipeline loading (`write_pipeline_module`)."""
     if not isinstance(save_directory, (str, os.PathLike)):
         raise TypeError(f"`save_directory` must be a folder path, got {type(save_directory).__name__}.")
     path = os.fspath(save_directory)
@@ -96,6 +187,7 @@ def save_checkpoint(
         repo_id = create_repo(repo_id, exist_ok=True, private=hub_options.get("private"), token=token).repo_id
     with _quiet_components(), atomic_folder(path) as folder:
         save(folder, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size, **kwargs)
+        write_pipeline_module(folder, pipeline_class)
     if push_to_hub:
         model_card = populate_model_card(load_or_create_model_card(repo_id, token=token, is_pipeline=True))
         model_card.save(os.path.join(path, "README.md"))

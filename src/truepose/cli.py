@@ -226,11 +226,18 @@ def _open_parsing(path: str | None, label_map: str, size: tuple[int, int], optio
     return parsing
 
 
-def _load_pose(path: str, size: tuple[int, int], is_photo: bool = False, option: str = "--pose"):
-    """A pose file: OpenPose JSON (first person) or keypoints (.npy/.txt/.csv, any case), checked against the
-    output `(height, width)`; anything else is read as an image."""
+def _load_pose(
+    path: str,
+    size: tuple[int, int],
+    is_photo: bool = False,
+    option: str = "--pose",
+    pose_frame: tuple[int, int] | None = None,
+):
+    """A pose file: OpenPose JSON (first person) or keypoints (.npy/.txt/.csv, any case), fitted to the output
+    `(height, width)` by the frame rule of `truepose.conditioning.pose_files` and checked; anything else is read as
+    an image."""
     from .conditioning.keypoints import check_in_frame
-    from .conditioning.pose_files import is_pose_file, read_pose_file
+    from .conditioning.pose_files import is_pose_file, read_pose_file_for
 
     if not is_pose_file(path):
         from .conditioning.image import to_8bit
@@ -239,7 +246,7 @@ def _load_pose(path: str, size: tuple[int, int], is_photo: bool = False, option:
     if is_photo:
         raise UsageError(f"--pose-is-photo needs {option} to be a photo, got the keypoint file {path!r}.")
     try:
-        poses = read_pose_file(path)
+        poses = read_pose_file_for(path, size, pose_frame)
     except ValueError as error:
         raise UsageError(f"{option}: {error}") from None
     if len(poses) > 1 and not path.lower().endswith(".json"):
@@ -251,9 +258,53 @@ def _load_pose(path: str, size: tuple[int, int], is_photo: bool = False, option:
 
 
 def _pose_detector(name: str, device: str):
-    from .conditioning.pose import PoseDetector
+    from .conditioning.loaders import load_pose_detector
 
-    return PoseDetector.from_pretrained(name).to(device)
+    return load_pose_detector(name, device, "--detector")
+
+
+def check_parsing_options(args: argparse.Namespace, model: str | None) -> None:
+    """Before anything loads: the source's parsing map comes from exactly one of --parsing, --parser or the model's
+    own parser (read from its model_index.json, no weights loaded; ``model`` None: the shipped model), and a
+    --parser folder that does not exist is refused."""
+    from .checkpoint import has_parser, read_model_index
+    from .conditioning.loaders import PARSER_HUB_REPO, check_folder_exists
+    from .demo import SHIPPED_MODEL
+
+    if args.parsing is not None and args.parser is not None:
+        raise UsageError("give one of --parsing (a parsing map) and --parser (a human parser), not both.")
+    if args.parser is not None:
+        check_folder_exists(args.parser, "--parser", PARSER_HUB_REPO)
+    if args.parsing is None and args.parser is None and not has_parser(read_model_index(model or SHIPPED_MODEL)):
+        name = "the shipped model" if model is None else f"--model {model!r}"
+        raise UsageError(
+            f"{name} has no human parser, so the source needs a parsing map: pass --parsing PARSING.png (label ids "
+            f"of the source) or --parser PARSER (a human-parsing checkpoint, folder or Hub id, e.g. "
+            f"{PARSER_HUB_REPO}; see docs/inputs.md)."
+        )
+
+
+def parse_source(parser: str, source, device: str, option: str = "--parser"):
+    """The source's parsing map `(H, W)` and label table by the human parser ``parser`` (folder or Hub id); a map
+    without a person is refused."""
+    from .conditioning import person_mask
+    from .conditioning.loaders import load_human_parser
+    from .conditioning.parsing import parse_images
+
+    model, processor, label_map = load_human_parser(parser, device, option)
+    parsing = parse_images(model, processor, [source])[0]
+    person_mask(parsing, label_map, argument_name=f"the parsing map {option} {parser!r} made of the source")
+    return parsing, label_map
+
+
+def write_parsing_overlay(path: str | None, source, parsing, label_map) -> None:
+    """Writes the source with its parsing groups tinted (the app's overlay) to ``path``, when given."""
+    if path is None:
+        return
+    from .app import parsing_overlay
+
+    parsing_overlay(source, parsing, label_map).save(path)
+    print(f"wrote {path}")
 
 
 def generate(args: argparse.Namespace) -> int:
@@ -264,24 +315,32 @@ def generate(args: argparse.Namespace) -> int:
 
     # 1. Every option, and every input file, before the model loads
     check_output_image(args.output)
+    if args.parsing_overlay is not None:
+        check_output_image(args.parsing_overlay, "--parsing-overlay")
     for path, option in ((args.source, "--source"), (args.pose, "--pose"), (args.parsing, "--parsing")):
         check_input_file(path, option)
     get_label_map(args.label_map, "--label-map")
     check_device(args.device)
     source = _open_source(args.source)
     size = (source.height, source.width)
-    pose = _load_pose(args.pose, size, is_photo=args.pose_is_photo)
-    parsing = _open_parsing(args.parsing, args.label_map, size)
+    pose = _load_pose(args.pose, size, is_photo=args.pose_is_photo, pose_frame=args.pose_frame)
+    parsing, label_map = _open_parsing(args.parsing, args.label_map, size), args.label_map
+    check_parsing_options(args, args.model)
     detector = _pose_detector(args.pose_detector, args.device) if args.pose_is_photo else None
+    if args.parser is not None:
+        parsing, label_map = parse_source(args.parser, source, args.device)
 
     # 2. The model, then the image
     dtype = torch.float16 if args.fp16 else torch.float32
     pipe = TruePosePipeline.from_pretrained(args.model, dtype=dtype).to(args.device)
+    if parsing is None:  # the model's own parser
+        (parsing,), label_map = pipe.parse_sources([source], None, label_map)
+    write_parsing_overlay(args.parsing_overlay, source, parsing, label_map)
     image = pipe(
         source,
         pose,
         source_parsing=parsing,
-        parsing_label_map=args.label_map,
+        parsing_label_map=label_map,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance_scale,
         target_pose_is_photo=args.pose_is_photo,
@@ -314,7 +373,7 @@ def _animation_poses(args: argparse.Namespace, size: tuple[int, int]):
     if args.poses.lower().endswith(VIDEO_SUFFIXES):
         detector = _pose_detector(args.pose_detector, args.device)
     try:
-        poses = load_pose_sequence(args.poses, detector, frame_size=size)
+        poses = load_pose_sequence(args.poses, detector, frame_size=size, pose_frame=args.pose_frame)
     except ValueError as error:
         raise UsageError(f"--poses: {error}") from None
     num_frames = (len(poses) - 1) * (args.interpolate + 1) + 1
@@ -338,9 +397,12 @@ def animate(args: argparse.Namespace) -> int:
     # 1. Every option, the source and the whole pose sequence, before the model loads
     if (args.source is None) == (args.example_person is None):
         raise UsageError("give exactly one of --source and --example-person.")
-    if args.example_person is not None and args.parsing is not None:
-        raise UsageError("--parsing goes with --source; an --example-person has its own parsing map.")
+    for option in ("parsing", "parser"):
+        if args.example_person is not None and getattr(args, option) is not None:
+            raise UsageError(f"--{option} goes with --source; an --example-person has its own parsing map.")
     check_animation_output(args.output)
+    if args.parsing_overlay is not None:
+        check_output_image(args.parsing_overlay, "--parsing-overlay")
     check_input_file(args.source, "--source")
     check_input_file(args.parsing, "--parsing")
     get_label_map(args.label_map, "--label-map")
@@ -365,6 +427,10 @@ def animate(args: argparse.Namespace) -> int:
             f"{size[0] * args.scale} (--scale {args.scale}); use --scale 2, a .gif or an even-sized source."
         )
     poses = _animation_poses(args, size)
+    if args.example_person is None:
+        check_parsing_options(args, args.model)
+    if args.parser is not None:
+        parsing, label_map = parse_source(args.parser, source, args.device)
 
     # 2. The model, then the frames
     if args.model is None:
@@ -372,6 +438,9 @@ def animate(args: argparse.Namespace) -> int:
     else:
         pipe = TruePoseAnimationPipeline.from_pretrained(args.model)
     pipe = pipe.to(args.device)
+    if parsing is None:  # the model's own parser
+        (parsing,), label_map = pipe.parse_sources([source], None, label_map)
+    write_parsing_overlay(args.parsing_overlay, source, parsing, label_map)
     num_frames = len(poses)
     generator = [torch.Generator(args.device).manual_seed(args.seed + i) for i in range(num_frames)]
     frames = pipe(
@@ -403,6 +472,36 @@ def app(args: argparse.Namespace) -> int:
     return 0
 
 
+POSE_FRAME_HELP = (
+    "HEIGHTxWIDTH of the image the keypoints of a .npy/.txt/.csv pose file were taken in (fitted to the source; "
+    "default: OpenPose JSON's canvas size, else the source's size; see docs/inputs.md)"
+)
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """argparse type: ``HEIGHTxWIDTH`` in pixels, e.g. ``96x64``."""
+    parts = text.lower().split("x")
+    try:
+        height, width = (int(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be HEIGHTxWIDTH in pixels, e.g. 96x64, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"must be HEIGHTxWIDTH with both sides >= 1, got {text!r}")
+    return height, width
+
+
+def _parsing_arguments(command: argparse.ArgumentParser) -> None:
+    """The source-parsing options of generate and animate."""
+    command.add_argument(
+        "--parsing", help="source parsing map (PNG of label ids); else --parser, else the model's own parser"
+    )
+    command.add_argument("--label-map", default="atr", help="label table of --parsing: atr, lip, cihp, deepfashion")
+    command.add_argument(
+        "--parser", help="human parser (folder or Hub id, e.g. mattmdjaga/segformer_b2_clothes) that parses --source"
+    )
+    command.add_argument("--parsing-overlay", help="also write the source with its parsing tinted (PNG), to check it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="truepose",
@@ -415,9 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--source", required=True, help="source person image")
     gen.add_argument("--pose", required=True, help="skeleton image, keypoints (.npy / OpenPose .json) or a photo")
     gen.add_argument("--pose-is-photo", action="store_true", help="--pose is a photo; extract its pose")
-    gen.add_argument("--pose-detector", default="lllyasviel/Annotators", help="OpenPose weights folder or Hub id")
-    gen.add_argument("--parsing", help="source parsing map (PNG of label ids); else the model's parser is used")
-    gen.add_argument("--label-map", default="atr", help="label table of --parsing: atr, lip, cihp, deepfashion")
+    gen.add_argument(
+        "--detector", "--pose-detector", dest="pose_detector", default="lllyasviel/Annotators",
+        help="OpenPose weights (folder or Hub id) for --pose-is-photo",
+    )  # fmt: skip
+    _parsing_arguments(gen)
+    gen.add_argument("--pose-frame", type=frame_size, help=POSE_FRAME_HELP)
     gen.add_argument("--output", required=True)
     gen.add_argument("--steps", type=positive_int, default=35)
     gen.add_argument("--guidance-scale", type=non_negative_float, default=2.0)
@@ -439,10 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     ani.add_argument("--model", default=None, help="checkpoint folder or Hub id; default: the shipped model")
     ani.add_argument("--source", help="source person image")
     ani.add_argument("--example-person", type=pair_index, help="instead of --source: held-out synthetic person N")
-    ani.add_argument("--parsing", help="source parsing map (PNG of label ids); else the model's parser is used")
-    ani.add_argument("--label-map", default="atr", help="label table of --parsing: atr, lip, cihp, deepfashion")
+    _parsing_arguments(ani)
     ani.add_argument("--poses", required=True, help="(T, 18, 2|3) .npy, folder of OpenPose .json frames, or a video")
-    ani.add_argument("--pose-detector", default="lllyasviel/Annotators", help="OpenPose weights, for a video")
+    ani.add_argument(
+        "--detector", "--pose-detector", dest="pose_detector", default="lllyasviel/Annotators",
+        help="OpenPose weights (folder or Hub id), for a video",
+    )  # fmt: skip
+    ani.add_argument("--pose-frame", type=frame_size, help=POSE_FRAME_HELP)
     ani.add_argument(
         "--interpolate",
         type=non_negative_int,

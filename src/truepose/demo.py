@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
 import torch
 
 from .conditioning.pose import draw_skeleton
@@ -17,6 +18,8 @@ HELD_OUT_SEED = 1000  # training used data seed 2 (and 1 for the VAE)
 # The held-out pair `truepose demo` shows: the first of the 8 pairs of docs/install.md's figure, which
 # examples/evaluate_demo_model.py picks with `sorted(numpy.random.default_rng(0).choice(200, 8, replace=False))`.
 DEMO_PAIR = 3
+DEMO_PANEL_LABELS = ["source", "target pose", "result", "ground truth"]
+LABEL_HEIGHT = 14  # pixels of the white strip above the panels of `truepose demo`'s image, holding their labels
 POSE_GALLERY = Path(__file__).parent / "assets" / "poses" / "gallery.npy"  # (8, 18, 3) target poses, 96x64 frame
 
 
@@ -54,7 +57,8 @@ def run_demo(
     num_inference_steps: int = 25,
     scale: int = 3,
 ) -> str:
-    """Write one PNG: source | target skeleton | generated | ground truth, for held-out synthetic pair ``seed``.
+    """Write one PNG: source | target pose (skeleton) | result | ground truth, each panel labelled, for held-out
+    synthetic pair ``seed``.
 
     Args:
         model: a checkpoint folder or Hub id; the shipped model by default.
@@ -74,9 +78,20 @@ def run_demo(
     ).images[0]
     panels = [item["source_image"], draw_skeleton(item["target_keypoints"], height, width), generated]
     panels.append(item["target_image"])
-    sheet = PIL.Image.new("RGB", (len(panels) * width, height), "white")
-    for i, panel in enumerate(panels):
-        sheet.paste(panel, (i * width, 0))
-    sheet = sheet.resize((sheet.width * scale, sheet.height * scale), PIL.Image.NEAREST)
-    sheet.save(output)
+    labelled_sheet(panels, DEMO_PANEL_LABELS, scale).save(output)
     return os.fspath(output)
+
+
+def labelled_sheet(panels: list[PIL.Image.Image], labels: list[str], scale: int = 1) -> PIL.Image.Image:
+    """The same-size ``panels`` side by side, upscaled ``scale`` times (nearest neighbour), each under a white strip
+    of ``LABEL_HEIGHT`` pixels holding its label (PIL's default font): `(n * width * scale, height * scale +
+    LABEL_HEIGHT)`."""
+    width, height = panels[0].size
+    sheet = PIL.Image.new("RGB", (len(panels) * width * scale, height * scale + LABEL_HEIGHT), "white")
+    draw = PIL.ImageDraw.Draw(sheet)
+    for i, (panel, label) in enumerate(zip(panels, labels, strict=True)):
+        sheet.paste(
+            panel.resize((width * scale, height * scale), PIL.Image.NEAREST), (i * width * scale, LABEL_HEIGHT)
+        )
+        draw.text((i * width * scale + 3, 2), label, fill="black")
+    return sheet

@@ -1,8 +1,9 @@
 """TruePosePipeline: pose-guided person image synthesis with HPFA and CAA (arXiv 2502.03426).
 
-This module holds the call path, in the order a call runs it: the sources parsed and encoded (CLIP, parsing masks
-and regions, SourceNet tokens), the poses drawn and encoded, the latents prepared, denoised and decoded. Elsewhere:
-the arguments' canonical forms and checks (`truepose.call_inputs`), each call's own state (`truepose.call_state`),
+This module holds the call path, in the order a call runs it: the sources parsed and encoded (`truepose.source_encoding`:
+CLIP, parsing masks and regions, SourceNet tokens), the poses drawn and encoded, the latents prepared, denoised and
+decoded. Elsewhere: the arguments' canonical forms and checks (`truepose.call_inputs`), each call's own state
+(`truepose.call_state`),
 the VAE lock and the checks of latents (`truepose.latents`), checkpoint folders (`truepose.checkpoint`) and the SD-1.5
 conversion (`truepose.conversion`).
 """
@@ -19,6 +20,7 @@ import torch
 from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderTiny, DiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.pipelines.pipeline_loading_utils import _fetch_class_library_tuple
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
@@ -26,13 +28,18 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from .call_inputs import CallInputsMixin
 from .call_state import CallStateMixin, per_call_state
-from .checkpoint import load_checkpoint, save_checkpoint
-from .conditioning import ImageInput, as_parsing_batch
+from .checkpoint import load_checkpoint, pipeline_class_name, save_checkpoint
+from .conditioning import ImageInput
 from .conditioning import parsing as parsing_utils
 from .conditioning.pose import prepare_pose_image
 from .conversion import stable_diffusion_components
 from .latents import check_finite_latents, vae_lock, vae_spatial_compression
-from .models import LayerReference, PoseEncoder, SourceReference, TargetNet, capture_reference_tokens
+from .models import (
+    LayerReference,
+    PoseEncoder,
+    TargetNet,
+)
+from .source_encoding import SourceEncodingMixin
 
 logger = logging.get_logger(__name__)
 
@@ -88,7 +95,7 @@ class TruePosePipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-class TruePosePipeline(CallStateMixin, CallInputsMixin, DiffusionPipeline):
+class TruePosePipeline(CallStateMixin, CallInputsMixin, SourceEncodingMixin, DiffusionPipeline):
     r"""Pipeline for pose-guided person image synthesis with TruePose.
 
     SourceNet reads the source person once per call; TargetNet denoises the target with human-parsing-guided fusion
@@ -147,6 +154,21 @@ class TruePosePipeline(CallStateMixin, CallInputsMixin, DiffusionPipeline):
         """[`DiffusionPipeline.from_pretrained`] with clear errors for a missing or incomplete checkpoint."""
         return load_checkpoint(super().from_pretrained, pretrained_model_name_or_path, **kwargs)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """As diffusers, and an optional component (``parser``, ``parser_processor``) set on a pipeline built or
+        loaded without it is recorded in its config, so that `save_pretrained` saves it (diffusers records it only
+        when the pipeline already had one)."""
+        super().__setattr__(name, value)
+        if name in self._optional_components and value is not None and self.config.get(name, (None,))[0] is None:
+            self.register_to_config(**{name: _fetch_class_library_tuple(value)})
+
+    @classmethod
+    def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict:
+        """diffusers' reader of ``model_index.json``, where a TruePose class reads a custom-pipeline ``_class_name``
+        as its plain class name (`truepose.checkpoint.pipeline_class_name`): its own folders load without
+        ``trust_remote_code``, whether saved before or after the pipeline file was added to them."""
+        return pipeline_class_name(super()._dict_from_json_file(json_file))
+
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,
@@ -164,8 +186,8 @@ class TruePosePipeline(CallStateMixin, CallInputsMixin, DiffusionPipeline):
         created first and the saved folder is uploaded after the swap (``repo_id``, ``token``, ``private``,
         ``commit_message``, ``create_pr`` as in diffusers)."""
         save_checkpoint(
-            super().save_pretrained, self._upload_folder, save_directory, safe_serialization, variant, max_shard_size,
-            push_to_hub, **kwargs,
+            super().save_pretrained, self._upload_folder, type(self), save_directory, safe_serialization, variant,
+            max_shard_size, push_to_hub, **kwargs,
         )  # fmt: skip
 
     def to(self, *args, **kwargs) -> "TruePosePipeline":
@@ -235,154 +257,6 @@ class TruePosePipeline(CallStateMixin, CallInputsMixin, DiffusionPipeline):
         ``pipe._interrupt = True`` from another thread stops the latest call.
         """
         return self._interrupt
-
-    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline.encode_image
-    def encode_image(self, images: list[PIL.Image.Image], device: torch.device) -> torch.Tensor:
-        """CLIP image embeddings `(len(images), 1, projection_dim)`."""
-        pixel_values = self.feature_extractor(images=images, return_tensors="pt").pixel_values
-        pixel_values = pixel_values.to(device=device, dtype=self.image_encoder.dtype)
-        return self.image_encoder(pixel_values).image_embeds[:, None, :]
-
-    def parse_sources(
-        self, sources: list[PIL.Image.Image], source_parsing: Any, label_map: Any
-    ) -> tuple[list[np.ndarray], parsing_utils.LabelMap]:
-        """Label-id maps `(H, W)` of the sources, from ``source_parsing`` (as a call takes it) or the pipeline's
-        parser; a map without a person is refused."""
-        parsing_batch = None if source_parsing is None else as_parsing_batch(source_parsing, "source_parsing")
-        maps, label_map, _ = self._parse_source_batch(sources, parsing_batch, label_map)
-        return maps, label_map
-
-    def _parse_source_batch(
-        self, sources: list[PIL.Image.Image], source_parsing: list | None, label_map: Any
-    ) -> tuple[list[np.ndarray], parsing_utils.LabelMap, list[np.ndarray]]:
-        """[`~TruePosePipeline.parse_sources`] of parsing maps already split per source ([`CanonicalInputs`]), with
-        the sources' person masks `(H, W)` (bool), which the check computes and [`~TruePosePipeline.encode_source`]
-        reuses."""
-        if source_parsing is None:
-            maps = parsing_utils.parse_images(self.parser, self.parser_processor, sources)
-            label_map = parsing_utils.label_map_from_id2label(self.parser.config.id2label)
-            names = ["source_parsing"] * len(maps)
-        else:
-            label_map = parsing_utils.get_label_map(label_map, "parsing_label_map")
-            width, height = sources[0].size
-            count = len(source_parsing)
-            names = ["source_parsing"] if count == 1 else [f"source_parsing[{i}]" for i in range(count)]
-            maps = [
-                parsing_utils.as_parsing_map(m, height, width, label_map, argument_name=n)
-                for m, n in zip(source_parsing, names)
-            ]
-        # no person: HPFA would weight nothing
-        person_masks = [parsing_utils.person_mask(m, label_map, argument_name=n) for m, n in zip(maps, names)]
-        return maps, label_map, person_masks
-
-    def encode_parsing(
-        self,
-        sources: list[PIL.Image.Image],
-        parsing_maps: list[np.ndarray],
-        label_map: parsing_utils.LabelMap,
-        device: torch.device,
-        person_masks: list[np.ndarray] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """HPFA person masks, CAA region masks and the regions' CLIP embeddings.
-
-        ``person_masks`` (`(H, W)` bool, one per map), where already computed ([`~TruePosePipeline.parse_sources`]
-        checks them), are used as they are.
-
-        Returns:
-            person masks `(batch, 1, H, W)`, region masks `(batch, R, H, W)` (all-zero rows pad to the largest region
-            count, ``R >= 1``) and region embeddings `(batch, R, dim)`, at the parsing maps' size `(H, W)`.
-        """
-        if person_masks is None:
-            person_masks = [parsing_utils.person_mask(parsing, label_map) for parsing in parsing_maps]
-        region_masks, crops = [], []
-        for source, parsing in zip(sources, parsing_maps):
-            region_masks.append(parsing_utils.region_masks(parsing, label_map)[1])
-            crops += parsing_utils.region_crops(source, region_masks[-1])
-        counts = [len(masks) for masks in region_masks]
-        height, width = parsing_maps[0].shape
-        padded_masks = np.zeros((len(sources), max(1, *counts), height, width), dtype=np.float32)
-        for i, masks in enumerate(region_masks):
-            padded_masks[i, : len(masks)] = masks
-        embed_dim = self.image_encoder.config.projection_dim
-        region_embeds = torch.zeros(len(sources), padded_masks.shape[1], embed_dim, device=device)
-        if crops:
-            for i, embeds in enumerate(self.encode_image(crops, device)[:, 0].split(counts)):
-                region_embeds[i, : len(embeds)] = embeds
-        person_mask = torch.from_numpy(np.stack(person_masks)[:, None].astype(np.float32)).to(device)
-        return person_mask, torch.from_numpy(padded_masks).to(device), region_embeds
-
-    def encode_source_latents(
-        self,
-        sources: list[PIL.Image.Image],
-        height: int,
-        width: int,
-        device: torch.device,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Scaled VAE latents `(batch, 4, height / f, width / f)` of images resized to (height, width).
-
-        The posterior's mode, or a sample drawn with ``generator`` when one is given (training targets); an
-        [`AutoencoderTiny`] and [`AutoencoderDC`] give their latents as they are.
-        """
-        images = [source.resize((width, height), PIL.Image.BICUBIC) for source in sources]
-        pixel_values = self.image_processor.preprocess(images, height, width).to(device=device, dtype=self.vae.dtype)
-        with vae_lock(self.vae):  # a float16 VAE may be upcast by a decode in another thread
-            encoded = self.vae.encode(pixel_values)
-        if hasattr(encoded, "latent_dist"):  # AutoencoderKL; AutoencoderTiny and AutoencoderDC are deterministic
-            latents = encoded.latent_dist.mode() if generator is None else encoded.latent_dist.sample(generator)
-        else:
-            latents = encoded.latents if hasattr(encoded, "latents") else encoded.latent
-        return latents * self.vae.config.scaling_factor
-
-    def encode_source(
-        self,
-        sources: list[PIL.Image.Image],
-        parsing_maps: list[np.ndarray],
-        label_map: parsing_utils.LabelMap,
-        height: int,
-        width: int,
-        device: torch.device,
-        source_dropped: torch.Tensor | None = None,
-        source_unet: torch.nn.Module | None = None,
-        person_masks: list[np.ndarray] | None = None,
-    ) -> tuple[SourceReference, torch.Tensor]:
-        """Everything computed once per call from the sources: SourceNet tokens, masks, region and image embeddings.
-
-        The one source encoding of inference and training (``truepose.train`` calls it with its condition dropout
-        and its, possibly accelerate-wrapped, SourceNet). The frozen encoders (CLIP, VAE) run without gradients;
-        SourceNet runs under the caller's grad mode, so training gets SourceNet's gradients through the tokens.
-
-        Args:
-            sources: RGB source images; parsing_maps: their label-id maps `(H, W)` in ``label_map``'s labels.
-            height, width: the size the sources are encoded at (the output size).
-            source_dropped (`torch.Tensor` of shape `(batch,)`, bool, *optional*): rows that must not see the source
-                (condition dropout): their CLIP embedding is zero, also for SourceNet. None: no row dropped.
-            source_unet (*optional*): the SourceNet to run; the pipeline's by default.
-            person_masks (`list[np.ndarray]`, *optional*): the maps' person masks `(H, W)` where already computed
-                (a call's parsing check computes them); computed from ``parsing_maps`` otherwise.
-        Returns:
-            A [`SourceReference`] for the sources and their CLIP embeddings `(batch, 1, dim)`.
-        """
-        if source_dropped is None:
-            source_dropped = torch.zeros(len(sources), dtype=torch.bool, device=device)
-        with torch.no_grad():
-            image_embeds = self.encode_image(sources, device).masked_fill(source_dropped[:, None, None], 0.0)
-            person_mask, region_masks, region_embeds = self.encode_parsing(
-                sources, parsing_maps, label_map, device, person_masks
-            )
-            source_latents = self.encode_source_latents(sources, height, width, device)
-        dtype = self.source_unet.dtype
-        bank = capture_reference_tokens(
-            source_unet or self.source_unet, source_latents.to(dtype), image_embeds.to(dtype)
-        )
-        reference = SourceReference(
-            bank=bank,
-            person_mask=person_mask,
-            region_masks=region_masks,
-            region_embeds=region_embeds.to(self.target_unet.dtype),
-            source_dropped=source_dropped,
-        )
-        return reference, image_embeds
 
     def prepare_pose(
         self,

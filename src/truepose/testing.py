@@ -120,7 +120,7 @@ def tiny_components(seed: int = 0, with_parser: bool = False, randomize_new_laye
     scheduler = DDIMScheduler(**SD15_SCHEDULER_CONFIG)
     if randomize_new_layers:
         for module in [pose_encoder.conv_out] + [
-            p.caa_to_out for p in target_unet.hpfa_processors.values() if hasattr(p, "caa_to_out")
+            p.caa_to_out for p in target_unet.truepose_processors.values() if hasattr(p, "caa_to_out")
         ]:
             torch.nn.init.normal_(module.weight, std=0.2)
     parser, parser_processor = tiny_parser(seed) if with_parser else (None, None)

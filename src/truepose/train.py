@@ -10,7 +10,10 @@ with batch N * b.
 import argparse
 import math
 import os
-from dataclasses import dataclass, replace
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ._errors import describe_error
 from .conditioning.parsing import get_label_map
+from .models import TruePoseDenoiser
 from .models.target_net import parameters_after_reference_capture
 from .pipeline import TruePosePipeline
 from .training.args import add_arguments, check_args, check_launch, check_no_other_checkpoints, check_output_dir
@@ -37,7 +41,7 @@ from .training.batches import (
     make_batch,
     make_dataloader,
 )
-from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from .training.checkpoints import RunSegment, latest_checkpoint, load_checkpoint, save_checkpoint, training_engine
 from .training.lock import output_dir_lock
 from .training.outputs import save_validation, write_model_card
 
@@ -59,9 +63,7 @@ def pair_generators(seed: int, step: int, micro_step: int, first_index: int, bat
 
 def training_loss(
     pipe: TruePosePipeline,
-    source_unet: torch.nn.Module,
-    target_unet: torch.nn.Module,
-    pose_encoder: torch.nn.Module,
+    denoiser: torch.nn.Module,
     noise_scheduler: DDPMScheduler,
     batch: TrainingBatch,
     condition_dropout: float,
@@ -70,9 +72,9 @@ def training_loss(
 ) -> torch.Tensor:
     """One denoising loss on ``batch``, and ``backward(loss)``.
 
-    ``pipe`` provides the frozen encoders (VAE, CLIP) and the preprocessing; the three trained models are passed
-    separately because accelerate may have wrapped them (DDP, FSDP). ``generators`` (one CPU generator per pair)
-    draw every random number of the step.
+    ``pipe`` provides the frozen encoders (VAE, CLIP, parsing masks: [`~TruePosePipeline.encode_source_conditions`])
+    and the preprocessing; ``denoiser`` is the trained [`TruePoseDenoiser`], as accelerate prepared it (DDP, FSDP,
+    DeepSpeed). ``generators`` (one CPU generator per pair) draw every random number of the step.
     """
     device = pipe.vae.device
     width, height = batch.sources[0].size
@@ -80,15 +82,10 @@ def training_loss(
         target_latents = pipe.encode_source_latents(batch.targets, height, width, device, generators)
 
     dropped = (torch.cat([torch.rand(1, generator=g) for g in generators]) < condition_dropout).to(device)
-    reference, image_embeds = pipe.encode_source(
-        batch.sources, batch.parsing_maps, get_label_map(batch.label_map), height, width, device, dropped, source_unet
+    conditions = pipe.encode_source_conditions(
+        batch.sources, batch.parsing_maps, get_label_map(batch.label_map), height, width, device, dropped
     )
-    unwrapped_target = getattr(target_unet, "module", target_unet)
-    layer_references = unwrapped_target.prepare_reference(reference, tuple(target_latents.shape[-2:]))
-    # Dropped rows keep the source keys with weight exactly 0 (a -inf bias) instead of skipping them: SourceNet then
-    # gets its (zero) gradient even when every row of a process is dropped, as DDP needs on every process.
-    layer_references = {name: replace(ref, num_source_free_rows=0) for name, ref in layer_references.items()}
-    pose_features = pose_encoder(pipe.prepare_pose(batch.pose_images, height, width, device, pipe.pose_encoder.dtype))
+    pose_pixels = pipe.prepare_pose(batch.pose_images, height, width, device, pipe.pose_encoder.dtype)
 
     noise = randn_tensor(target_latents.shape, generator=generators, device=device, dtype=target_latents.dtype)
     num_train_timesteps = noise_scheduler.config.num_train_timesteps
@@ -98,21 +95,29 @@ def training_loss(
         target = noise_scheduler.get_velocity(target_latents, noise, timesteps)
     else:
         target = noise
-    prediction = target_unet(
-        noisy_latents, timesteps, image_embeds, pose_features=pose_features, layer_references=layer_references
-    ).sample
+    prediction = denoiser(
+        noisy_latents,
+        timesteps,
+        image_embeds=conditions.image_embeds,
+        source_latents=conditions.source_latents,
+        pose_pixels=pose_pixels,
+        person_mask=conditions.person_mask,
+        region_masks=conditions.region_masks,
+        region_embeds=conditions.region_embeds,
+        source_dropped=conditions.source_dropped,
+    )
     loss = F.mse_loss(prediction.float(), target.float())
     backward(loss)
     return loss.detach()
 
 
 @dataclass
-class TrainedModels:
-    """The models a run trains and their parameters that get gradients."""
+class TrainedModel:
+    """The model a run trains and its parameters that get gradients."""
 
-    models: dict[str, torch.nn.Module]  # by label, in the order accelerate prepares (and checkpoints) them
+    denoiser: TruePoseDenoiser  # SourceNet, TargetNet and the pose encoder of the pipeline, as one module
     lora_unets: list[torch.nn.Module]  # the UNets given LoRA adapters, merged before the pipeline is saved
-    parameter_names: list[str]  # "{label}.{parameter name}", as the EMA state names them
+    parameter_names: list[str]  # "{component}.{parameter name}", as the EMA state names them
     parameters: list[torch.nn.Parameter]
 
 
@@ -122,17 +127,30 @@ class TrainingRun:
 
     pipe: TruePosePipeline  # the frozen encoders (VAE, CLIP) and the preprocessing
     noise_scheduler: DDPMScheduler
-    # The trained models as accelerate wrapped them (DDP, FSDP); a frozen SourceNet is the pipeline's own.
-    target_unet: torch.nn.Module
-    pose_encoder: torch.nn.Module
-    source_unet: torch.nn.Module
-    trained: TrainedModels
+    denoiser: torch.nn.Module  # the trained TruePoseDenoiser as accelerate prepared it (DDP, FSDP, DeepSpeed)
+    trained: TrainedModel
     ema: EMAModel | None
     optimizer: torch.optim.Optimizer
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     dataloader: DataLoader
     sampler: EpochPermutationSampler
     dataset: Dataset
+    earlier_segments: list[RunSegment] = field(default_factory=list)  # the launches before this one (resumes)
+    first_step: int = 0  # the step this launch started at
+
+    def segments(self, accelerator: Accelerator, args: argparse.Namespace, step: int) -> list[RunSegment]:
+        """Every launch that trained the weights up to ``step``, this one last (unless it trained no step)."""
+        if step == self.first_step and self.earlier_segments:
+            return self.earlier_segments
+        current = RunSegment(
+            first_step=self.first_step,
+            last_step=step,
+            processes=accelerator.num_processes,
+            batch_size=args.train_batch_size,
+            accumulation=args.gradient_accumulation_steps,
+            engine=training_engine(accelerator),
+        )
+        return [*self.earlier_segments, current]
 
 
 def train(args: argparse.Namespace) -> TruePosePipeline:
@@ -149,7 +167,7 @@ def train(args: argparse.Namespace) -> TruePosePipeline:
         log_with=args.report_to if args.report_to != "none" else None,
         project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=f"{args.output_dir}/logs"),
     )
-    check_launch(accelerator)
+    check_launch(accelerator, args)
     with output_dir_lock(accelerator, args.output_dir):
         check_no_other_checkpoints(args)  # again under the lock: a run may have ended in between
         return run_training(args, accelerator)
@@ -160,25 +178,22 @@ def run_training(args: argparse.Namespace, accelerator: Accelerator) -> TruePose
     the pipeline."""
     dataset = PairNamingDataset(build_dataset(args))  # before the model: a bad --data_root fails at once
     set_seed(args.seed)  # new layers (LoRA) start the same whatever the number of processes
-    pipe, noise_scheduler = load_pipeline(args)
-    trained = prepare_models(args, pipe)
-    ema = EMAModel(trained.parameters, decay=args.ema_decay) if args.use_ema else None
+    pipe, noise_scheduler = load_pipeline(args, accelerator)
+    trained = prepare_model(args, pipe)
     optimizer, lr_scheduler = make_optimizer(args, trained.parameters, accelerator.num_processes)
     dataloader, sampler = make_dataloader(args, dataset)
-    # Only trained models go through accelerate (DDP refuses a module without trainable parameters).
-    *models, optimizer, dataloader, lr_scheduler = accelerator.prepare(
-        *trained.models.values(), optimizer, dataloader, lr_scheduler
+    denoiser, optimizer, dataloader, lr_scheduler = accelerator.prepare(
+        trained.denoiser, optimizer, dataloader, lr_scheduler
     )
-    target_unet, pose_encoder, source_unet = models if len(models) == 3 else (*models, pipe.source_unet)
+    trained = replace(trained, parameters=trained_parameters(accelerator.unwrap_model(denoiser)))  # FSDP's shards
+    ema = EMAModel(trained.parameters, decay=args.ema_decay) if args.use_ema else None
     pipe.to(accelerator.device)
     if ema is not None:
         ema.to(accelerator.device)  # beside the weights it follows (EMAModel keeps its copy where it was made)
     run = TrainingRun(
         pipe=pipe,
         noise_scheduler=noise_scheduler,
-        target_unet=target_unet,
-        pose_encoder=pose_encoder,
-        source_unet=source_unet,
+        denoiser=denoiser,
         trained=trained,
         ema=ema,
         optimizer=optimizer,
@@ -187,7 +202,8 @@ def run_training(args: argparse.Namespace, accelerator: Accelerator) -> TruePose
         sampler=sampler,
         dataset=dataset,
     )
-    global_step = resume(args, accelerator, dict(zip(trained.models, models)), ema, trained.parameter_names)
+    global_step, run.earlier_segments = resume(args, accelerator, denoiser, ema, trained.parameter_names)
+    run.first_step = global_step
     if accelerator.is_main_process:
         accelerator.init_trackers("truepose", config={k: str(v) for k, v in vars(args).items()})
     global_step = run_steps(args, accelerator, run, global_step)
@@ -196,11 +212,12 @@ def run_training(args: argparse.Namespace, accelerator: Accelerator) -> TruePose
     return pipe
 
 
-def load_pipeline(args: argparse.Namespace) -> tuple[TruePosePipeline, DDPMScheduler]:
-    """The pipeline of ``--pretrained_model`` in float32 and the noise scheduler of training (both with
-    ``--prediction_type`` when given)."""
+def load_pipeline(args: argparse.Namespace, accelerator: Accelerator) -> tuple[TruePosePipeline, DDPMScheduler]:
+    """The pipeline of ``--pretrained_model`` in float32, with whole weights ([`whole_weights`]), and the noise
+    scheduler of training (both with ``--prediction_type`` when given)."""
     # Trained weights in float32 whatever the stored dtype (fp16 checkpoints); mixed precision is accelerate's job.
-    pipe = TruePosePipeline.from_pretrained(args.pretrained_model, dtype=torch.float32)
+    with whole_weights(accelerator):
+        pipe = TruePosePipeline.from_pretrained(args.pretrained_model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     if any(size % pipe.vae_scale_factor for size in args.resolution):
         raise ValueError(f"--resolution {args.resolution} must be multiples of {pipe.vae_scale_factor} for this VAE.")
@@ -211,16 +228,33 @@ def load_pipeline(args: argparse.Namespace) -> tuple[TruePosePipeline, DDPMSched
     return pipe, noise_scheduler
 
 
-def prepare_models(args: argparse.Namespace, pipe: TruePosePipeline) -> TrainedModels:
-    """Choose what ``pipe`` trains: TargetNet, the pose encoder and (without ``--freeze_source_unet``) SourceNet,
-    with LoRA adapters on the UNets under ``--lora_rank``; the VAE and CLIP stay frozen, and so do the parameters
-    that cannot reach the loss. Turns on ``--gradient_checkpointing``."""
+@contextmanager
+def whole_weights(accelerator: Accelerator) -> Iterator[None]:
+    """Models loaded inside are whole, also under DeepSpeed ZeRO-3, whose config (set by accelerate for transformers
+    and diffusers) makes every model loaded while it is set partitioned: the frozen encoders run outside DeepSpeed's
+    engine, and the trained model is sharded by ``accelerator.prepare``."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None or not plugin.hf_ds_config.is_zero3():
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
+
+
+def prepare_model(args: argparse.Namespace, pipe: TruePosePipeline) -> TrainedModel:
+    """The [`TruePoseDenoiser`] of ``pipe``'s SourceNet, TargetNet and pose encoder, and what it trains: all three
+    (SourceNet frozen with ``--freeze_source_unet``), with LoRA adapters on the UNets under ``--lora_rank``; the VAE and
+    CLIP stay frozen, and so do the parameters that cannot reach the loss. Turns on ``--gradient_checkpointing``."""
     pipe.vae.requires_grad_(False)
     pipe.image_encoder.requires_grad_(False)
     pipe.source_unet.requires_grad_(not args.freeze_source_unet)
-    trained = [pipe.target_unet, pipe.pose_encoder] + ([] if args.freeze_source_unet else [pipe.source_unet])
-    trained_names = ["target_unet", "pose_encoder", "source_unet"][: len(trained)]
-    lora_unets = [unet for unet in (pipe.target_unet, pipe.source_unet) if unet in trained] if args.lora_rank else []
+    trained_unets = [pipe.target_unet] + ([] if args.freeze_source_unet else [pipe.source_unet])
+    lora_unets = trained_unets if args.lora_rank else []
     for unet in lora_unets:
         add_lora(unet, args.lora_rank)
     # Layers SourceNet runs after its last captured input never reach TargetNet: they are not trained (DDP needs
@@ -231,21 +265,21 @@ def prepare_models(args: argparse.Namespace, pipe: TruePosePipeline) -> TrainedM
     if pipe.target_unet.config.caa_top_k == 0:
         for name, parameter in pipe.target_unet.named_parameters():
             parameter.requires_grad_(parameter.requires_grad and ".processor.caa_" not in name)
+    denoiser = TruePoseDenoiser(pipe.source_unet, pipe.target_unet, pipe.pose_encoder)
     if args.gradient_checkpointing:
-        pipe.target_unet.enable_gradient_checkpointing()
-        pipe.source_unet.enable_gradient_checkpointing()
-    named_parameters = [
-        (f"{label}.{name}", parameter)
-        for label, model in zip(trained_names, trained)
-        for name, parameter in model.named_parameters()
-        if parameter.requires_grad
-    ]
-    return TrainedModels(
-        models=dict(zip(trained_names, trained)),
+        denoiser.enable_gradient_checkpointing()
+    return TrainedModel(
+        denoiser=denoiser,
         lora_unets=lora_unets,
-        parameter_names=[name for name, _ in named_parameters],
-        parameters=[parameter for _, parameter in named_parameters],
+        parameter_names=[name for name, parameter in denoiser.named_parameters() if parameter.requires_grad],
+        parameters=trained_parameters(denoiser),
     )
+
+
+def trained_parameters(denoiser: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters of ``denoiser`` that get gradients, in ``named_parameters`` order (FSDP replaces them with
+    their shards when it prepares the model)."""
+    return [parameter for parameter in denoiser.parameters() if parameter.requires_grad]
 
 
 def add_lora(unet: torch.nn.Module, rank: int) -> None:
@@ -288,21 +322,23 @@ def make_optimizer(
 def resume(
     args: argparse.Namespace,
     accelerator: Accelerator,
-    models: dict[str, torch.nn.Module],
+    denoiser: torch.nn.Module,
     ema: EMAModel | None,
     parameter_names: list[str],
-) -> int:
-    """The step the run starts at: 0, or with ``--resume_from_checkpoint`` the step of that checkpoint, once its
-    state is loaded ([`load_checkpoint`]). ``models`` are the prepared trained models by label."""
+) -> tuple[int, list[RunSegment]]:
+    """The step the run starts at and the launches that trained it: 0 and none, or with ``--resume_from_checkpoint``
+    those of that checkpoint, once its state is loaded ([`load_checkpoint`]). ``denoiser`` is the prepared trained
+    model."""
     folder = (
         latest_checkpoint(args.output_dir) if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
     )
     if not folder:
-        return 0
-    unwrapped = {label: accelerator.unwrap_model(model) for label, model in models.items()}  # as accelerate saves them
-    global_step = load_checkpoint(accelerator, folder, unwrapped, ema, parameter_names)
+        return 0, []
+    global_step, segments = load_checkpoint(
+        accelerator, folder, accelerator.unwrap_model(denoiser), ema, parameter_names, training_engine(accelerator)
+    )
     logger.info(f"Resumed from {folder} at step {global_step}.")
-    return global_step
+    return global_step, segments
 
 
 def run_steps(args: argparse.Namespace, accelerator: Accelerator, run: TrainingRun, global_step: int) -> int:
@@ -347,12 +383,10 @@ def training_step(
     generators = pair_generators(
         args.seed, global_step, accumulation_index, accelerator.process_index * batch_size, batch_size
     )
-    with accelerator.accumulate(run.target_unet, run.pose_encoder, run.source_unet):
+    with accelerator.accumulate(run.denoiser):
         loss = training_loss(
             run.pipe,
-            run.source_unet,
-            run.target_unet,
-            run.pose_encoder,
+            run.denoiser,
             run.noise_scheduler,
             make_batch(items),
             args.condition_dropout,
@@ -388,6 +422,7 @@ def after_step(
             args.output_dir,
             global_step,
             args.checkpoints_total_limit,
+            run.segments(accelerator, args, global_step),
             run.ema,
             run.trained.parameter_names,
         )
@@ -398,21 +433,24 @@ def after_step(
 
 def save_pipeline(args: argparse.Namespace, accelerator: Accelerator, run: TrainingRun, global_step: int) -> None:
     """Once every process is done, the main one puts the trained weights (the EMA's with ``--use_ema``, LoRA merged)
-    into the pipeline, saves it with its model card to ``--output_dir`` and uploads it with ``--push_to_hub``."""
+    into the pipeline, saves it with its model card to ``--output_dir`` and uploads it with ``--push_to_hub``.
+
+    Under FSDP and DeepSpeed the pipeline's networks hold shards: every process takes part in gathering the whole
+    weights, which the main process loads into a new copy of the pipeline ([`unsharded_pipeline`]).
+    """
+    sharded = training_engine(accelerator) != "DDP"
+    state_dict = accelerator.get_state_dict(run.denoiser) if sharded else None
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
-    pipe = run.pipe
     if run.ema is not None:
         run.ema.copy_to(run.trained.parameters)
-    pipe.target_unet = accelerator.unwrap_model(run.target_unet)
-    pipe.pose_encoder = accelerator.unwrap_model(run.pose_encoder)
-    pipe.source_unet = accelerator.unwrap_model(run.source_unet)
-    for unet in run.trained.lora_unets:  # the saved pipeline holds plain, merged weights
+    pipe, lora_unets = unsharded_pipeline(args, accelerator, state_dict) if sharded else (run.pipe, run.trained.lora_unets)
+    for unet in lora_unets:  # the saved pipeline holds plain, merged weights
         unet.fuse_lora()
         unet.unload_lora()
     pipe.save_pretrained(args.output_dir, safe_serialization=True)
-    write_model_card(args.output_dir, args, pipe, global_step, accelerator.num_processes)
+    write_model_card(args.output_dir, args, pipe, global_step, run.segments(accelerator, args, global_step))
     if args.push_to_hub:
         repo_id = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
         try:
@@ -423,6 +461,17 @@ def save_pipeline(args: argparse.Namespace, accelerator: Accelerator, run: Train
                 f"is saved in {args.output_dir!r}: upload it later with TruePosePipeline.from_pretrained(...)"
                 f".push_to_hub({repo_id!r})."
             ) from error
+
+
+def unsharded_pipeline(
+    args: argparse.Namespace, accelerator: Accelerator, state_dict: dict[str, torch.Tensor]
+) -> tuple[TruePosePipeline, list[torch.nn.Module]]:
+    """A new copy of the pipeline this run trains, built as the run built it (LoRA adapters included), holding the
+    gathered whole weights ``state_dict`` of the trained [`TruePoseDenoiser`]; and its UNets with LoRA adapters."""
+    pipe, _ = load_pipeline(args, accelerator)
+    trained = prepare_model(args, pipe)
+    trained.denoiser.load_state_dict(state_dict)
+    return pipe, trained.lora_unets
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -440,5 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # as launchers run it (torchrun, accelerate launch): user errors in one line, like the CLI
+    from .cli import main as cli_main
+
+    raise SystemExit(cli_main(["train", *sys.argv[1:]]))

@@ -23,10 +23,10 @@ from truepose.training.lock import LOCK_NAME, acquire_output_lock
 
 
 @pytest.fixture(scope="module")
-def ema_run(init_model, tmp_path_factory):
+def ema_run(tiny_model, tmp_path_factory):
     """4 steps straight with EMA: checkpoint-2, checkpoint-4 and the final (EMA) weights."""
     output_dir = tmp_path_factory.mktemp("ema") / "run"
-    assert main(tiny_training_args(init_model, output_dir, 4, "--use_ema")) == 0
+    assert main(tiny_training_args(tiny_model, output_dir, 4, "--use_ema")) == 0
     return output_dir
 
 
@@ -48,7 +48,7 @@ def assert_no_work(output_dir):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_ema_state_is_safetensors_and_json_and_resumes_exactly(init_model, ema_run, tmp_path):
+def test_ema_state_is_safetensors_and_json_and_resumes_exactly(tiny_model, ema_run, tmp_path):
     """The EMA is saved as ema.safetensors + ema.json (no pickle), and 2 steps + resume + 2 steps give the EMA
     weights of 4 steps straight (the saved pipeline holds the EMA weights)."""
     checkpoint = ema_run / "checkpoint-4"
@@ -59,12 +59,12 @@ def test_ema_state_is_safetensors_and_json_and_resumes_exactly(init_model, ema_r
     assert any(key.startswith("source_unet.") for key in shadow) and any(k.startswith("pose_encoder.") for k in shadow)
 
     output_dir, _ = resume_copy(ema_run, tmp_path)
-    assert main(tiny_training_args(init_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", "latest")) == 0
+    assert main(tiny_training_args(tiny_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", "latest")) == 0
     resumed_shadow = load_file(output_dir / "checkpoint-4" / "ema.safetensors")
     assert resumed_shadow.keys() == shadow.keys()
     for key in shadow:
         torch.testing.assert_close(resumed_shadow[key], shadow[key], rtol=0, atol=1e-6)
-    straight, resumed, initial = trained_weights(ema_run), trained_weights(output_dir), trained_weights(init_model)
+    straight, resumed, initial = trained_weights(ema_run), trained_weights(output_dir), trained_weights(tiny_model)
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6)
     assert any(not torch.equal(straight[key], initial[key]) for key in straight)
@@ -91,7 +91,7 @@ PLANTED = {
 
 
 @pytest.mark.parametrize("name", PLANTED.keys())
-def test_planted_pickle_in_a_checkpoint_is_refused_and_never_runs(init_model, ema_run, tmp_path, name):
+def test_planted_pickle_in_a_checkpoint_is_refused_and_never_runs(tiny_model, ema_run, tmp_path, name):
     writer, message = PLANTED[name]
     marker = tmp_path / "code-ran"
     payload = pickle.dumps(PlantedCode(marker))
@@ -106,7 +106,7 @@ def test_planted_pickle_in_a_checkpoint_is_refused_and_never_runs(init_model, em
     else:
         torch.save({"state": PlantedCode(marker)}, checkpoint / name)
     with pytest.raises(ValueError, match=message) as error:
-        main(tiny_training_args(init_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", "latest"))
+        main(tiny_training_args(tiny_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", "latest"))
     assert str(checkpoint) in str(error.value) and name in str(error.value)
     assert not marker.exists()  # ... but never here
     assert_no_work(output_dir)
@@ -133,25 +133,33 @@ BAD_CHECKPOINTS = {
         ["--use_ema"],
         "has no ema.json: it was written without --use_ema",
     ),
-    "another lora_rank": (lambda c: None, ["--lora_rank", "4"], "does not match this run's target_unet.*--lora_rank"),
-    "freeze_source_unet": (lambda c: None, ["--freeze_source_unet"], "3 trained model.*--freeze_source_unet"),
+    "another lora_rank": (
+        lambda c: None,
+        ["--lora_rank", "4"],
+        "does not match this run's TruePoseDenoiser.*--lora_rank",
+    ),
+    "freeze_source_unet": (
+        lambda c: None,
+        ["--freeze_source_unet"],
+        "trained 408 parameter tensors and this run trains 224: it was probably written without --freeze_source_unet",
+    ),
 }
 
 
 @pytest.mark.parametrize("damage, extra, match", BAD_CHECKPOINTS.values(), ids=BAD_CHECKPOINTS.keys())
-def test_resume_from_a_bad_checkpoint_names_it_and_the_cause(init_model, ema_run, tmp_path, damage, extra, match):
+def test_resume_from_a_bad_checkpoint_names_it_and_the_cause(tiny_model, ema_run, tmp_path, damage, extra, match):
     output_dir, checkpoint = resume_copy(ema_run, tmp_path)
     damage(checkpoint)
     with pytest.raises(ValueError, match=match) as error:
-        main(tiny_training_args(init_model, output_dir, 4, "--resume_from_checkpoint", "latest", *extra))
+        main(tiny_training_args(tiny_model, output_dir, 4, "--resume_from_checkpoint", "latest", *extra))
     assert "--resume_from_checkpoint" in str(error.value) and str(checkpoint) in str(error.value)
     assert_no_work(output_dir)
 
 
-def test_resume_with_another_lora_rank_names_it(init_model, tmp_path):
-    assert main(tiny_training_args(init_model, tmp_path, 2, "--lora_rank", "2")) == 0
+def test_resume_with_another_lora_rank_names_it(tiny_model, tmp_path):
+    assert main(tiny_training_args(tiny_model, tmp_path, 2, "--lora_rank", "2")) == 0
     with pytest.raises(ValueError, match=r"lora_A.*\(2, .*\(4, .*another --lora_rank") as error:
-        main(tiny_training_args(init_model, tmp_path, 4, "--lora_rank", "4", "--resume_from_checkpoint", "latest"))
+        main(tiny_training_args(tiny_model, tmp_path, 4, "--lora_rank", "4", "--resume_from_checkpoint", "latest"))
     assert str(tmp_path / "checkpoint-2") in str(error.value)
     assert not (tmp_path / "checkpoint-4").exists()
 
@@ -191,9 +199,9 @@ def fail_second_save_state(monkeypatch):
 
 
 @pytest.mark.parametrize("fail", [fail_second_torch_save, fail_second_save_state])
-def test_write_error_at_a_checkpoint_names_it_and_keeps_earlier_ones(init_model, tmp_path, monkeypatch, fail):
+def test_write_error_at_a_checkpoint_names_it_and_keeps_earlier_ones(tiny_model, tmp_path, monkeypatch, fail):
     fail(monkeypatch)
-    args = tiny_training_args(init_model, tmp_path, 4, "--use_ema", "--checkpoints_total_limit", "1")
+    args = tiny_training_args(tiny_model, tmp_path, 4, "--use_ema", "--checkpoints_total_limit", "1")
     with pytest.raises(OSError, match=r"checkpoint-4 at step 4: .*No space left on device") as error:
         main(args)
     assert error.value.errno == errno.ENOSPC and str(tmp_path / "checkpoint-4") in str(error.value)
@@ -204,13 +212,13 @@ def test_write_error_at_a_checkpoint_names_it_and_keeps_earlier_ones(init_model,
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-4"]
 
 
-def test_resuming_an_earlier_checkpoint_replaces_the_later_one(init_model, ema_run, tmp_path):
+def test_resuming_an_earlier_checkpoint_replaces_the_later_one(tiny_model, ema_run, tmp_path):
     """Resume from checkpoint-2 while checkpoint-4 exists: the new checkpoint-4 replaces the old one in one rename."""
     output_dir, checkpoint = resume_copy(ema_run, tmp_path)
     shutil.copytree(ema_run / "checkpoint-4", output_dir / "checkpoint-4")
     (output_dir / "checkpoint-4" / "stale-marker").write_text("")
     assert (
-        main(tiny_training_args(init_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", str(checkpoint)))
+        main(tiny_training_args(tiny_model, output_dir, 4, "--use_ema", "--resume_from_checkpoint", str(checkpoint)))
         == 0
     )
     assert sorted(p.name for p in output_dir.glob("*checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
@@ -223,28 +231,28 @@ def test_resuming_an_earlier_checkpoint_replaces_the_later_one(init_model, ema_r
 
 
 @pytest.mark.parametrize("where", ["same", "inside", "symlink"])
-def test_output_dir_in_the_pretrained_model_is_refused(init_model, tmp_path, where):
-    output_dir = {"same": init_model, "inside": os.path.join(init_model, "run"), "symlink": str(tmp_path / "link")}
-    os.symlink(init_model, tmp_path / "link")
-    before = sorted(os.listdir(init_model))
+def test_output_dir_in_the_pretrained_model_is_refused(tiny_model, tmp_path, where):
+    output_dir = {"same": tiny_model, "inside": os.path.join(tiny_model, "run"), "symlink": str(tmp_path / "link")}
+    os.symlink(tiny_model, tmp_path / "link")
+    before = sorted(os.listdir(tiny_model))
     with pytest.raises(ValueError, match="--output_dir .* --pretrained_model .*overwrite the model it starts from"):
-        main(tiny_training_args(init_model, output_dir[where], 2))
-    assert sorted(os.listdir(init_model)) == before
+        main(tiny_training_args(tiny_model, output_dir[where], 2))
+    assert sorted(os.listdir(tiny_model)) == before
 
 
-def test_second_run_into_the_same_folder_is_refused_naming_the_first(init_model, tmp_path):
+def test_second_run_into_the_same_folder_is_refused_naming_the_first(tiny_model, tmp_path):
     lock = acquire_output_lock(str(tmp_path))  # a first run, this process
     first = json.loads(pathlib.Path(lock).read_text())
     assert first["pid"] == os.getpid() and first["host"] == socket.gethostname()
     with pytest.raises(ValueError, match=f"in use by another truepose train run \\(pid {os.getpid()} on .*started"):
-        main(tiny_training_args(init_model, tmp_path, 2))
+        main(tiny_training_args(tiny_model, tmp_path, 2))
     with pytest.raises(ValueError, match=f"pid {os.getpid()}"):  # also when taking the lock races the check
         acquire_output_lock(str(tmp_path))
     assert json.loads(pathlib.Path(lock).read_text()) == first  # the first run's lock is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]  # no work
 
 
-def test_lock_is_held_during_the_run_and_released_after(init_model, tmp_path, monkeypatch):
+def test_lock_is_held_during_the_run_and_released_after(tiny_model, tmp_path, monkeypatch):
     seen = []
     save_checkpoint = train_module.save_checkpoint
 
@@ -253,24 +261,24 @@ def test_lock_is_held_during_the_run_and_released_after(init_model, tmp_path, mo
         return save_checkpoint(accelerator, output_dir, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "save_checkpoint", spy)
-    assert main(tiny_training_args(init_model, tmp_path, 2)) == 0
+    assert main(tiny_training_args(tiny_model, tmp_path, 2)) == 0
     assert seen == [os.getpid()] and not (tmp_path / LOCK_NAME).exists()
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(init_model, tmp_path):
+def test_stale_lock_of_a_dead_process_is_taken_over(tiny_model, tmp_path):
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
     stale = {"pid": finished.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00"}
     (tmp_path / LOCK_NAME).write_text(json.dumps(stale))
-    assert main(tiny_training_args(init_model, tmp_path, 2)) == 0
+    assert main(tiny_training_args(tiny_model, tmp_path, 2)) == 0
     assert not (tmp_path / LOCK_NAME).exists()
 
 
-def test_lock_of_another_host_is_not_taken_for_stale(init_model, tmp_path):
+def test_lock_of_another_host_is_not_taken_for_stale(tiny_model, tmp_path):
     other = {"pid": 1, "host": socket.gethostname() + "-other", "started": "2026-01-01T00:00:00+00:00"}
     (tmp_path / LOCK_NAME).write_text(json.dumps(other))
     with pytest.raises(ValueError, match="-other, started 2026-01-01.*delete the lock file"):
-        main(tiny_training_args(init_model, tmp_path, 2))
+        main(tiny_training_args(tiny_model, tmp_path, 2))
 
 
 # ----------------------------------------------------------------------------------------------------------------

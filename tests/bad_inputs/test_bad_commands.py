@@ -391,22 +391,22 @@ def test_app_refuses_uploads_and_steps_beyond_its_limits():
     app = TruePoseApp(tiny_pipeline(seed=0), max_image_side=64, max_steps=5)
     pose = {"keypoints": TINY_KEYPOINTS, "frame": (64, 64)}
     settings = ("atr", pose, 2, 2.0, 0, "DDIM", 0.3, 0.6, 2, True)
-    assert app.generation_kwargs(SOURCE, PARSING, *settings)["height"] == 64
+    assert app.generation_request(SOURCE, PARSING, *settings)["height"] == 64
     big = SOURCE.resize((72, 72))
     with pytest.raises(ValueError, match=r"^The source photo is 72x72 pixels; this app takes at most 64 pixels per"):
-        app.generation_kwargs(big, PARSING, *settings)
+        app.generation_request(big, PARSING, *settings)
     app.pose_detector = lambda image: pytest.fail("the detector ran")
     with pytest.raises(ValueError, match=r"^The pose photo is 72x72 pixels"):
         app.pose_from_photo(big, SOURCE)
     for steps in (6, 0, 2.5, float("nan")):
         with pytest.raises(ValueError, match=r"^Steps must be a whole number from 1 to 5"):
-            app.generation_kwargs(SOURCE, PARSING, "atr", pose, steps, 2.0, 0, "DDIM", 0.3, 0.6, 2, True)
+            app.generation_request(SOURCE, PARSING, "atr", pose, steps, 2.0, 0, "DDIM", 0.3, 0.6, 2, True)
     with pytest.raises(ValueError, match=r"^Seed must be a whole number"):
-        app.generation_kwargs(SOURCE, PARSING, "atr", pose, 2, 2.0, -1, "DDIM", 0.3, 0.6, 2, True)
+        app.generation_request(SOURCE, PARSING, "atr", pose, 2, 2.0, -1, "DDIM", 0.3, 0.6, 2, True)
     with pytest.raises(ValueError, match=r"^Pick a scheduler among DDIM"):
-        app.generation_kwargs(SOURCE, PARSING, "atr", pose, 2, 2.0, 0, "Heun", 0.3, 0.6, 2, True)
+        app.generation_request(SOURCE, PARSING, "atr", pose, 2, 2.0, 0, "Heun", 0.3, 0.6, 2, True)
     with pytest.raises(ValueError, match=r"Need hpfa_sigma > 0.*got -1.0"):  # before the generation starts
-        app.generation_kwargs(SOURCE, PARSING, "atr", pose, 2, 2.0, 0, "DDIM", -1, 0.6, 2, True)
+        app.generation_request(SOURCE, PARSING, "atr", pose, 2, 2.0, 0, "DDIM", -1, 0.6, 2, True)
     with pytest.raises(ValueError, match=r"`max_image_side` must be a positive int, got 0"):
         TruePoseApp(app.pipe, max_image_side=0)
     with pytest.raises(ValueError, match=r"`max_steps` must be a positive int"):

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from truepose.conditioning.skeleton import import_controlnet_aux_openpose
+
 H, W = 256, 176
 
 # A standing person in the 256x176 DeepFashion frame, COCO-18 order [x, y].
@@ -26,6 +28,7 @@ def openpose_dir(tmp_path_factory) -> str:
     The file is stored like the real one (keys without the first module prefix, see controlnet_aux's
     `util.transfer`), in float16 to halve the 200 MB.
     """
+    import_controlnet_aux_openpose()  # the library's quiet import of the noisy controlnet_aux package, first
     from controlnet_aux.open_pose.model import bodypose_model
 
     folder = tmp_path_factory.mktemp("annotators")

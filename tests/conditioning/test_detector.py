@@ -9,23 +9,137 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from truepose.conditioning import PoseDetector
+from truepose.conditioning import PoseDetector, prepare_pose_image
 from truepose.conditioning import detector as detector_module
 from truepose.conditioning.skeleton import import_controlnet_aux_openpose
 
-# --- where detector weights are looked for ---------------------------------------------------------------------
+H, W = 256, 176  # the DeepFashion frame of the `skeleton` fixture
+
+
+class RecordingHub:
+    """Stands in for `huggingface_hub.hf_hub_download`: records its calls, returns a path or raises `error`."""
+
+    def __init__(self, error: Exception | None = None):
+        self.calls, self.error = [], error
+
+    def __call__(self, repo_id, filename, **kwargs):
+        self.calls.append((repo_id, filename, kwargs))
+        if self.error is not None:
+            raise self.error
+        return f"/cache/{repo_id}/{filename}"
+
+
+class RecordingBody:
+    """Stands in for controlnet_aux's OpenPose `Body`: records its path and the devices it is moved to."""
+
+    def __init__(self, path):
+        self.path, self.devices = path, []
+
+    def to(self, device):
+        self.devices.append(device)
+
+
+class RecordingDWpose:
+    """Stands in for controlnet_aux's `DWposeDetector`: records its arguments and the devices it is moved to."""
+
+    def __init__(self, det_ckpt=None, pose_ckpt=None, device="cpu"):
+        self.arguments, self.devices = {"det_ckpt": det_ckpt, "pose_ckpt": pose_ckpt, "device": device}, []
+
+    def to(self, device):
+        self.devices.append(device)
+
+
+@pytest.fixture
+def fake_dwpose(monkeypatch):
+    """`kind="dwpose"` without the OpenMMLab stack: its availability check passes, controlnet_aux's module is a
+    stand-in."""
+    module = types.ModuleType("controlnet_aux.dwpose")
+    module.DWposeDetector = RecordingDWpose
+    monkeypatch.setitem(sys.modules, "controlnet_aux.dwpose", module)
+    monkeypatch.setattr(detector_module, "_mm_stack_available", lambda: True)
+    return module
+
+
+class FakeOpenpose:
+    """Stands in for controlnet_aux's `OpenposeDetector`: the given people (normalised to the resized frame, `x < 0`
+    for a missing joint); records the shape of the image it was given."""
+
+    def __init__(self, people):
+        self.people, self.seen_shape = people, None
+
+    def detect_poses(self, image):
+        from controlnet_aux.open_pose import BodyResult, Keypoint, PoseResult
+
+        self.seen_shape = image.shape
+        bodies = [[Keypoint(x, y) if x >= 0 else None for x, y in person] for person in self.people]
+        return [PoseResult(BodyResult(k, 1.0, 18), None, None, None) for k in bodies]
+
+
+def box_person(x0: float, x1: float, y0: float, y1: float) -> list[tuple[float, float]]:
+    """18 normalised joints whose bounding box is [x0, x1] x [y0, y1] (joint 5 missing)."""
+    xs, ys = np.linspace(x0, x1, 18), np.linspace(y0, y1, 18)
+    return [(-1.0, -1.0) if i == 5 else (float(x), float(y)) for i, (x, y) in enumerate(zip(xs, ys))]
+
+
+class FakeDWposeEstimation(RecordingDWpose):
+    """Stands in for a `DWposeDetector`: `pose_estimation` returns fixed candidates (pixels) and scores, 133 joints."""
+
+    def __init__(self, candidate, scores):
+        super().__init__()
+        self.candidate, self.scores, self.seen = candidate, scores, None
+
+    def pose_estimation(self, image):
+        self.seen = image.copy()
+        return self.candidate, self.scores
+
+
+def test_pose_detector_random_weights_finds_no_person(openpose_dir):
+    from skimage.data import astronaut
+
+    detector = PoseDetector.from_pretrained(openpose_dir, detect_resolution=64)
+    assert detector.kind == "openpose"
+    # A portrait crop of the astronaut, small: the body network's cost grows with the photo's width.
+    photo = PIL.Image.fromarray(astronaut()[:400, 50:250]).resize((64, 128))
+    with pytest.raises(ValueError, match="no person found"):
+        prepare_pose_image(photo, H, W, is_photo=True, detector=detector)
+
+
+def test_pose_detector_missing_files(tmp_path):
+    with pytest.raises(OSError, match=r"does not exist.*body_pose_model\.pth"):
+        PoseDetector.from_pretrained(str(tmp_path / "nowhere"))
+    with pytest.raises(OSError, match=r"lacks body_pose_model\.pth.*put them in"):
+        PoseDetector.from_pretrained(tmp_path)
+    (tmp_path / "body_pose_model.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(OSError, match="not a valid OpenPose body model"):
+        PoseDetector.from_pretrained(tmp_path)
+    with pytest.raises(OSError, match=r"body_pose_model\.pth.*lllyasviel/Annotators") as info:
+        PoseDetector.from_pretrained("lllyasviel/Annotators", local_files_only=True)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_pose_detector_bad_kind_and_dwpose_without_mm():
+    with pytest.raises(ValueError, match="`kind`"):
+        PoseDetector.from_pretrained("x", kind="mediapipe")
+    import importlib.util
+
+    if importlib.util.find_spec("mmpose") is None:
+        with pytest.raises(ImportError, match="mmpose"):
+            PoseDetector.from_pretrained("x", kind="dwpose")
 
 
 @pytest.mark.parametrize(
     ("name", "expected"),
     [("/abs/folder", True), ("./folder", True), ("~/folder", True), ("~folder", True), ("a/b/c", True),
-     ("org/repo", False), ("repo", False)],
+     ("org/repo", False), ("repo", True)],
 )  # fmt: skip
 def test_what_looks_like_a_local_path(name, expected, tmp_path, monkeypatch):
+    """One rule for every "Hub id or folder" argument (`truepose._hub.is_local_path`): a Hub id is `org/name`."""
+    from truepose._hub import is_local_path
+
     monkeypatch.chdir(tmp_path)
-    assert detector_module._looks_like_local_path(name) is expected
-    (tmp_path / "repo").mkdir()
-    assert detector_module._looks_like_local_path("repo") is True  # an existing relative folder
+    assert is_local_path(name) is expected
+    (tmp_path / "org").mkdir()
+    assert is_local_path("org/repo") is True  # under an existing relative folder
 
 
 def test_resolve_files_names_every_missing_file_and_the_hub_repo(tmp_path):
@@ -40,19 +154,6 @@ def test_an_openpose_folder_without_the_body_model_names_the_openpose_hub_repo(t
     with pytest.raises(OSError, match=r"^openpose: the folder .* lacks body_pose_model\.pth\. Download "
                        r"body_pose_model\.pth \(e\.g\. from https://huggingface\.co/lllyasviel/Annotators\)"):  # fmt: skip
         PoseDetector.from_pretrained(tmp_path)
-
-
-class RecordingHub:
-    """Stands in for `huggingface_hub.hf_hub_download`: records its calls, returns a path or raises `error`."""
-
-    def __init__(self, error: Exception | None = None):
-        self.calls, self.error = [], error
-
-    def __call__(self, repo_id, filename, **kwargs):
-        self.calls.append((repo_id, filename, kwargs))
-        if self.error is not None:
-            raise self.error
-        return f"/cache/{repo_id}/{filename}"
 
 
 def test_resolve_files_downloads_each_file_from_the_hub(monkeypatch):
@@ -91,19 +192,6 @@ def test_mm_stack_is_available_only_with_all_three_packages(monkeypatch):
     assert detector_module._mm_stack_available() is True
     installed.remove("mmdet")
     assert detector_module._mm_stack_available() is False
-
-
-# --- loading a detector ----------------------------------------------------------------------------------------
-
-
-class RecordingBody:
-    """Stands in for controlnet_aux's OpenPose `Body`: records its path and the devices it is moved to."""
-
-    def __init__(self, path):
-        self.path, self.devices = path, []
-
-    def to(self, device):
-        self.devices.append(device)
 
 
 def test_pose_detector_defaults_and_kind_check():
@@ -150,27 +238,6 @@ def test_pose_detector_unreadable_body_model(error, described, tmp_path, monkeyp
     message = rf"^openpose: '.*body_pose_model\.pth' is not a valid OpenPose body model \({described}\)\.$"
     with pytest.raises(OSError, match=message):
         PoseDetector.from_pretrained(tmp_path)
-
-
-class RecordingDWpose:
-    """Stands in for controlnet_aux's `DWposeDetector`: records its arguments and the devices it is moved to."""
-
-    def __init__(self, det_ckpt=None, pose_ckpt=None, device="cpu"):
-        self.arguments, self.devices = {"det_ckpt": det_ckpt, "pose_ckpt": pose_ckpt, "device": device}, []
-
-    def to(self, device):
-        self.devices.append(device)
-
-
-@pytest.fixture
-def fake_dwpose(monkeypatch):
-    """`kind="dwpose"` without the OpenMMLab stack: its availability check passes, controlnet_aux's module is a
-    stand-in."""
-    module = types.ModuleType("controlnet_aux.dwpose")
-    module.DWposeDetector = RecordingDWpose
-    monkeypatch.setitem(sys.modules, "controlnet_aux.dwpose", module)
-    monkeypatch.setattr(detector_module, "_mm_stack_available", lambda: True)
-    return module
 
 
 def test_dwpose_needs_the_openmmlab_stack(monkeypatch):
@@ -223,30 +290,6 @@ def test_to_moves_the_network_of_each_kind():
     assert dwpose.to("meta") is dwpose and dwpose.detector.devices == ["meta"]
 
 
-# --- calling a detector ----------------------------------------------------------------------------------------
-
-
-class FakeOpenpose:
-    """Stands in for controlnet_aux's `OpenposeDetector`: the given people (normalised to the resized frame, `x < 0`
-    for a missing joint); records the shape of the image it was given."""
-
-    def __init__(self, people):
-        self.people, self.seen_shape = people, None
-
-    def detect_poses(self, image):
-        from controlnet_aux.open_pose import BodyResult, Keypoint, PoseResult
-
-        self.seen_shape = image.shape
-        bodies = [[Keypoint(x, y) if x >= 0 else None for x, y in person] for person in self.people]
-        return [PoseResult(BodyResult(k, 1.0, 18), None, None, None) for k in bodies]
-
-
-def box_person(x0: float, x1: float, y0: float, y1: float) -> list[tuple[float, float]]:
-    """18 normalised joints whose bounding box is [x0, x1] x [y0, y1] (joint 5 missing)."""
-    xs, ys = np.linspace(x0, x1, 18), np.linspace(y0, y1, 18)
-    return [(-1.0, -1.0) if i == 5 else (float(x), float(y)) for i, (x, y) in enumerate(zip(xs, ys))]
-
-
 def test_pose_detector_maps_back_to_the_image_frame():
     small = [(0.1 + 0.01 * i, 0.1 + 0.01 * i) for i in range(18)]
     large = [(0.2 + 0.04 * i, 0.05 + 0.05 * i) if i != 3 else (-1.0, -1.0) for i in range(18)]
@@ -284,18 +327,6 @@ def test_the_largest_person_is_the_one_with_the_largest_keypoint_box():
     with pytest.raises(ValueError, match=r"^no person found in the image by the openpose detector; pass the target "
                        r"pose as keypoints or a skeleton image instead\.$"):  # fmt: skip
         PoseDetector(FakeOpenpose([]), detect_resolution=64)(PIL.Image.new("RGB", (64, 64)))
-
-
-class FakeDWposeEstimation(RecordingDWpose):
-    """Stands in for a `DWposeDetector`: `pose_estimation` returns fixed candidates (pixels) and scores, 133 joints."""
-
-    def __init__(self, candidate, scores):
-        super().__init__()
-        self.candidate, self.scores, self.seen = candidate, scores, None
-
-    def pose_estimation(self, image):
-        self.seen = image.copy()
-        return self.candidate, self.scores
 
 
 def test_dwpose_detect_feeds_bgr_and_keeps_joints_scored_above_0_3():

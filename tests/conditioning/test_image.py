@@ -1,4 +1,5 @@
-"""Image inputs (`truepose.conditioning.image`) rule by rule: each accepted form's pixels, each refusal's message."""
+"""Image inputs (`truepose.conditioning.image`) rule by rule: each accepted form's pixels, each refusal's message.
+Also the one aspect-ratio rule and the one image-file loader."""
 
 import re
 
@@ -7,10 +8,19 @@ import PIL.Image
 import pytest
 import torch
 
-from truepose.conditioning import to_pil_images
+from truepose.conditioning import image as image_module
+from truepose.conditioning import (
+    load_image_file,
+    same_aspect_ratio,
+    to_pil_images,
+)
+from truepose.conditioning import parsing as parsing_module
 from truepose.conditioning.image import IMAGE_FORMS, _to_numpy_batch, is_batch_of_images, to_pil_image
+from truepose.data.common import load_image
 
 RNG = np.random.default_rng(0)
+
+
 PIXELS = RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8)  # (H, W, 3)
 
 
@@ -175,3 +185,37 @@ def test_other_types_are_refused_with_the_accepted_forms():
 )  # fmt: skip
 def test_what_a_batch_of_images_is(value, expected):
     assert is_batch_of_images(value) is expected
+
+
+@pytest.mark.parametrize(
+    "size, same",
+    [((64, 48), True), ((128, 96), True), ((129, 96), True), ((130, 96), False), ((64, 64), False), ((63, 48), False)],
+)
+def test_same_aspect_ratio_within_one_percent(size, same):
+    assert same_aspect_ratio(size, (64, 48)) is same
+    assert same_aspect_ratio(size, (64, 48), tolerance=0.05) is (size != (64, 64))
+
+
+def test_one_aspect_ratio_tolerance():
+    assert image_module.ASPECT_RATIO_TOLERANCE == 0.01
+    assert not hasattr(parsing_module, "ASPECT_RATIO_TOLERANCE")  # no second copy to drift
+
+
+def test_load_image_file_is_the_datasets_loader(tmp_path):
+    rgba = np.random.default_rng(0).integers(0, 256, (6, 5, 4), dtype=np.uint8)
+    rgba[..., 3] = 0  # fully transparent: the colour underneath is kept
+    PIL.Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    image = load_image_file(tmp_path / "rgba.png")
+    assert image.mode == "RGB" and image.size == (5, 6)
+    np.testing.assert_array_equal(np.asarray(image), rgba[..., :3])
+    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "rgba.png")), rgba[..., :3])
+
+    PIL.Image.fromarray(np.full((4, 4), 257 * 200, np.uint16)).save(tmp_path / "deep.png")
+    np.testing.assert_array_equal(np.asarray(load_image_file(str(tmp_path / "deep.png"))), np.full((4, 4, 3), 200))
+
+    PIL.Image.fromarray(np.full((4, 4), 2.0, np.float32), "F").save(tmp_path / "float.tiff")
+    with pytest.raises(ValueError, match=r"float\.tiff.*must lie in \[0, 1\]"):
+        load_image_file(tmp_path / "float.tiff")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(PIL.UnidentifiedImageError):
+        load_image_file(tmp_path / "text.png")

@@ -1,4 +1,9 @@
-import json
+"""Target poses (`truepose.conditioning.pose`): what counts as one pose or a batch (`as_pose_batch`), every target-pose
+form giving the same skeleton image, `prepare_pose_image` (photos, retargeting, warnings, messages) and the names
+the module still re-exports."""
+
+import re
+import warnings
 
 import numpy as np
 import PIL.Image
@@ -6,157 +11,101 @@ import pytest
 import torch
 
 from truepose.conditioning import (
-    BODY25_TO_COCO18,
-    PoseDetector,
-    as_keypoints,
+    as_pose_batch,
     draw_skeleton,
-    parse_deepfashion_keypoints,
     prepare_pose_image,
-    read_deepfashion_annotations,
-    read_openpose_json,
-    retarget_keypoints,
 )
+from truepose.conditioning import pose as pose_module
+from truepose.conditioning.pose import KEYPOINT_NAMES
+from truepose.testing import TINY_KEYPOINTS
+
+ROWS = [(float(i), float(2 * i)) for i in range(18)]  # one pose as 18 (x, y) tuples
+
 
 H, W = 256, 176  # the DeepFashion frame of the `skeleton` fixture
 
 
-def reference_drawing(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
-    """controlnet_aux's own drawing of the same pose (joints at the nearest pixel)."""
-    from controlnet_aux.open_pose.body import Keypoint
-    from controlnet_aux.open_pose.util import draw_bodypose
-
-    body = [
-        Keypoint(x=(x + 0.5) / width, y=(y + 0.5) / height) if x >= 0 and y >= 0 else None
-        for x, y in keypoints[:, :2].tolist()
-    ]
-    return draw_bodypose(np.zeros((height, width, 3), dtype=np.uint8), body)
+def expected(target: np.ndarray, scale: float, anchor_t, anchor_s) -> np.ndarray:
+    out = np.full((18, 3), (-1.0, -1.0, 0.0), dtype=np.float64)
+    present = target[:, 0] >= 0
+    out[present, :2] = (target[present] - np.asarray(anchor_t)) * scale + np.asarray(anchor_s)
+    out[present, 2] = 1.0
+    return out
 
 
-# --- keypoint arrays ------------------------------------------------------------------------------------------
+def exactly(message: str) -> str:
+    return "^" + re.escape(message) + "$"
 
 
-def test_as_keypoints_forms_and_missing(skeleton):
-    out = as_keypoints(skeleton)
-    assert out.dtype == np.float32 and out.shape == (18, 3)
-    np.testing.assert_array_equal(out[:, :2], skeleton)
-    assert (out[:, 2] == 1).all()
-    np.testing.assert_array_equal(as_keypoints(skeleton.tolist()), out)
-    np.testing.assert_array_equal(as_keypoints(torch.from_numpy(skeleton)), out)
-
-    with_conf = np.concatenate([skeleton, np.full((18, 1), 0.8, np.float32)], axis=1)
-    with_conf[3] = (-1, -1, 0.9)  # negative coordinates: missing
-    with_conf[4, 2] = 0.0  # zero confidence: missing
-    with_conf[5, 0] = np.nan  # not finite: missing
-    out = as_keypoints(with_conf)
-    for j in (3, 4, 5):
-        np.testing.assert_array_equal(out[j], [-1, -1, 0])
-    assert out[0, 2] == pytest.approx(0.8)
+def _pose(**moved: tuple[float, float]) -> np.ndarray:
+    """TINY_KEYPOINTS (64 x 64 frame) with a missing left ear and the named joints moved."""
+    keypoints = TINY_KEYPOINTS.copy()
+    keypoints[17] = (-1, -1, 0)
+    for name, xy in moved.items():
+        keypoints[KEYPOINT_NAMES.index(name), :2] = xy
+    return keypoints
 
 
-@pytest.mark.parametrize("shape", [(17, 2), (18, 4), (18,), (2, 18, 2)])
-def test_as_keypoints_wrong_shape(shape):
-    with pytest.raises(ValueError, match=r"`keypoints`.*" + str(shape).replace("(", r"\(").replace(")", r"\)")):
-        as_keypoints(np.zeros(shape))
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (ROWS, True),
+        ([(1, 2)], True),  # one row is still a table
+        ([np.array([1.0, 2.0]), torch.tensor([3.0, 4.0])], True),  # rows of arrays and tensors (0-d elements)
+        ([np.float32(1.0), 2], False),  # a flat list of numbers has no rows
+        ([], False),
+        ([range(2), range(2)], False),  # rows must be lists, tuples or 1-D arrays
+        ([("1", "2"), ("3", "4")], False),  # strings are not numbers
+        ((np.zeros((2, 2)),), False),  # a 2-D row
+        ([np.array([np.zeros(2), np.zeros(3)] + [None], dtype=object)[:2]], False),  # a row of arrays
+    ],
+)
+def test_what_a_number_table_is(value, expected):
+    assert pose_module._is_number_table(value) is expected
 
 
-def test_as_keypoints_bad_type():
-    with pytest.raises(TypeError, match="keypoints"):
-        as_keypoints("nose")
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((2, 18, 3), True), ((2, 18, 2), True), ((18, 3), False), ((2, 17, 3), False), ((2, 18, 4), False),
+     ((2, 18, 3, 1), False), ((1, 18, 1), False)],
+)  # fmt: skip
+def test_what_a_keypoint_batch_is(shape, expected):
+    assert pose_module._is_keypoint_batch(np.zeros(shape)) is expected
+    assert pose_module._is_keypoint_batch(torch.zeros(shape)) is expected
+    assert pose_module._is_keypoint_batch(np.zeros(shape).tolist()) is False  # lists are tables, not batches
 
 
-# --- readers --------------------------------------------------------------------------------------------------
+def test_as_pose_batch_splits_each_documented_form():
+    keypoints = np.asarray(ROWS, dtype=np.float32)
+    batch = np.stack([keypoints, keypoints + 1])
+    split = as_pose_batch(batch)
+    assert len(split) == 2 and all(isinstance(p, np.ndarray) for p in split)
+    np.testing.assert_array_equal(split[1], keypoints + 1)
+    images = torch.zeros(3, 3, 8, 8)  # (N, 3, H, W)
+    assert [p.shape for p in as_pose_batch(images)] == [(3, 8, 8)] * 3
+    one_image = np.zeros((8, 8, 3), np.uint8)
+    assert as_pose_batch(one_image)[0] is one_image and len(as_pose_batch(one_image)) == 1
+    assert as_pose_batch(keypoints)[0] is keypoints and len(as_pose_batch(keypoints)) == 1
+    picture = PIL.Image.new("RGB", (8, 8))
+    assert as_pose_batch(picture) == [picture]
+    assert as_pose_batch(ROWS) == [ROWS]  # 18 (x, y) tuples: one pose
+    split = as_pose_batch((keypoints, picture))  # a tuple of poses: a list of them
+    assert isinstance(split, list) and len(split) == 2 and split[0] is keypoints and split[1] is picture
 
 
-def test_deepfashion_annotations_round_trip(tmp_path, skeleton):
-    ys, xs = skeleton[:, 1].astype(int).tolist(), skeleton[:, 0].astype(int).tolist()
-    ys2, xs2 = list(ys), list(xs)
-    ys2[16], xs2[16] = -1, -1
-    path = tmp_path / "fasion-resize-annotation-test.csv"
-    path.write_text(
-        "name:keypoints_y:keypoints_x\n"
-        f"fashionWOMENDressesid0000262902_3back.jpg: {json.dumps(ys)}: {json.dumps(xs)}\n"
-        f"fashionMENDenimid0000008001_1front.jpg:{json.dumps(ys2)}:{json.dumps(xs2)}\n"
-    )
-    annotations = read_deepfashion_annotations(path)
-    assert list(annotations) == ["fashionWOMENDressesid0000262902_3back.jpg", "fashionMENDenimid0000008001_1front.jpg"]
-    first = annotations["fashionWOMENDressesid0000262902_3back.jpg"]
-    np.testing.assert_array_equal(first[:, :2], skeleton)
-    assert (first[:, 2] == 1).all()
-    second = annotations["fashionMENDenimid0000008001_1front.jpg"]
-    np.testing.assert_array_equal(second[16], [-1, -1, 0])
-    np.testing.assert_array_equal(second[17, :2], skeleton[17])
-    np.testing.assert_array_equal(parse_deepfashion_keypoints(json.dumps(ys), json.dumps(xs)), first)
-
-
-def test_deepfashion_errors(tmp_path):
-    with pytest.raises(ValueError, match="18"):
-        parse_deepfashion_keypoints("[1, 2]", "[3, 4]")
-    path = tmp_path / "bad.csv"
-    path.write_text("name,keypoints_y,keypoints_x\n")
-    with pytest.raises(ValueError, match=r"bad.csv:1: .*':'-separated"):
-        read_deepfashion_annotations(path)
-
-
-def test_openpose_json_coco18(tmp_path, skeleton):
-    flat = np.concatenate([skeleton, np.ones((18, 1), np.float32)], axis=1)
-    flat[2] = 0  # OpenPose writes missing joints as 0, 0, 0
-    path = tmp_path / "frame_keypoints.json"
-    path.write_text(json.dumps({"version": 1.3, "people": [{"pose_keypoints_2d": flat.ravel().tolist()}]}))
-    (person,) = read_openpose_json(path)
-    np.testing.assert_array_equal(person[2], [-1, -1, 0])
-    np.testing.assert_array_equal(person[[0, 1, 3]], flat[[0, 1, 3]])
-    assert read_openpose_json({"people": []}) == []
-
-
-def test_openpose_json_body25_mapping():
-    # Joint i of BODY_25 at x = i, y = 100 + i, confidence 0.5.
-    body25 = np.stack([np.arange(25), 100 + np.arange(25), np.full(25, 0.5)], axis=1)
-    (person,) = read_openpose_json({"people": [{"pose_keypoints_2d": body25.ravel().tolist()}]})
-    expected_x = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]  # mid-hip (8) and feet dropped
-    assert list(BODY25_TO_COCO18) == expected_x
-    np.testing.assert_array_equal(person[:, 0], expected_x)
-    np.testing.assert_array_equal(person[:, 1], 100 + np.array(expected_x))
-    with pytest.raises(ValueError, match="18 \\(COCO\\) or 25"):
-        read_openpose_json({"people": [{"pose_keypoints_2d": [0.0] * 30}]})
-
-
-# --- drawing --------------------------------------------------------------------------------------------------
-
-
-def test_draw_skeleton_matches_controlnet_aux(skeleton):
-    image = draw_skeleton(skeleton, H, W)
-    assert image.mode == "RGB" and image.size == (W, H)
-    np.testing.assert_array_equal(np.asarray(image), reference_drawing(skeleton, H, W))
-    assert np.asarray(image)[30, 88].tolist() == [255, 0, 0]  # the nose, in OpenPose's first colour
-
-
-def test_missing_joints_are_not_drawn(skeleton):
-    full = np.asarray(draw_skeleton(skeleton, H, W))
-    no_nose = skeleton.copy()
-    no_nose[0] = -1
-    drawn = np.asarray(draw_skeleton(no_nose, H, W))
-    assert drawn[30, 88].tolist() == [0, 0, 0]  # its circle (and limbs) are gone
-    assert (drawn != full).any(axis=-1).sum() > 20
-    np.testing.assert_array_equal(drawn, reference_drawing(no_nose, H, W))
-    # A missing joint given as (0, 0) with confidence 0 is not drawn at the corner.
-    zero_conf = np.concatenate([skeleton, np.ones((18, 1), np.float32)], axis=1)
-    zero_conf[0] = (0, 0, 0)
-    corner = np.asarray(draw_skeleton(zero_conf, H, W))
-    assert corner[:12, :12].max() == 0
-    np.testing.assert_array_equal(corner, drawn)
-
-
-def test_draw_skeleton_frame_checks(skeleton):
-    draw_skeleton(skeleton + [47, 0], H, W)  # within 2 % beyond the last pixel is tolerated
-    with pytest.raises(ValueError, match=r"`keypoints` has joints outside.*\(256, 176\)"):
-        draw_skeleton(skeleton * 2, H, W)  # keypoints of a 512x352 frame
-    with pytest.raises(ValueError, match="normalised"):
-        draw_skeleton(skeleton / [W, H], H, W)
-    with pytest.raises(ValueError, match="`height`"):
-        draw_skeleton(skeleton, 0, W)
-
-
-# --- prepare_pose_image ---------------------------------------------------------------------------------------
+def test_as_pose_batch_rejects_an_empty_list_and_a_list_of_batches():
+    with pytest.raises(ValueError, match=r"^`poses` is an empty list; pass at least one pose\.$"):
+        as_pose_batch([], "poses")
+    with pytest.raises(ValueError, match=r"^`target_pose` is an empty list"):  # the default argument name
+        as_pose_batch([])
+    keypoints = np.asarray(ROWS, dtype=np.float32)
+    for batch in (np.stack([keypoints, keypoints]), torch.zeros(2, 3, 8, 8)):
+        message = (
+            f"`poses[1]` holds a batch of shape {tuple(batch.shape)}; each list element must be one pose (keypoints "
+            "(18, 2|3) or one image). Pass the batch itself, not a list of batches."
+        )
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            as_pose_batch([keypoints, batch], "poses")
 
 
 def test_every_target_pose_form_gives_the_same_image(skeleton):
@@ -187,32 +136,6 @@ def test_skeleton_image_is_resized_and_made_rgb(skeleton):
         prepare_pose_image(big.convert("RGBA"), H, W)
     gray = prepare_pose_image(PIL.Image.new("L", (W, H), 7), H, W)
     assert gray.mode == "RGB" and np.asarray(gray).max() == 7
-
-
-def test_retarget_hand_computed():
-    target = np.full((18, 3), -1, np.float32)
-    target[:, 2] = 0
-    target[1] = (10, 10, 1)  # neck
-    target[8] = (10, 30, 1)  # right hip: torso bone of length 20
-    target[0] = (10, 0, 1)  # nose: bone neck-nose of length 10
-    target[4] = (0, 20, 1)  # right wrist: only in the target, still moved
-    source = np.full((18, 3), -1, np.float32)
-    source[:, 2] = 0
-    source[1] = (50, 40, 1)
-    source[8] = (50, 80, 1)  # torso 40 -> scale 2 (nose missing in the source: bone not counted)
-    source[11] = (70, 80, 1)  # left hip only in the source: ignored
-    out = retarget_keypoints(target, source)
-    # anchors: mean(neck, right hip) = (10, 20) -> (50, 60); p' = (p - (10, 20)) * 2 + (50, 60)
-    np.testing.assert_allclose(out[1], [50, 40, 1])
-    np.testing.assert_allclose(out[8], [50, 80, 1])
-    np.testing.assert_allclose(out[0], [50, 20, 1])
-    np.testing.assert_allclose(out[4], [30, 60, 1])
-    np.testing.assert_array_equal(out[11], [-1, -1, 0])
-
-
-def test_retarget_undoes_scale_and_shift(skeleton):
-    target = (skeleton - [88, 60]) * 0.6 + [40, 90]
-    np.testing.assert_allclose(retarget_keypoints(target, skeleton)[:, :2], skeleton, atol=1e-4)
 
 
 def test_prepare_pose_image_from_photo_and_retarget(skeleton):
@@ -264,38 +187,80 @@ def test_prepare_pose_image_errors(skeleton):
         prepare_pose_image(photo, H, W, is_photo=True, detector=lambda image: -np.ones((18, 2)))
 
 
-# --- PoseDetector ---------------------------------------------------------------------------------------------
+def test_prepare_pose_image_warns_for_an_empty_pose_only():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare_pose_image(_pose(), 64, 64)
+    assert caught == []
+    empty = np.full((18, 3), -1.0, dtype=np.float32)
+    empty[:, 2] = 0
+    with pytest.warns(UserWarning) as record:
+        image = prepare_pose_image(empty, 64, 64)
+    assert [str(w.message) for w in record] == [
+        "`target_pose` has no visible joint (all missing: -1, NaN or confidence 0); the skeleton is an empty black "
+        "image and the pose is left to the model."
+    ]
+    assert record[0].filename != pose_module.__file__ and not np.asarray(image).any()
 
 
-def test_pose_detector_random_weights_finds_no_person(openpose_dir):
-    from skimage.data import astronaut
+@pytest.mark.parametrize(
+    "image_size, warns",
+    [((64, 48), False), ((128, 96), False), ((129, 96), False), ((130, 96), True), ((64, 64), True), ((63, 48), True)],
+)
+def test_prepare_pose_image_stretch_warning_above_one_percent(image_size, warns):
+    """Output 64 x 48 (h x w): a skeleton image whose aspect ratio differs by more than 1 % is stretched with a
+    warning (130 x 96: 1.6 %; 129 x 96: 0.8 %); the resize is bilinear."""
+    rng = np.random.default_rng(0)
+    skeleton = PIL.Image.fromarray(rng.integers(0, 256, (*image_size, 3), dtype=np.uint8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = prepare_pose_image(skeleton, 64, 48)
+    expected = skeleton if image_size == (64, 48) else skeleton.resize((48, 64), resample=PIL.Image.BILINEAR)
+    np.testing.assert_array_equal(np.asarray(image), np.asarray(expected))
+    if not warns:
+        assert caught == []
+        return
+    assert [w.category for w in caught] == [UserWarning] and caught[0].filename != pose_module.__file__
+    assert str(caught[0].message) == (
+        f"`target_pose` skeleton image of size (height, width) = {image_size} has another aspect ratio than the output "
+        "(64, 48); it is stretched. Draw it at the output's aspect ratio (or pass keypoints)."
+    )
 
-    detector = PoseDetector.from_pretrained(openpose_dir, detect_resolution=64)
-    assert detector.kind == "openpose"
-    # A portrait crop of the astronaut, small: the body network's cost grows with the photo's width.
-    photo = PIL.Image.fromarray(astronaut()[:400, 50:250]).resize((64, 128))
-    with pytest.raises(ValueError, match="no person found"):
-        prepare_pose_image(photo, H, W, is_photo=True, detector=detector)
+
+def test_prepare_pose_image_error_messages():
+    keypoints = _pose()
+    cases = [
+        (dict(target_pose=keypoints, retarget=True), ValueError,
+         "`retarget=True` needs `source_keypoints` (the source person's (18, 2|3) keypoints)."),
+        (dict(target_pose=keypoints, is_photo=True), ValueError,
+         "`is_photo=True` expects `target_pose` to be an image, got a keypoint array."),
+        (dict(target_pose=PIL.Image.new("RGB", (64, 64)), retarget=True, source_keypoints=keypoints), ValueError,
+         "`retarget=True` needs `target_pose` as keypoints or a photo (with `is_photo=True`); a skeleton image cannot "
+         "be retargeted."),
+        (dict(target_pose=PIL.Image.new("RGB", (64, 64)), is_photo=True), ValueError,
+         "`is_photo=True` needs a pose `detector`, e.g. `truepose.conditioning.PoseDetector.from_pretrained("
+         "'lllyasviel/Annotators')` (or a local folder holding body_pose_model.pth)."),
+        (dict(target_pose=PIL.Image.new("RGB", (64, 64)), is_photo=True, detector=lambda image: np.full((18, 2), -1.0)),
+         ValueError, "no person found in `target_pose` by the pose detector."),
+        (dict(target_pose="pose.json"), TypeError,
+         "`target_pose` must be keypoints ((18, 2) or (18, 3) array, list or tensor), or a skeleton/photo image "
+         "(PIL.Image.Image, np.ndarray (H, W, 3), torch.Tensor (3, H, W)), got str."),
+    ]  # fmt: skip
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=exactly(message)):
+            prepare_pose_image(height=64, width=64, **kwargs)
+    # the malformed argument is named in as_keypoints' message
+    with pytest.raises(ValueError, match="^`source_keypoints` must"):
+        prepare_pose_image(keypoints, 64, 64, source_keypoints=np.zeros((17, 2)))
+    with pytest.raises(ValueError, match="^`detector output` must"):
+        prepare_pose_image(PIL.Image.new("RGB", (64, 64)), 64, 64, is_photo=True, detector=lambda image: np.zeros(3))
 
 
-def test_pose_detector_missing_files(tmp_path):
-    with pytest.raises(OSError, match=r"does not exist.*body_pose_model\.pth"):
-        PoseDetector.from_pretrained(str(tmp_path / "nowhere"))
-    with pytest.raises(OSError, match=r"lacks body_pose_model\.pth.*put them in"):
-        PoseDetector.from_pretrained(tmp_path)
-    (tmp_path / "body_pose_model.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(OSError, match="not a valid OpenPose body model"):
-        PoseDetector.from_pretrained(tmp_path)
-    with pytest.raises(OSError, match=r"body_pose_model\.pth.*lllyasviel/Annotators") as info:
-        PoseDetector.from_pretrained("lllyasviel/Annotators", local_files_only=True)
-    assert info.value.__cause__ is None and info.value.__suppress_context__
-
-
-def test_pose_detector_bad_kind_and_dwpose_without_mm():
-    with pytest.raises(ValueError, match="`kind`"):
-        PoseDetector.from_pretrained("x", kind="mediapipe")
-    import importlib.util
-
-    if importlib.util.find_spec("mmpose") is None:
-        with pytest.raises(ImportError, match="mmpose"):
-            PoseDetector.from_pretrained("x", kind="dwpose")
+def test_the_pose_module_still_holds_every_pose_name():
+    """`truepose.conditioning.pose.X` keeps working for the names that moved to keypoints/skeleton/pose_files/detector."""
+    for name in (
+        "KEYPOINT_NAMES", "BODY25_TO_COCO18", "OUT_OF_FRAME_TOLERANCE", "PoseDetector", "as_keypoints", "draw_skeleton",
+        "is_pose_file", "read_pose_file", "read_openpose_json", "read_deepfashion_annotations", "rescale_keypoints",
+        "retarget_keypoints", "prepare_pose_image", "as_pose_batch", "OPENPOSE_HUB_REPO",
+    ):  # fmt: skip
+        assert hasattr(pose_module, name), name

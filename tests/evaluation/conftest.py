@@ -34,7 +34,7 @@ class PooledColour(nn.Module):
 
 @pytest.fixture
 def pooled_colour() -> nn.Module:
-    """A `PooledColour` FID backbone stand-in (Inception itself is checked in test_evaluation_metrics.py)."""
+    """A `PooledColour` FID backbone stand-in (Inception itself is checked in test_weights.py)."""
     return PooledColour()
 
 

@@ -1,20 +1,19 @@
-import dataclasses
+"""The attention functions against explicit float64 computations: HPFA's weights and fused attention (dtypes,
+kernel widths), region masses, CAA's low-attention region choice."""
+
 import math
 
 import pytest
 import torch
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+import torch.nn.functional as F
 
 from truepose.models import (
-    CAAAttnProcessor,
-    HPFAAttnProcessor,
-    LayerReference,
     fused_reference_attention,
     hpfa_log_weights,
     select_low_attention_regions,
 )
 
-B, HEADS, LQ, LS, D, R = 2, 3, 7, 6, 4, 3
+B, HEADS, LQ, LS, D, R, EMBED = 2, 3, 7, 6, 4, 3, 8
 
 
 def explicit_weighted_attention(q, k, v, sk, sv, weights):
@@ -38,6 +37,24 @@ def qkv():
         rand(B, HEADS, LS, D),
         rand(B, HEADS, LS, D),
     )
+
+
+B, HEADS, LQ, LS, D, R, EMBED = 2, 3, 7, 6, 4, 3, 8
+
+
+def explicit_fused_attention(q, k, v, sk, sv, log_weight, indicators):
+    """float64, attention matrix materialised: output and per-region attention mass."""
+    q, k, v, sk, sv = (t.double() for t in (q, k, v, sk, sv))
+    keys, values = torch.cat([k, sk], 2), torch.cat([v, sv], 2)
+    bias = torch.cat([torch.zeros(q.shape[0], k.shape[2], dtype=torch.double), log_weight.double()], 1)
+    probs = torch.softmax(q @ keys.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias[:, None, None, :], dim=-1)
+    return probs @ values, probs[..., k.shape[2] :] @ indicators.double()[:, None]
+
+
+def random_qkv(head_dim, heads=2, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(B, heads, LQ, head_dim)] * 3 + [(B, heads, LS, head_dim)] * 2
+    return [torch.randn(*shape, generator=g).to(dtype) for shape in shapes]
 
 
 def test_hpfa_log_weights_are_log_of_paper_weights():
@@ -78,6 +95,42 @@ def test_minus_inf_weights_hide_the_source(qkv):
     torch.testing.assert_close(out_other_source, self_only)
 
 
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.bfloat16, 3e-2)])
+def test_fused_attention_keeps_the_input_dtype(dtype, tolerance):
+    """float32 log-weights and indicators (what `hpfa_log_weights` and the masks give) with float64 or bfloat16
+    queries: cast to the queries' dtype, result in that dtype."""
+    q, k, v, sk, sv = random_qkv(8, dtype=dtype)
+    g = torch.Generator().manual_seed(1)
+    log_weight, indicators = torch.randn(B, LS, generator=g), torch.rand(B, LS, R, generator=g)
+    out, mass = fused_reference_attention(q, k, v, sk, sv, log_weight, indicators)
+    expected_out, expected_mass = explicit_fused_attention(q, k, v, sk, sv, log_weight, indicators)
+    assert out.dtype == mass.dtype == dtype
+    assert (out.double() - expected_out).abs().max() < tolerance
+    assert (mass.double() - expected_mass).abs().max() < tolerance
+
+
+@pytest.mark.parametrize("head_dim", [40, 8, 64])  # SD-1.5's 320 / 8 heads, and widths that are already 8k
+def test_fused_attention_gives_the_kernel_one_width_padded_to_a_multiple_of_8(monkeypatch, head_dim):
+    """With region indicators the values gain `R` channels; q, k and v reach SDPA with one width, the next multiple of
+    8 (what fused kernels dispatch on), and the result is unchanged."""
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def recording_sdpa(query, key, value, **kwargs):
+        calls.append((query.shape[-1], key.shape[-1], value.shape[-1]))
+        return sdpa(query, key, value, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording_sdpa)
+    q, k, v, sk, sv = random_qkv(head_dim)
+    g = torch.Generator().manual_seed(2)
+    log_weight, indicators = torch.randn(B, LS, generator=g), torch.rand(B, LS, R, generator=g)
+    out, mass = fused_reference_attention(q, k, v, sk, sv, log_weight, indicators)
+    width = -(-(head_dim + R) // 8) * 8
+    assert calls == [(width, width, width)]
+    expected_out, expected_mass = explicit_fused_attention(q, k, v, sk, sv, log_weight, indicators)
+    assert (out.double() - expected_out).abs().max() < 1e-5 and (mass.double() - expected_mass).abs().max() < 1e-5
+
+
 def test_region_masses_equal_explicit_attention_matrix(qkv):
     q, k, v, sk, sv = qkv
     g = torch.Generator().manual_seed(2)
@@ -102,116 +155,9 @@ def test_selected_regions_are_the_lowest_average():
     assert indices[0, -1].item() == 3 and selected_valid.tolist() == [[True, True, True, False]]
 
 
-def _attention(dim=16, heads=2):
-    torch.manual_seed(0)
-    return Attention(query_dim=dim, heads=heads, dim_head=dim // heads)
-
-
-def _reference(dim=16, regions=R, embed_dim=8, dropped=False):
-    g = torch.Generator().manual_seed(3)
-    return LayerReference(
-        tokens=torch.randn(B, LS, dim, generator=g),
-        log_weight=torch.full((B, LS), float("-inf")) if dropped else torch.randn(B, LS, generator=g),
-        region_indicators=(torch.rand(B, LS, regions, generator=g) > 0.5).float(),
-        region_embeds=torch.randn(B, regions, embed_dim, generator=g),
-        region_valid=torch.full((B, regions), not dropped),
-    )
-
-
-def run(processor, attn, hidden, reference=None):
-    """One call of ``processor`` with ``reference`` passed as TargetNet passes it (by the processor's name)."""
-    return processor(attn, hidden, layer_references=None if reference is None else {processor.name: reference})
-
-
-def test_processor_without_reference_is_stock_attention():
-    attn = _attention()
-    hidden = torch.randn(B, LQ, 16)
-    stock = AttnProcessor2_0()(attn, hidden)
-    torch.testing.assert_close(HPFAAttnProcessor("layer")(attn, hidden), stock)
-    torch.testing.assert_close(CAAAttnProcessor("layer", 16, 8, 2)(attn, hidden), stock)
-
-
-def test_hpfa_processor_matches_explicit_reference():
-    attn, reference = _attention(), _reference()
-    hidden = torch.randn(B, LQ, 16)
-    processor = HPFAAttnProcessor("layer")
-    out = run(processor, attn, hidden, reference)
-
-    split = lambda x: x.view(B, -1, 2, 8).transpose(1, 2)  # noqa: E731
-    expected, _ = explicit_weighted_attention(
-        split(attn.to_q(hidden)),
-        split(attn.to_k(hidden)),
-        split(attn.to_v(hidden)),
-        split(attn.to_k(reference.tokens)),
-        split(attn.to_v(reference.tokens)),
-        reference.log_weight.exp(),
-    )
-    expected = attn.to_out[0](expected.transpose(1, 2).reshape(B, LQ, 16).float())
-    assert (out - expected).abs().max() < 1e-5
-
-
-def test_fresh_caa_is_identity():
-    """A fresh CAA (zero ``caa_to_out``) adds nothing; trained CAA against an explicit computation:
-    ``test_correctness_attention.py::test_caa_equals_explicit_computation``."""
-    attn, reference = _attention(), _reference()
-    hidden = torch.randn(B, LQ, 16)
-    hpfa, caa = HPFAAttnProcessor("layer"), CAAAttnProcessor("layer", 16, 8, num_heads=2, top_k=2)
-    torch.testing.assert_close(run(caa, attn, hidden, reference), run(hpfa, attn, hidden, reference))
-
-
-def test_caa_adds_nothing_to_rows_that_do_not_see_the_source():
-    attn, reference = _attention(), _reference(dropped=True)
-    hidden = torch.randn(B, LQ, 16)
-    caa = CAAAttnProcessor("layer", 16, 8, num_heads=2, top_k=2)
-    torch.nn.init.normal_(caa.caa_to_out.weight)
-    torch.nn.init.normal_(caa.caa_to_out.bias)
-    torch.testing.assert_close(run(caa, attn, hidden, reference), AttnProcessor2_0()(attn, hidden))
-
-
-@pytest.mark.parametrize("num_source_free_rows", [1, B])
-def test_source_free_rows_skip_the_source_with_the_same_result(num_source_free_rows):
-    """Leading rows run plain self-attention: equal to attending to the source with a ``-inf`` bias (HPFA and CAA)."""
-    attn, hidden = _attention(), torch.randn(B, LQ, 16)
-    biased = _reference()
-    biased.log_weight[:num_source_free_rows] = float("-inf")
-    biased.region_valid[:num_source_free_rows] = False
-    split = dataclasses.replace(biased, num_source_free_rows=num_source_free_rows)
-    caa = CAAAttnProcessor("layer", 16, 8, num_heads=2, top_k=2)
-    torch.nn.init.normal_(caa.caa_to_out.weight)
-    for processor in (HPFAAttnProcessor("layer"), caa):
-        expected = run(processor, attn, hidden, biased)
-        torch.testing.assert_close(run(processor, attn, hidden, split), expected, atol=1e-6, rtol=1e-5)
-    stock = AttnProcessor2_0()(attn, hidden)
-    torch.testing.assert_close(run(caa, attn, hidden, split)[:num_source_free_rows], stock[:num_source_free_rows])
-
-
-@pytest.mark.parametrize("num_source_free_rows", [0, 1])
-def test_source_keys_values_projected_once_equal_projected_per_call(num_source_free_rows):
-    """``project_source`` caches ``to_k``/``to_v`` of the source tokens; HPFA and CAA give the same output."""
-    attn, hidden = _attention(), torch.randn(B, LQ, 16)
-    reference = dataclasses.replace(_reference(), num_source_free_rows=num_source_free_rows)
-    caa = CAAAttnProcessor("layer", 16, 8, num_heads=2, top_k=2)
-    torch.nn.init.normal_(caa.caa_to_out.weight)
-    for processor in (HPFAAttnProcessor("layer"), caa):
-        cached = processor.project_source(attn, reference)
-        assert cached.source_key.shape == (B, 2, LS, 8) and reference.source_key is None
-        expected = run(processor, attn, hidden, reference)
-        torch.testing.assert_close(run(processor, attn, hidden, cached), expected, atol=1e-6, rtol=1e-5)
-        # the cache is really read: other cached values change the output
-        other = dataclasses.replace(cached, source_value=cached.source_value + 1)
-        assert not torch.allclose(
-            run(processor, attn, hidden, other)[num_source_free_rows:], expected[num_source_free_rows:]
-        )
-
-
-def test_select_rows_repeats_rows_and_keeps_source_free_rows_in_front():
-    attn = _attention()
-    reference = HPFAAttnProcessor("layer").project_source(
-        attn, dataclasses.replace(_reference(), num_source_free_rows=1)
-    )
-    repeated = reference.select_rows(torch.tensor([0, 0, 0, 1, 1, 1]))
-    assert repeated.num_source_free_rows == 3 and repeated.source_key.shape[0] == 6
-    torch.testing.assert_close(repeated.source_value[4], reference.source_value[1])
-    torch.testing.assert_close(repeated.tokens[2], reference.tokens[0])
-    with pytest.raises(ValueError, match="source-free rows"):
-        reference.select_rows(torch.tensor([1, 0]))
+def test_low_attention_regions_divide_by_fractional_sizes():
+    """Region sizes are sums of token fractions and can be below one token at coarse layers."""
+    mass = torch.tensor([[0.10, 0.15, 0.9]])[:, None, None, :]
+    size = torch.tensor([[0.5, 1.0, 1.0]])  # averages 0.2, 0.15, 0.9
+    indices, valid = select_low_attention_regions(mass, size, torch.ones(1, 3, dtype=torch.bool), top_k=1)
+    assert indices.tolist() == [[1]] and valid.tolist() == [[True]]

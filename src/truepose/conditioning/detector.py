@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .._errors import describe_error
+from .._hub import is_local_path
 from .image import to_pil_image
 from .keypoints import NUM_KEYPOINTS, as_keypoints, present_joints, rescale_keypoints
 from .skeleton import import_controlnet_aux_openpose
@@ -22,16 +23,6 @@ OPENPOSE_HUB_REPO = "lllyasviel/Annotators"
 DWPOSE_POSE_FILE = "dw-ll_ucoco_384.pth"
 DWPOSE_DET_FILE = "yolox_l_8x8_300e_coco.pth"
 DWPOSE_HUB_REPO = "wanghaofan/dw-ll_ucoco_384"
-
-
-def _looks_like_local_path(name: str) -> bool:
-    return (
-        os.path.isabs(name)
-        or name.startswith((".", "~"))
-        or name.count("/") > 1
-        or (os.sep != "/" and os.sep in name)
-        or os.path.exists(name)
-    )
 
 
 def _resolve_files(
@@ -53,7 +44,7 @@ def _resolve_files(
                 f"put them in {name!r}."
             )
         return [os.path.join(name, f) for f in filenames]
-    if _looks_like_local_path(name):
+    if is_local_path(name):
         raise OSError(f"{what}: the folder {name!r} does not exist. Create it and put {listing} in it.")
     from huggingface_hub import hf_hub_download
 

@@ -7,7 +7,14 @@
   a `{image_name: [[x, y, c] * 18]}` JSON (`read_keypoints_json`) or a folder of per-image `<stem>.json` files
   (`read_keypoints_dir`, as `truepose preprocess` writes them).
 
-The rules: the suffix decides the format, in any case (`.NPY` as `.npy`); JSON is read by `read_json` (a broken file
+The frame rule (CLI, app, animation and datasets alike): keypoints are pixels of the image they were taken in (their
+*frame*). When the frame is known (an OpenPose JSON's ``canvas_height``/``canvas_width``, a frame the caller names
+with ``--pose-frame``/``pose_frame``, the shipped gallery's 96x64, a dataset's annotation size) and differs from the
+photo's size, the pose is fitted to the photo by `rescale_keypoints` (`fit_pose_to_frame`). Without a known frame the
+keypoints are taken as pixels of the photo, and a pose that lies entirely in the photo's top-left quarter is refused
+(it was made for a smaller image; the message says to name its frame).
+
+The reading rules: the suffix decides the format, in any case (`.NPY` as `.npy`); JSON is read by `read_json` (a broken file
 is a `ValueError` naming it); arrays are never unpickled; every pose goes through `as_keypoints` (missing joints
 `[-1, -1, 0]`); every error names the file.
 """
@@ -21,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import read_json
-from .keypoints import NUM_KEYPOINTS, as_keypoints
+from .keypoints import NUM_KEYPOINTS, as_keypoints, check_size, present_joints, rescale_keypoints
 
 # BODY_25 index of each COCO-18 joint (BODY_25 adds 8 mid-hip and 19-24 feet).
 BODY25_TO_COCO18: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
@@ -82,6 +89,65 @@ def read_pose_file(path: str | os.PathLike) -> np.ndarray:
         return np.stack([as_keypoints(pose, f"{os.path.basename(name)}[{i}]") for i, pose in enumerate(array)])
     except (ValueError, TypeError, EOFError, UnicodeDecodeError) as error:
         raise ValueError(f"The pose file {name!r} is not readable as {POSE_FILE_FORMATS} ({error}).") from None
+
+
+def pose_file_frame(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The `(height, width)` frame a pose file stores: an OpenPose JSON's ``canvas_height`` and ``canvas_width`` (the
+    keys ControlNet's OpenPose editor writes); None for other files or without them."""
+    if _suffix(path) != ".json" or os.path.isdir(path):
+        return None
+    data = read_json(path, f"OpenPose JSON {os.fspath(path)!r}")
+    if not isinstance(data, dict) or "canvas_height" not in data or "canvas_width" not in data:
+        return None
+    try:
+        return check_size(data["canvas_height"], data["canvas_width"])
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"OpenPose JSON {os.fspath(path)!r}: `canvas_height` and `canvas_width` must be positive integers, got "
+            f"{data['canvas_height']!r} and {data['canvas_width']!r}."
+        ) from None
+
+
+def fit_pose_to_frame(
+    poses: np.ndarray, size: tuple[int, int], frame: tuple[int, int] | None, what: str = "the pose file"
+) -> np.ndarray:
+    """Poses `(T, 18, 3)` (or one `(18, 3)`) in pixels of ``frame`` -> pixels of the photo `size` `(height, width)`,
+    by the frame rule of this module: rescaled (`rescale_keypoints`) when ``frame`` is known and differs; taken as
+    they are without a frame, unless every joint lies in the top-left quarter of the photo (refused, naming
+    ``what``: the pose was made for a smaller image)."""
+    poses = np.asarray(poses, dtype=np.float32)
+    if frame is not None:
+        if tuple(frame) == tuple(size):
+            return poses
+        fitted = [rescale_keypoints(pose, frame, size) for pose in poses.reshape(-1, NUM_KEYPOINTS, 3)]
+        return np.stack(fitted).reshape(poses.shape)
+    flat = poses.reshape(-1, NUM_KEYPOINTS, 3)
+    joints = np.concatenate([pose[present_joints(pose), :2] for pose in flat])
+    height, width = size
+    if len(joints) >= 2 and joints[:, 0].max() < width / 2 and joints[:, 1].max() < height / 2:
+        span = f"{int(np.ceil(joints[:, 0].max())) + 1}x{int(np.ceil(joints[:, 1].max())) + 1}"
+        raise ValueError(
+            f"{what}: every joint lies in the top-left {span} pixels of the {width}x{height} (width x height) photo, "
+            "so the keypoints were taken in a smaller image. Name the size of that image (`--pose-frame "
+            "HEIGHTxWIDTH`, or `pose_frame=(height, width)`; 96x64 for the shipped pose gallery) and the pose is "
+            "fitted to the photo."
+        )
+    return poses
+
+
+def read_pose_file_for(
+    path: str | os.PathLike, size: tuple[int, int], pose_frame: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The poses of a pose file (`read_pose_file`) fitted to a photo of `size` `(height, width)`
+    (`fit_pose_to_frame`); the frame is ``pose_frame`` or the one the file stores (`pose_file_frame`)."""
+    poses = read_pose_file(path)
+    stored = pose_file_frame(path)
+    if pose_frame is not None and stored is not None and tuple(pose_frame) != stored:
+        raise ValueError(
+            f"The pose file {os.fspath(path)!r} stores its frame {stored[0]}x{stored[1]} (canvas_height x "
+            f"canvas_width), but the frame given is {pose_frame[0]}x{pose_frame[1]}; leave the frame out."
+        )
+    return fit_pose_to_frame(poses, size, pose_frame or stored, f"the pose file {os.fspath(path)!r}")
 
 
 def read_openpose_json(path_or_dict: str | os.PathLike | dict) -> list[np.ndarray]:

@@ -6,7 +6,6 @@ not re-exported here so that the submodule name is not shadowed by the function)
 
 from .common import (
     ATR_LABELS,
-    COCO18_KEYPOINT_NAMES,
     PairFileDataset,
     PairItem,
     check_pair_item,
@@ -27,7 +26,6 @@ from .synthetic import (
 
 __all__ = [
     "ATR_LABELS",
-    "COCO18_KEYPOINT_NAMES",
     "Appearance",
     "DeepFashionDataset",
     "FolderPairDataset",

@@ -1,6 +1,6 @@
 """Shared pieces of the TruePose datasets: the item contract, resizing helpers, file readers and collation.
 
-Every dataset of :mod:`truepose.data` returns a :class:`PairItem` per index::
+Every dataset of :mod:`truepose.data` returns a :class:`PairItem` per index, built by :func:`pair_item`::
 
     {
         "source_image": PIL.Image (RGB, H x W),
@@ -30,16 +30,11 @@ from diffusers.utils import logging
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .._saving import atomic_write as atomic_write  # the one atomic file writer; preprocess imports it from here
-from ..conditioning import KEYPOINT_NAMES, LABEL_MAPS, as_parsing_map, get_label_map, rescale_keypoints
+from .._saving import atomic_write
+from ..conditioning import LABEL_MAPS, as_parsing_map, get_label_map, rescale_keypoints
 from ..conditioning.image import load_image_file, to_8bit
-from ..conditioning.pose_files import read_keypoints_dir as read_keypoints_dir  # the keypoint readers live there
-from ..conditioning.pose_files import read_keypoints_json as read_keypoints_json
 
 logger = logging.get_logger(__name__)
-
-#: OpenPose COCO-18 keypoint order used everywhere in TruePose.
-COCO18_KEYPOINT_NAMES = KEYPOINT_NAMES
 
 #: ATR human-parsing label ids (the label set of the synthetic data and the default of the datasets).
 ATR_LABELS: dict[int, str] = LABEL_MAPS["atr"].labels
@@ -70,6 +65,27 @@ class PairItem(TypedDict):
     target_parsing: np.ndarray | None
     label_map: str
     name: str
+
+
+View = tuple[Image.Image, np.ndarray, np.ndarray | None]
+"""One side of a pair: the RGB image, its keypoints `(18, 3)` float32 and its parsing map `(H, W)` int64 or None."""
+
+
+def pair_item(source: View, target: View, label_map: str, name: str) -> PairItem:
+    """The dataset item of one pair, from its source and target ``(image, keypoints, parsing)`` views; every dataset
+    of :mod:`truepose.data` builds its items here."""
+    source_image, source_keypoints, source_parsing = source
+    target_image, target_keypoints, target_parsing = target
+    return {
+        "source_image": source_image,
+        "target_image": target_image,
+        "source_keypoints": source_keypoints,
+        "target_keypoints": target_keypoints,
+        "source_parsing": source_parsing,
+        "target_parsing": target_parsing,
+        "label_map": label_map,
+        "name": name,
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -298,7 +314,7 @@ class PairFileDataset(Dataset):
 
     # Loading ------------------------------------------------------------------------------------------------------
 
-    def load_view(self, name: str) -> tuple[Image.Image, np.ndarray, np.ndarray | None]:
+    def load_view(self, name: str) -> View:
         """Load image, keypoints and parsing of one image, resized to ``image_size``."""
         path = self.image_path(name)
         if not path.is_file():
@@ -321,18 +337,7 @@ class PairFileDataset(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"Index {index} out of range for a dataset of {len(self)} pairs.")
         source, target = self.pairs[index]
-        source_image, source_keypoints, source_parsing = self.load_view(source)
-        target_image, target_keypoints, target_parsing = self.load_view(target)
-        return {
-            "source_image": source_image,
-            "target_image": target_image,
-            "source_keypoints": source_keypoints,
-            "target_keypoints": target_keypoints,
-            "source_parsing": source_parsing,
-            "target_parsing": target_parsing,
-            "label_map": self.label_map,
-            "name": pair_name(source, target),
-        }
+        return pair_item(self.load_view(source), self.load_view(target), self.label_map, pair_name(source, target))
 
     # Checking -----------------------------------------------------------------------------------------------------
 

@@ -28,8 +28,11 @@ import numpy as np
 from diffusers.utils import logging
 from PIL import Image
 
+from .._hub import is_local_path
+from .._saving import atomic_write
 from ..conditioning import as_keypoints
-from .common import IMAGE_EXTENSIONS, atomic_write, load_image, read_keypoints_dir, save_parsing
+from ..conditioning.pose_files import read_keypoints_dir
+from .common import IMAGE_EXTENSIONS, load_image, save_parsing
 
 logger = logging.get_logger(__name__)
 
@@ -71,19 +74,13 @@ def list_images(image_dir: str | os.PathLike, exclude: str | os.PathLike | None 
 
 
 def check_model_path(name: Any, argument: str) -> None:
-    """Refuses a model path that is neither an existing local path nor a valid Hub repo id, naming `argument`.
-
-    `huggingface_hub.utils.validate_repo_id` decides what a Hub id can be: `/nonexistent` or `./model` cannot, so
-    they are local paths that do not exist (rather than a confusing Hub repo-id error from the loader).
-    """
-    if not isinstance(name, str | os.PathLike) or os.path.exists(name):
-        return
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(os.fspath(name))
-    except HFValidationError:
-        raise FileNotFoundError(f"`{argument}`: the local path {os.fspath(name)!r} does not exist.") from None
+    """Refuses at once a model path that is a local path (`truepose._hub.is_local_path`: not of the Hub's
+    ``org/name`` form, or under an existing folder) that does not exist, naming `argument`, instead of retrying it as
+    a Hub id."""
+    if isinstance(name, str | os.PathLike) and not os.path.exists(name) and is_local_path(name):
+        raise FileNotFoundError(
+            f"`{argument}`: the local path {os.fspath(name)!r} does not exist (a Hub id has the form org/name)."
+        )
 
 
 def load_parser(parser: Any, device: str | None = None) -> Parser:
@@ -206,53 +203,90 @@ def preprocess(
     need_parse, need_detect = set(todo_parse), set(todo_detect)
 
     for start in range(0, len(todo), batch_size):
-        batch_names = todo[start : start + batch_size]
-        images: dict[str, Image.Image] = {}
-        for name in batch_names:
-            try:
-                images[name] = load_image(image_dir / name)
-            except Exception as error:
-                logger.warning(f"Skipping unreadable image {image_dir / name}: {type(error).__name__}: {error}")
-                summary.failed.append(str(image_dir / name))
-        to_parse = [n for n in images if n in need_parse]
-        if to_parse:
-            maps = parse([images[n] for n in to_parse])
-            if len(maps) != len(to_parse):
-                raise ValueError(f"`parser` returned {len(maps)} maps for {len(to_parse)} images.")
-            for name, parsing in zip(to_parse, maps):
-                parsing = np.asarray(parsing)
-                if parsing.shape != (images[name].height, images[name].width):
-                    raise ValueError(
-                        f"`parser` returned a map of shape {parsing.shape} for {image_dir / name}, expected "
-                        f"{(images[name].height, images[name].width)}."
-                    )
-                save_parsing(parsing, _parsing_path(output_dir, name))
-                summary.parsed += 1
-        for name in (n for n in images if n in need_detect):
-            try:
-                keypoints = detect(images[name])
-            except ValueError as error:  # PoseDetector's "no person found"
-                logger.warning(f"No person found in {image_dir / name} ({error}); writing all-missing keypoints.")
-                keypoints = np.zeros((18, 3))
-                summary.no_person.append(str(image_dir / name))
-            keypoints = as_keypoints(keypoints, f"detector output for {image_dir / name}")
-            _write_json(_keypoints_path(output_dir, name), np.round(keypoints, 2).tolist())
-            summary.detected += 1
+        images = _read_images(image_dir, todo[start : start + batch_size], summary)
+        _write_parsing_maps(parse, {n: images[n] for n in images if n in need_parse}, image_dir, output_dir, summary)
+        _write_keypoints(detect, {n: images[n] for n in images if n in need_detect}, image_dir, output_dir, summary)
         done = min(start + batch_size, len(todo))
         if done == len(todo) or (start // batch_size) % 10 == 0:
             logger.info(f"Preprocessed {done}/{len(todo)} images.")
 
     if detector is not None and merge_keypoints:
-        keypoints, problems = read_keypoints_dir(output_dir / "keypoints")
-        for problem in problems:
-            logger.warning(problem)
-        merged = {}
-        for name in names:
-            key = Path(name).with_suffix("").as_posix()
-            if key in keypoints:
-                merged[name] = np.round(keypoints[key], 2).tolist()
-        _write_json(output_dir / "keypoints.json", merged)
+        _write_merged_keypoints(output_dir, names)
     return summary
+
+
+def _read_images(image_dir: Path, names: Sequence[str], summary: PreprocessSummary) -> dict[str, Image.Image]:
+    """The images ``names`` of ``image_dir`` that can be read (RGB, in order); the others are logged and listed in
+    ``summary.failed``."""
+    images: dict[str, Image.Image] = {}
+    for name in names:
+        try:
+            images[name] = load_image(image_dir / name)
+        except Exception as error:
+            logger.warning(f"Skipping unreadable image {image_dir / name}: {type(error).__name__}: {error}")
+            summary.failed.append(str(image_dir / name))
+    return images
+
+
+def _write_parsing_maps(
+    parse: Parser | None,
+    images: dict[str, Image.Image],
+    image_dir: Path,
+    output_dir: Path,
+    summary: PreprocessSummary,
+) -> None:
+    """Parses ``images`` (name -> image) in one ``parse`` call and writes each map to ``parsing/<name>.png``,
+    counted in ``summary.parsed``; a map of another size than its image is refused."""
+    if not images:
+        return
+    maps = parse(list(images.values()))
+    if len(maps) != len(images):
+        raise ValueError(f"`parser` returned {len(maps)} maps for {len(images)} images.")
+    for (name, image), parsing in zip(images.items(), maps):
+        parsing = np.asarray(parsing)
+        if parsing.shape != (image.height, image.width):
+            raise ValueError(
+                f"`parser` returned a map of shape {parsing.shape} for {image_dir / name}, expected "
+                f"{(image.height, image.width)}."
+            )
+        save_parsing(parsing, _parsing_path(output_dir, name))
+        summary.parsed += 1
+
+
+def _write_keypoints(
+    detect: Detector | None,
+    images: dict[str, Image.Image],
+    image_dir: Path,
+    output_dir: Path,
+    summary: PreprocessSummary,
+) -> None:
+    """Detects the keypoints of each of ``images`` (name -> image) and writes them to ``keypoints/<name>.json``,
+    counted in ``summary.detected``; an image with nobody gets all-missing keypoints (listed in
+    ``summary.no_person``)."""
+    for name, image in images.items():
+        try:
+            keypoints = detect(image)
+        except ValueError as error:  # PoseDetector's "no person found"
+            logger.warning(f"No person found in {image_dir / name} ({error}); writing all-missing keypoints.")
+            keypoints = np.zeros((18, 3))
+            summary.no_person.append(str(image_dir / name))
+        keypoints = as_keypoints(keypoints, f"detector output for {image_dir / name}")
+        _write_json(_keypoints_path(output_dir, name), np.round(keypoints, 2).tolist())
+        summary.detected += 1
+
+
+def _write_merged_keypoints(output_dir: Path, names: Sequence[str]) -> None:
+    """``keypoints.json``: the keypoints of every image of ``names`` that has a ``keypoints/<name>.json`` (read back,
+    so images done by earlier runs are included); problems of those files are logged."""
+    keypoints, problems = read_keypoints_dir(output_dir / "keypoints")
+    for problem in problems:
+        logger.warning(problem)
+    merged = {}
+    for name in names:
+        key = Path(name).with_suffix("").as_posix()
+        if key in keypoints:
+            merged[name] = np.round(keypoints[key], 2).tolist()
+    _write_json(output_dir / "keypoints.json", merged)
 
 
 def main(argv: list[str] | None = None) -> int:

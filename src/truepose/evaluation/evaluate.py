@@ -359,15 +359,22 @@ def evaluate(
         parsing_dir = data_root / "parsing"
     if fid_real_dir is None and compute_fid and (data_root / "train_highres").is_dir():
         fid_real_dir = data_root / "train_highres"
-    if compute_fid:
-        check_fid_backbone(fid_backbone, fid_dims)
-    check_weight_files(
-        compute_lpips=compute_lpips,
-        compute_fid=compute_fid,
-        fid_backbone=fid_backbone,
-        lpips_backbone_path=lpips_backbone_path,
-        inception_weights_path=inception_weights_path,
-    )
+    scoring = {  # every option of compute_metrics but the folders and the pairs
+        "size": size,
+        "fid_real_dir": fid_real_dir,
+        "device": state.device,
+        "batch_size": metrics_batch_size,
+        "compute_fid": compute_fid,
+        "compute_lpips": compute_lpips,
+        "fid_backbone": fid_backbone,
+        "fid_dims": fid_dims,
+        "force_fid": force_fid,
+        "inception_weights_path": inception_weights_path,
+        "lpips_backbone_path": lpips_backbone_path,
+        "ssim_256_sigma": ssim_256_sigma,
+        "fid_cache_dir": fid_cache_dir,
+    }
+    _check_weight_files(scoring)
 
     # 2. The run's settings: written, or the same as those of the run being resumed
     model_name = str(pipeline) if isinstance(pipeline, str | os.PathLike) else None
@@ -414,30 +421,45 @@ def evaluate(
     )
     if not state.is_main_process:
         return None
-    results = compute_metrics(
-        output_dir / GROUND_TRUTH_DIRNAME,
-        output_dir / GENERATED_DIRNAME,
-        size=size,
-        fid_real_dir=fid_real_dir,
-        device=state.device,
-        batch_size=metrics_batch_size,
-        inception_weights_path=inception_weights_path,
-        lpips_backbone_path=lpips_backbone_path,
-        ssim_256_sigma=ssim_256_sigma,
-        compute_fid=compute_fid,
-        compute_lpips=compute_lpips,
-        fid_backbone=fid_backbone,
-        fid_dims=fid_dims,
-        force_fid=force_fid,
-        fid_cache_dir=fid_cache_dir,
-        names=[Path(image_filename(name)).stem for name in names],
-        parsing_dir=None if regions_label_map is None else output_dir / GROUND_TRUTH_PARSING_DIRNAME,
-        label_map=regions_label_map or label_map,
-    )
+    results = _score_run(output_dir, names, regions_label_map, label_map, scoring)
     results["run_config"] = config
     name = f"{model_name or type(pipeline).__name__} ({num_inference_steps} steps)"
     write_results(results, output_dir / METRICS_NAME, name=name)
     return results
+
+
+def _check_weight_files(scoring: dict[str, Any]) -> None:
+    """Step 1 of `evaluate`: the FID backbone and every weight file the `compute_metrics` options `scoring` need
+    (`check_weight_files`), before anything is generated."""
+    if scoring["compute_fid"]:
+        check_fid_backbone(scoring["fid_backbone"], scoring["fid_dims"])
+    check_weight_files(
+        compute_lpips=scoring["compute_lpips"],
+        compute_fid=scoring["compute_fid"],
+        fid_backbone=scoring["fid_backbone"],
+        lpips_backbone_path=scoring["lpips_backbone_path"],
+        inception_weights_path=scoring["inception_weights_path"],
+    )
+
+
+def _score_run(
+    output_dir: Path,
+    names: Sequence[str],
+    regions_label_map: str | None,
+    label_map: str,
+    scoring: dict[str, Any],
+) -> dict[str, Any]:
+    """Step 5 of `evaluate`: `compute_metrics` of the generated images of the pairs `names` against their ground
+    truth in `output_dir`, with the identity metrics per region of `ground_truth_parsing/` when `regions_label_map`
+    (their label map) is not None; `scoring` holds the other options of `compute_metrics`."""
+    return compute_metrics(
+        output_dir / GROUND_TRUTH_DIRNAME,
+        output_dir / GENERATED_DIRNAME,
+        names=[Path(image_filename(name)).stem for name in names],
+        parsing_dir=None if regions_label_map is None else output_dir / GROUND_TRUTH_PARSING_DIRNAME,
+        label_map=regions_label_map or label_map,
+        **scoring,
+    )
 
 
 def check_arguments(args: argparse.Namespace) -> None:

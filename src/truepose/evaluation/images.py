@@ -1,7 +1,7 @@
 # Copyright 2026 The TruePose developers. Licensed under the Apache License, Version 2.0.
-"""The images the metrics score: evaluation sizes, image folders paired by file name, the one image loader (bicubic
-resize to the evaluation size, then uint8, the protocol's step), the data sets and loader that feed the scores in
-file order, and the checks of the uint8 images every score takes."""
+"""The images the metrics score: evaluation sizes, image folders paired by file name, the image loader (the
+datasets' `load_image_file`, then a bicubic resize to the evaluation size and uint8, the protocol's step), the data
+sets and loader that feed the scores in file order, and the checks of the uint8 images every score takes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..conditioning.image import to_8bit, uint16_to_uint8
+from ..conditioning.image import load_image_file, to_8bit, uint16_to_uint8
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SUPPORTED_SIZES = ((256, 176), (512, 352))
@@ -89,9 +89,13 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike, size: Sequence[int]) -> np.ndarray:
-    """Reads one image file as `(H, W, 3)` uint8 at `size = (H, W)` (bicubic resize); every scored image is read here."""
-    with Image.open(path) as image:
-        return resize_to_uint8(image, size, os.fspath(path))
+    """Reads one image file as `(H, W, 3)` uint8 at `size = (H, W)` (bicubic resize); every scored image is read here.
+
+    The file is read by `truepose.conditioning.image.load_image_file`, the datasets' loader: images of more than 8
+    bits are scaled to 8 bits by the pipeline's rules (`to_8bit`, whose errors name the file) and an alpha channel
+    is dropped (the colour under transparent pixels is kept).
+    """
+    return resize_to_uint8(load_image_file(path), size, os.fspath(path))
 
 
 def load_image_folder(

@@ -30,7 +30,6 @@ from torch import nn
 
 from ..conditioning.parsing import LabelMap, get_label_map, label_group_masks
 from .images import check_pair, to_float
-from .report import format_region_markdown as format_region_markdown  # the table is in report.py
 from .scores import SSIM_256_SIGMA_CFLD
 
 # Identity regions -> the label-map region names they gather (a label map has some of them: "atr" and "lip" name

@@ -6,5 +6,6 @@ from .attention import (
     hpfa_log_weights,
     select_low_attention_regions,
 )
+from .denoiser import TruePoseDenoiser
 from .pose_encoder import PoseEncoder
-from .target_net import SourceReference, TargetNet, capture_reference_tokens, token_grid
+from .target_net import SourceConditions, SourceReference, TargetNet, capture_reference_tokens, token_grid

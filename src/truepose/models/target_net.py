@@ -73,6 +73,29 @@ class SourceReference:
         return replace(doubled, source_dropped=dropped)
 
 
+@dataclass
+class SourceConditions:
+    """What the frozen encoders (CLIP, VAE, parsing) give for a batch of sources: SourceNet's inputs and the masks
+    and embeddings TargetNet reads beside SourceNet's tokens.
+
+    Attributes:
+        image_embeds (`torch.Tensor` of shape `(batch, 1, dim)`): CLIP image embeddings (0 on dropped rows).
+        source_latents (`torch.Tensor` of shape `(batch, 4, h, w)`): scaled VAE latents of the sources.
+        person_mask, region_masks, region_embeds, source_dropped: as in [`SourceReference`].
+    """
+
+    image_embeds: torch.Tensor
+    source_latents: torch.Tensor
+    person_mask: torch.Tensor
+    region_masks: torch.Tensor
+    region_embeds: torch.Tensor
+    source_dropped: torch.Tensor
+
+    def reference(self, bank: dict[str, torch.Tensor]) -> SourceReference:
+        """The [`SourceReference`] of these sources, given SourceNet's tokens ``bank``."""
+        return SourceReference(bank, self.person_mask, self.region_masks, self.region_embeds, self.source_dropped)
+
+
 def token_grid(latent_size: tuple[int, int], num_tokens: int) -> tuple[int, int]:
     """The `(height, width)` of the layer with ``num_tokens`` tokens, halving (rounding up) like UNet downsamplers."""
     height, width = latent_size
@@ -130,7 +153,7 @@ def capture_reference_tokens(
     Returns:
         `dict[str, torch.Tensor]`: processor name -> tokens `(batch, h_l * w_l, channels)`.
     """
-    _install_capture_hooks(getattr(source_unet, "module", source_unet))  # DDP wrappers keep the UNet in `.module`
+    _install_capture_hooks(source_unet)
     bank: dict[str, torch.Tensor] = {}
     token = _REFERENCE_BANK.set(bank)
     try:
@@ -241,13 +264,14 @@ class TargetNet(UNet2DConditionModel):
         top_k = self.config.caa_top_k if caa_top_k is None else caa_top_k
         check_truepose_settings(sigma, delta, top_k)
         self.register_to_config(hpfa_sigma=sigma, hpfa_delta=delta, caa_top_k=top_k)
-        for processor in self.hpfa_processors.values():
+        for processor in self.truepose_processors.values():
             if isinstance(processor, CAAAttnProcessor):
                 processor.top_k = top_k
 
     @property
-    def hpfa_processors(self) -> dict[str, HPFAAttnProcessor]:
-        """Processor name -> HPFA/CAA processor, for every self-attention layer."""
+    def truepose_processors(self) -> dict[str, HPFAAttnProcessor]:
+        """The HPFA and CAA processors by layer (processor name -> processor), one per self-attention layer; a
+        [`CAAAttnProcessor`] is an HPFA processor with CAA added."""
         return {name: p for name, p in self.attn_processors.items() if isinstance(p, HPFAAttnProcessor)}
 
     def set_default_attn_processor(self) -> None:
@@ -299,7 +323,7 @@ class TargetNet(UNet2DConditionModel):
         num_source_free_rows = int(dropped.long().cumprod(dim=0).sum())  # leading dropped rows (CFG's first half)
         grids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         layer_references = {}
-        for name in self.hpfa_processors:
+        for name in self.truepose_processors:
             tokens = source_reference.bank[name]
             num_tokens = tokens.shape[1]
             if num_tokens not in grids:
@@ -329,14 +353,14 @@ class TargetNet(UNet2DConditionModel):
         training changes the weights, so it keeps projecting at every step."""
         return {
             name: processor.project_source(self.get_submodule(name.removesuffix(".processor")), layer_references[name])
-            for name, processor in self.hpfa_processors.items()
+            for name, processor in self.truepose_processors.items()
         }
 
     def check_recorders(self, recorders: dict[str, Callable[..., None]] | None) -> None:
         """Refuse recorders (processor name -> callable, see [`HPFAAttnProcessor`]) for layers with no HPFA/CAA
         processor."""
         if recorders:
-            processors = self.hpfa_processors
+            processors = self.truepose_processors
             unknown = sorted(set(recorders) - set(processors))
             if unknown:
                 raise ValueError(f"No HPFA/CAA processors named {unknown}; the processors are {sorted(processors)}.")

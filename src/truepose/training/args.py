@@ -7,11 +7,12 @@ import os
 import tempfile
 
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, LoggerType
+from accelerate.utils import LoggerType
 from diffusers.optimization import SchedulerType
+from torch.distributed.fsdp import StateDictType
 
 from .._errors import describe_error
-from .checkpoints import check_checkpoint_files, checkpoint_steps, latest_checkpoint
+from .checkpoints import STEP_FILE, check_checkpoint_files, checkpoint_steps, latest_checkpoint, training_engine
 from .lock import LOCK_NAME, lock_is_stale, lock_message, read_lock
 
 # diffusers' schedulers that need no option truepose train does not have (piecewise_constant needs step rules).
@@ -55,7 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder or "latest"')
     parser.add_argument("--validation_steps", type=int, default=0, help="0: no validation images")
     parser.add_argument("--num_validation_pairs", type=int, default=2)
-    parser.add_argument("--report_to", choices=REPORT_TO, default="tensorboard")
+    parser.add_argument(
+        "--report_to",
+        choices=REPORT_TO,
+        default=None,
+        help="default: tensorboard when it is installed (pip install 'truepose[train]'), else none",
+    )
     parser.add_argument("--push_to_hub", action="store_true")
     parser.add_argument("--hub_model_id", default=None)
 
@@ -106,6 +112,8 @@ def check_environment(parser: argparse.ArgumentParser, args: argparse.Namespace)
                 f"--use_8bit_adam needs bitsandbytes, which cannot be imported ({describe_error(error)}): "
                 "pip install bitsandbytes (CUDA GPUs), or leave out --use_8bit_adam"
             )
+    if args.report_to is None:
+        args.report_to = "tensorboard" if LoggerType.TENSORBOARD in get_available_trackers() else "none"
     if args.report_to not in ("none", "all") and LoggerType(args.report_to) not in get_available_trackers():
         parser.error(
             f"--report_to {args.report_to}: the {args.report_to} package is not installed; install it "
@@ -159,7 +167,7 @@ def check_output_dir(args: argparse.Namespace) -> None:
     resume = args.resume_from_checkpoint
     if resume == "latest":
         resume = latest_checkpoint(args.output_dir)
-    elif resume and not os.path.isfile(os.path.join(resume, "truepose_step.json")):
+    elif resume and not os.path.isfile(os.path.join(resume, STEP_FILE)):
         raise ValueError(f"--resume_from_checkpoint {resume!r} does not exist (or is not a truepose checkpoint).")
     if resume:
         check_checkpoint_files(resume, args.use_ema)
@@ -175,19 +183,54 @@ def check_no_other_checkpoints(args: argparse.Namespace) -> None:
         )
 
 
-def check_launch(accelerator: Accelerator) -> None:
+def check_launch(accelerator: Accelerator, args: argparse.Namespace) -> None:
     """Refuse a launch that asked for several processes but started one (``accelerate launch --cpu
-    --num_processes N`` runs a single process and would silently train N times slower than asked), and DeepSpeed
-    (accelerate's DeepSpeed integration prepares one trained model; this trainer has three)."""
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        raise NotImplementedError(
-            "truepose train does not run under DeepSpeed yet: accelerate's DeepSpeed integration takes one trained "
-            "model and this trainer trains three (TargetNet, SourceNet, pose encoder). Use DDP or FSDP "
-            "(examples/accelerate/)."
-        )
+    --num_processes N`` runs a single process and would silently train N times slower than asked), and the options
+    a sharded run (FSDP, DeepSpeed) cannot honour yet."""
     if accelerator.num_processes == 1 and "MASTER_PORT" in os.environ and "WORLD_SIZE" not in os.environ:
-        raise RuntimeError(
+        raise ValueError(
             "The launcher asked for several processes but started only this one (accelerate's --cpu launcher runs "
             "one process). For N processes on CPU run `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N -m "
             "truepose.train ...`; on GPUs `accelerate launch --multi_gpu --num_processes N -m truepose.train ...`."
         )
+    engine = training_engine(accelerator)
+    if engine == "DDP":
+        return
+    refused = {
+        "--use_ema": "the EMA copy would be sharded too, and is saved and restored whole",
+        "--validation_steps": "validation images are drawn by the main process alone, with whole weights",
+    }
+    for flag, reason in refused.items():
+        if getattr(args, flag.removeprefix("--")):
+            raise ValueError(f"{flag} does not work under {engine} yet ({reason}): leave it out, or train with DDP.")
+    if engine == "DeepSpeed":
+        config = accelerator.state.deepspeed_plugin.deepspeed_config
+        clipping = config.get("gradient_clipping", "auto")
+        if clipping != "auto" and clipping != args.max_grad_norm:
+            raise ValueError(
+                f"The DeepSpeed config clips gradients at {clipping} and --max_grad_norm is {args.max_grad_norm}: "
+                "DeepSpeed clips inside its engine, so set gradient_clipping to --max_grad_norm (or 'auto')."
+            )
+        accumulation = config.get("gradient_accumulation_steps", "auto")
+        if accumulation != "auto" and accumulation != args.gradient_accumulation_steps:
+            raise ValueError(
+                f"The DeepSpeed config accumulates {accumulation} micro-batches and --gradient_accumulation_steps is "
+                f"{args.gradient_accumulation_steps}: set gradient_accumulation_steps in the config to the same value "
+                "(accelerate would otherwise take the config's)."
+            )
+    if engine == "FSDP":
+        plugin = accelerator.state.fsdp_plugin
+        if plugin.fsdp_version != 2:
+            raise ValueError(
+                "truepose train runs FSDP2 (fully_shard) only: set fsdp_version: 2 in the accelerate config."
+            )
+        if plugin.auto_wrap_policy is not None:
+            raise ValueError(
+                "Set fsdp_auto_wrap_policy: NO_WRAP: SourceNet's tokens leave its transformer blocks from inside (the "
+                "self-attention inputs), so a block FSDP wraps on its own would be resharded before its backward."
+            )
+        if plugin.state_dict_type != StateDictType.FULL_STATE_DICT:
+            raise ValueError(
+                "Set fsdp_state_dict_type: FULL_STATE_DICT: the sharded checkpoints of torch.distributed.checkpoint "
+                "keep their metadata as a pickle, and truepose never loads pickles."
+            )

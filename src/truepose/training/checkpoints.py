@@ -10,9 +10,11 @@ import pickle
 import shutil
 import warnings
 import zipfile
+from dataclasses import asdict, dataclass
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from accelerate.utils import load as accelerate_load
 from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError, safe_open
@@ -21,7 +23,10 @@ from safetensors.torch import load_file, save_file
 from .._errors import describe_error
 
 CHECKPOINT_PREFIX = "checkpoint-"
+STEP_FILE = "truepose_step.json"
 # The EMA state of a checkpoint: shadow weights named like the trained parameters, and its scalar settings.
+# Where accelerate writes the one prepared model, by engine: one process and DDP, FSDP (full state dict), DeepSpeed.
+MODEL_FILES = {"DDP": "model.safetensors", "FSDP": "pytorch_model_fsdp.bin", "DeepSpeed": "pytorch_model"}
 EMA_WEIGHTS_NAME = "ema.safetensors"
 EMA_CONFIG_NAME = "ema.json"
 EMA_CONFIG_KEYS = (
@@ -60,16 +65,38 @@ def latest_checkpoint(output_dir: str) -> str | None:
     return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{steps[-1]}") if steps else None
 
 
+@dataclass
+class RunSegment:
+    """Optimizer steps ``first_step`` to ``last_step`` of a run, trained by one launch (a resumed run adds one)."""
+
+    first_step: int
+    last_step: int
+    processes: int
+    batch_size: int  # per process
+    accumulation: int
+    engine: str  # a key of MODEL_FILES
+
+    def describe(self) -> str:
+        """E.g. ``steps 0-500: 8 processes x batch 4 x 2 accumulation (DDP)``."""
+        processes = f"{self.processes} process{'es' if self.processes > 1 else ''}"
+        return (
+            f"steps {self.first_step}-{self.last_step}: {processes} x batch {self.batch_size} x {self.accumulation} "
+            f"accumulation ({self.engine})"
+        )
+
+
 def save_checkpoint(
     accelerator: Accelerator,
     output_dir: str,
     step: int,
     keep: int | None,
+    segments: list[RunSegment],
     ema: EMAModel | None = None,
     parameter_names: list[str] | None = None,
 ) -> None:
-    """Write ``checkpoint-{step}`` atomically: accelerate's state, the EMA ([`save_ema_state`]) and the step into a
-    temporary folder, then one rename; only then are checkpoints beyond the newest ``keep`` removed.
+    """Write ``checkpoint-{step}`` atomically: accelerate's state, the EMA ([`save_ema_state`]) and the step with the
+    run's ``segments`` so far into a temporary folder, then one rename; only then are checkpoints beyond the newest
+    ``keep`` removed.
 
     Raises:
         OSError: when any process fails to write (a full disk...): names the checkpoint and the step; the temporary
@@ -86,8 +113,8 @@ def save_checkpoint(
         if accelerator.is_main_process:
             if ema is not None:
                 save_ema_state(ema, parameter_names, partial)
-            with open(os.path.join(partial, "truepose_step.json"), "w") as f:
-                json.dump({"step": step}, f)
+            with open(os.path.join(partial, STEP_FILE), "w") as f:
+                json.dump({"step": step, "segments": [asdict(segment) for segment in segments]}, f)
     except Exception as error:  # torch and safetensors report a full disk as RuntimeError / SafetensorError
         failure = error
     failed = accelerator.gather(torch.tensor([int(failure is not None)], device=accelerator.device))
@@ -130,14 +157,16 @@ def save_ema_state(ema: EMAModel, parameter_names: list[str], folder: str) -> No
 def load_checkpoint(
     accelerator: Accelerator,
     folder: str,
-    models: dict[str, torch.nn.Module],
+    denoiser: torch.nn.Module,
     ema: EMAModel | None,
     parameter_names: list[str],
-) -> int:
-    """Restore models, optimizer, LR scheduler and random states (accelerate: safetensors and
-    ``torch.load(weights_only=True)``) and the EMA ([`load_ema_state`]) from ``folder``; returns its step.
-    ``models`` are the unwrapped trained models by name, in the order they were prepared."""
-    check_checkpoint_models(folder, models)
+    engine: str,
+) -> tuple[int, list[RunSegment]]:
+    """Restore the model, optimizer, LR scheduler and random states (accelerate: safetensors and
+    ``torch.load(weights_only=True)``) and the EMA ([`load_ema_state`]) from ``folder``; returns its step and the
+    run segments that trained it.
+    ``denoiser`` is the unwrapped trained [`TruePoseDenoiser`]; ``engine`` a key of ``MODEL_FILES``."""
+    check_checkpoint_model(folder, denoiser, engine, len(parameter_names))
     try:
         accelerator.load_state(folder)
     except Exception as error:
@@ -147,7 +176,7 @@ def load_checkpoint(
         ) from error
     if ema is not None:
         load_ema_state(ema, parameter_names, folder)
-    return read_checkpoint_step(folder)
+    return read_checkpoint_step(folder), read_checkpoint_segments(folder)
 
 
 def load_ema_state(ema: EMAModel, parameter_names: list[str], folder: str) -> None:
@@ -183,9 +212,22 @@ def load_ema_state(ema: EMAModel, parameter_names: list[str], folder: str) -> No
     ema.to(device)
 
 
+def read_checkpoint_segments(folder: str) -> list[RunSegment]:
+    """The run segments that trained the checkpoint in ``folder`` (none for checkpoints of earlier versions, which
+    did not record them). Call after [`read_checkpoint_step`], which checks the file."""
+    with open(os.path.join(folder, STEP_FILE)) as f:
+        segments = json.load(f).get("segments", [])
+    try:
+        return [RunSegment(**segment) for segment in segments]
+    except TypeError as error:
+        raise ValueError(
+            f"--resume_from_checkpoint: {os.path.join(folder, STEP_FILE)} is damaged ({error})."
+        ) from None
+
+
 def read_checkpoint_step(folder: str) -> int:
     """The step in ``folder/truepose_step.json``."""
-    path = os.path.join(folder, "truepose_step.json")
+    path = os.path.join(folder, STEP_FILE)
     try:
         with open(path) as f:
             step = json.load(f)["step"]
@@ -209,6 +251,7 @@ def check_checkpoint_files(folder: str, use_ema: bool) -> None:
     by accelerate's ``register_for_checkpointing`` in earlier versions) are refused unread.
     """
     read_checkpoint_step(folder)
+    read_checkpoint_segments(folder)
     pickles = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, "custom_checkpoint_*.pkl")))
     if pickles:
         raise ValueError(
@@ -217,7 +260,14 @@ def check_checkpoint_files(folder: str, use_ema: bool) -> None:
             f"loads them. Resume from a checkpoint written by this version (it stores the EMA as {EMA_WEIGHTS_NAME} "
             f"and {EMA_CONFIG_NAME}), or start a new run."
         )
-    required = ["model.safetensors", "optimizer.bin", "scheduler.bin"]
+    engines = [engine for engine, name in MODEL_FILES.items() if os.path.exists(os.path.join(folder, name))]
+    if len(engines) != 1:
+        raise ValueError(
+            f"--resume_from_checkpoint: {folder} holds {'no' if not engines else 'more than one'} model state "
+            f"({' or '.join(MODEL_FILES.values())}): the checkpoint is incomplete (copied in part?) or not a truepose "
+            "checkpoint."
+        )
+    required = [] if engines == ["DeepSpeed"] else ["optimizer.bin", "scheduler.bin"]  # DeepSpeed's are inside
     if use_ema:
         required += [EMA_WEIGHTS_NAME, EMA_CONFIG_NAME]
     for name in required:
@@ -228,9 +278,9 @@ def check_checkpoint_files(folder: str, use_ema: bool) -> None:
                 else "the checkpoint is incomplete (copied in part?)"
             )
             raise ValueError(f"--resume_from_checkpoint: {folder} has no {name}: {hint}.")
-    names = sorted(os.listdir(folder))
-    for name in names:
-        path = os.path.join(folder, name)
+    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names)
+    for path in paths:
+        name = os.path.basename(path)
         if name.endswith(".safetensors"):
             try:
                 with safe_open(path, framework="pt"):
@@ -244,11 +294,26 @@ def check_checkpoint_files(folder: str, use_ema: bool) -> None:
             check_torch_file(path)
 
 
+def deepspeed_state_classes() -> list[type]:
+    """The plain-data classes DeepSpeed pickles into its checkpoints besides tensors (a loss scaler's settings, the
+    ZeRO stage, a parameter fragment's address; none defines ``__setstate__`` or ``__reduce__``); none without
+    DeepSpeed installed."""
+    try:
+        from deepspeed.runtime.fp16.loss_scaler import LossScaler
+        from deepspeed.runtime.zero.config import ZeroStageEnum
+        from deepspeed.utils.tensor_fragment import fragment_address
+    except ImportError:
+        return []
+    return [LossScaler, ZeroStageEnum, fragment_address]
+
+
 def check_torch_file(path: str) -> None:
     """Read ``path`` as accelerate does (``torch.load(weights_only=True)``, memory-mapped when it is torch's zip
-    format) and name it in the error when that fails: nothing in the file is run either way."""
+    format; DeepSpeed's plain-data classes allowed too, [`deepspeed_state_classes`]) and name it in the error when
+    that fails: nothing in the file is run either way. DeepSpeed itself then loads its files with a full unpickler,
+    which can only rebuild what this read allowed."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.serialization.safe_globals(deepspeed_state_classes()):
             warnings.simplefilter("ignore")  # torch's note on the pickle protocol of a file refused anyway
             accelerate_load(path, map_location="cpu", mmap=zipfile.is_zipfile(path))
     except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError, AttributeError) as error:
@@ -262,28 +327,50 @@ def check_torch_file(path: str) -> None:
         raise ValueError(f"--resume_from_checkpoint: {path} cannot be read safely: {reason}.") from None
 
 
-def check_checkpoint_models(folder: str, models: dict[str, torch.nn.Module]) -> None:
-    """Refuse a checkpoint whose model files do not hold exactly the tensors of this run's trained ``models`` (in
-    accelerate's order: ``model.safetensors``, ``model_1.safetensors``, ...), naming the likely cause."""
-    stored_files = sorted(
-        name for name in os.listdir(folder) if name.startswith("model") and name.endswith(".safetensors")
+def training_engine(accelerator: Accelerator) -> str:
+    """The engine ``accelerator`` trains with, as ``MODEL_FILES`` names it: "FSDP", "DeepSpeed", or "DDP" (also one
+    process, which writes the same files)."""
+    return {DistributedType.FSDP: "FSDP", DistributedType.DEEPSPEED: "DeepSpeed"}.get(
+        accelerator.distributed_type, "DDP"
     )
-    expected_files = [f"model{'_' + str(i) if i else ''}.safetensors" for i in range(len(models))]
-    if sorted(expected_files) != stored_files:
+
+
+def check_checkpoint_model(folder: str, denoiser: torch.nn.Module, engine: str, num_trained: int) -> None:
+    """Refuse a checkpoint that ``engine`` (a key of ``MODEL_FILES``) cannot resume, whose model state does not hold
+    exactly the tensors of this run's trained ``denoiser``, or whose optimizer trained another number of parameter
+    tensors than this run's ``num_trained``, naming the likely cause. DeepSpeed's own files are only checked for
+    safety ([`check_checkpoint_files`]): DeepSpeed names what does not match when it loads them."""
+    written_by = next(name for name, file in MODEL_FILES.items() if os.path.exists(os.path.join(folder, file)))
+    if written_by != engine:
         raise ValueError(
-            f"--resume_from_checkpoint: {folder} holds {len(stored_files)} trained model(s) ({stored_files}), this run "
-            f"trains {len(models)} ({', '.join(models)}): it was probably written with"
-            f"{'out' if len(stored_files) > len(models) else ''} --freeze_source_unet."
+            f"--resume_from_checkpoint: {folder} was written under {written_by} ({MODEL_FILES[written_by]}) and this "
+            f"run uses {engine}, which reads {MODEL_FILES[engine]}: resume it with the launch that wrote it (see "
+            "docs/training.md, 'Several processes')."
         )
-    for (label, model), name in zip(models.items(), expected_files):
-        path = os.path.join(folder, name)
+    path = os.path.join(folder, MODEL_FILES[engine])
+    if engine == "DDP":
         with safe_open(path, framework="pt") as f:
             stored = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
-        message = mismatch_message(
-            path, label, stored, {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    elif engine == "FSDP":
+        stored = {
+            key: tuple(value.shape) for key, value in accelerate_load(path, map_location="cpu", mmap=True).items()
+        }
+    else:
+        return
+    message = mismatch_message(
+        path, "TruePoseDenoiser", stored, {key: tuple(value.shape) for key, value in denoiser.state_dict().items()}
+    )
+    if message:
+        raise ValueError(message)
+    optimizer_path = os.path.join(folder, "optimizer.bin")
+    optimizer = accelerate_load(optimizer_path, map_location="cpu", mmap=True)
+    stored_count = sum(len(group["params"]) for group in optimizer["param_groups"])
+    if stored_count != num_trained:
+        raise ValueError(
+            f"--resume_from_checkpoint: {optimizer_path} trained {stored_count} parameter tensors and this run trains "
+            f"{num_trained}: it was probably written with{'' if stored_count < num_trained else 'out'} "
+            "--freeze_source_unet; resume with the options of the run that wrote it."
         )
-        if message:
-            raise ValueError(message)
 
 
 def mismatch_message(path: str, label: str, stored: dict[str, tuple], expected: dict[str, tuple]) -> str | None:
@@ -307,7 +394,7 @@ def mismatch_message(path: str, label: str, stored: dict[str, tuple], expected: 
     if any("lora_" in key for key in reshaped + missing + unexpected):
         cause = "another --lora_rank"
     else:
-        cause = "another --pretrained_model or --freeze_source_unet"
+        cause = "another --pretrained_model"
     return (
         f"--resume_from_checkpoint: {path} does not match this run's {label}: tensors {', '.join(parts)}. It was "
         f"probably written with {cause}; resume with the options of the run that wrote it."

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from ..conditioning.pose import draw_skeleton
 from ..pipeline import TruePosePipeline
+from .checkpoints import RunSegment
 
 
 def save_validation(
@@ -57,27 +58,37 @@ def render_validation(pipe: TruePosePipeline, dataset: Dataset, indices: list[in
 
 
 def write_model_card(
-    output_dir: str, args: argparse.Namespace, pipe: TruePosePipeline, step: int, num_processes: int
+    output_dir: str, args: argparse.Namespace, pipe: TruePosePipeline, step: int, segments: list[RunSegment]
 ) -> None:
-    """``README.md`` with Hub metadata (base model, pipeline tag, tags) and the run's data, steps and settings."""
+    """``README.md`` with Hub metadata (base model, pipeline tag, tags) and the run's data, steps, launches and
+    settings; no path of this machine (a local starting point or output folder is named by its folder name)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     config = pipe.target_unet.config
+    base_model = base_model_id(args.pretrained_model)
     data = f"`{args.dataset}`" + (
         f" ({args.num_pairs} pairs, seed {args.data_seed})"
         if args.dataset == "synthetic"
-        else f" from `{args.data_root}`"
+        else f" from a folder `{os.path.basename(os.path.normpath(args.data_root))}`"
     )
     metadata = ModelCardData(
         license="apache-2.0",
         library_name="diffusers",
-        base_model=base_model_id(args.pretrained_model),
+        base_model=base_model,
         pipeline_tag="image-to-image",
         tags=["truepose", "pose-transfer", "person-image-synthesis", "diffusers"],
     )
+    if os.path.isdir(args.pretrained_model):
+        started_from = f"a local pipeline `{os.path.basename(os.path.normpath(args.pretrained_model))}`" + (
+            f" (based on `{base_model}`)" if base_model else ""
+        )
+    else:
+        started_from = f"`{args.pretrained_model}`"
+    recorded = sum(segment.last_step - segment.first_step for segment in segments)
+    launches = [segment.describe() for segment in segments]
+    if recorded < step:
+        launches.insert(0, f"steps 0-{step - recorded}: not recorded (a checkpoint of an earlier truepose version)")
     settings = [
-        f"batch {args.train_batch_size} per process x {num_processes} process(es) x {args.gradient_accumulation_steps}"
-        " accumulation",
         f"lr {args.learning_rate}",
         f"condition dropout {args.condition_dropout}",
         f"objective {pipe.scheduler.config.prediction_type}",
@@ -85,6 +96,7 @@ def write_model_card(
     settings += ["SourceNet frozen"] * args.freeze_source_unet + [f"LoRA rank {args.lora_rank}, merged"] * bool(
         args.lora_rank
     )
+    model_id = args.hub_model_id or f"path/to/{os.path.basename(os.path.normpath(output_dir))}"
     content = f"""---
 {metadata.to_yaml()}
 ---
@@ -93,15 +105,16 @@ def write_model_card(
 
 Trained with `truepose train`.
 
-- Started from: `{args.pretrained_model}`
+- Started from: {started_from}
 - Data: {data}, {args.resolution[0]}x{args.resolution[1]}
-- Steps: {step} ({", ".join(settings)})
+- Steps: {step} ({", ".join(settings)}); launches:
+{chr(10).join(f"  - {launch}" for launch in launches)}
 - HPFA: sigma {config.hpfa_sigma}, delta {config.hpfa_delta}; CAA: top-k {config.caa_top_k} on {list(config.caa_blocks)}
 
 ```python
 from truepose import TruePosePipeline
 
-pipe = TruePosePipeline.from_pretrained("{args.hub_model_id or output_dir}")
+pipe = TruePosePipeline.from_pretrained("{model_id}")
 ```
 """
     ModelCard(content).save(os.path.join(output_dir, "README.md"))

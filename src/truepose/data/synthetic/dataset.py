@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..common import PairItem, check_image_size
+from ..common import PairItem, check_image_size, pair_item
 from .appearance import Appearance, random_appearance
 from .poses import random_pose
 from .rendering import render_person
@@ -71,13 +71,9 @@ class SyntheticPoseDataset(Dataset):
         source_image, source_parsing = render_person(appearance, source_keypoints, self.image_size)
         target_image, target_parsing = render_person(appearance, target_keypoints, self.image_size)
         stem = f"synthetic-{self.seed}-{index % self.num_pairs:07d}"
-        return {
-            "source_image": source_image,
-            "target_image": target_image,
-            "source_keypoints": source_keypoints,
-            "target_keypoints": target_keypoints,
-            "source_parsing": source_parsing,
-            "target_parsing": target_parsing,
-            "label_map": self.label_map,
-            "name": f"{stem}-a___{stem}-b",
-        }
+        return pair_item(
+            (source_image, source_keypoints, source_parsing),
+            (target_image, target_keypoints, target_parsing),
+            self.label_map,
+            f"{stem}-a___{stem}-b",
+        )
