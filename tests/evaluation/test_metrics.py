@@ -215,7 +215,7 @@ def test_compute_metrics_loads_nothing_it_was_told_to_skip(scoring_folders, reco
     assert results["lpips"] is None and results["regions_label_map"] == "lip"
     assert sorted(results) == [
         "fid", "fid_backbone", "fid_dims", "fid_real_dir", "fid_real_set", "fid_reliable", "lpips", "num_images", "psnr",
-        "regions", "regions_label_map", "size", "ssim", "ssim_256", "ssim_256_sigma",
+        "regions", "regions_label_map", "resized_from", "size", "ssim", "ssim_256", "ssim_256_sigma",
     ]  # fmt: skip
     assert results["fid_backbone"] is None and results["fid_real_dir"] is None and results["fid_real_set"] is None
     # each pair scored with its own parsing map, read in the given label map
@@ -327,10 +327,11 @@ def test_metrics_cli_writes_json_and_markdown(image_folders, alexnet_weights, tm
     assert payload["results"]["fid"] is None and payload["results"]["ssim_256_sigma"] == 1.2
     assert payload["paper"]["TruePose (paper)"]["lpips"] == 0.151
     markdown = out.with_suffix(".md").read_text()
-    assert (
-        "SSIM_256 σ=1.2" in markdown
-        and "| TruePose (paper) | 512x352 | n/a | 0.1510 | 0.7440 | n/a | 17.627 |" in markdown
-    )
+    assert "SSIM_256 σ=1.2" in markdown and "| TruePose (paper) |" not in markdown
+    count = payload["results"]["num_images"]
+    assert payload["results"]["resized_from"] == {"generated": {"160x120": count}}  # the real ones are 128x96
+    assert f"Resized (bicubic) to 128x96 before scoring: generated images {count} at 160x120." in markdown
+    assert "The paper's numbers at 512x352 are not shown: this run is at 128x96" in markdown
     assert markdown.splitlines()[0] in capsys.readouterr().out
 
 

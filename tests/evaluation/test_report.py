@@ -21,11 +21,11 @@ def test_the_markdown_table_written_out():
         "(PIDM, PCDMs, GFLA scripts); FIDs of different backbones are not comparable.\n"
     )
     forced = {"fid": 1.0, "fid_backbone": None, "fid_dims": 64, "fid_reliable": False, "ssim_256_sigma": 1.2,
-              "fid_real_set": "train", "fid_real_dir": "/data/train"}  # fmt: skip
+              "fid_real_set": "train", "fid_real_dir": "/data/train", "size": "512x352"}  # fmt: skip
     table = metrics.format_markdown(forced)
     lines = table.splitlines()
     assert lines[0] == "| Method | Size | FID ↓ | LPIPS ↓ | SSIM ↑ | SSIM_256 σ=1.2 ↑ | PSNR ↑ |"
-    assert lines[2] == "| This run | n/a | 1.000 (backbone unknown, 64-d) | n/a | n/a | n/a | n/a |"
+    assert lines[2] == "| This run | 512x352 | 1.000 (backbone unknown, 64-d) | n/a | n/a | n/a | n/a |"
     assert lines[3] == "| TruePose (paper) | 512x352 | n/a | 0.1510 | 0.7440 | n/a | 17.627 |"
     assert lines[5].startswith(
         "? image pairs; SSIM: win 51 on [0,1]; SSIM_256: gaussian σ=1.2 on 0-255. FID backbones"
@@ -72,3 +72,18 @@ def test_progress_bars_are_named_transient_and_follow_diffusers_setting(monkeypa
         {"desc": "Scoring pairs", "leave": False, "disable": False},
         {"desc": "Real-set features", "leave": False, "disable": True},
     ]
+
+
+def test_the_paper_row_only_at_its_size_and_resized_inputs_are_named():
+    """At 256x176 the paper's 512x352 numbers are left out with a note (not comparable), and the inputs that were
+    resized are named with their sizes."""
+    results = {"size": "256x176", "num_images": 3, "ssim": 0.5, "resized_from": {"generated": {"96x64": 3}}}
+    table = metrics.format_markdown(results)
+    assert "TruePose (paper)" not in table and len(table.split("\n\n")[0].splitlines()) == 3
+    assert "Resized (bicubic) to 256x176 before scoring: generated images 3 at 96x64." in table
+    assert (
+        "The paper's numbers at 512x352 are not shown: this run is at 256x176, and scores at different sizes" in table
+    )
+    at_paper_size = metrics.format_markdown({**results, "size": "512x352", "resized_from": {}})
+    assert "| TruePose (paper) | 512x352 |" in at_paper_size and "Resized" not in at_paper_size
+    assert "not shown" not in at_paper_size

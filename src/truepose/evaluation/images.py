@@ -36,6 +36,16 @@ def parse_size(size: str | Sequence[int]) -> tuple[int, int]:
     return height, width
 
 
+def input_sizes(paths: Sequence[str | os.PathLike]) -> dict[str, int]:
+    """How many of the image files ``paths`` have each size, as ``{"HxW": count}`` (headers only, nothing decoded)."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        with Image.open(path) as image:
+            width, height = image.size
+        counts[f"{height}x{width}"] = counts.get(f"{height}x{width}", 0) + 1
+    return counts
+
+
 def list_image_files(path: str | os.PathLike) -> list[str]:
     """Sorted file names of the images (by extension) directly inside folder `path`."""
     folder = Path(path)

@@ -56,6 +56,7 @@ from .images import (
     ImageFileDataset,
     ImagePairDataset,
     image_loader,
+    input_sizes,
     list_image_files,
     load_image,
     load_image_folder,
@@ -203,7 +204,8 @@ def compute_metrics(
 
     Returns a dict with `lpips` (None when `compute_lpips=False`), `ssim`, `ssim_256` (+ `ssim_256_sigma`), `psnr`
     (means over the pairs), `fid` (or None, + `fid_backbone`, `fid_dims`, `fid_reliable`), `regions` (or None) and
-    bookkeeping (`size`, `num_images`, `fid_real_dir`, `fid_real_set`).
+    bookkeeping (`size`, `num_images`, `fid_real_dir`, `fid_real_set`, and `resized_from`: for the ground truth and
+    the generated images whose size differs from `size`, how many had each size, `{"generated": {"96x64": 8}}`).
     """
     # 1. Check every input and weight file before any work
     size = parse_size(size)
@@ -225,6 +227,13 @@ def compute_metrics(
         num_real = len(pairs) if fid_real_dir is None else len(list_image_files(fid_real_dir))
         fid_reliable = check_fid_image_counts(num_real, len(pairs), fid_dims, force=force_fid)
     real_names = [r for r, _ in pairs]
+    resized_from = {
+        role: {found: count for found, count in input_sizes(paths).items() if found != f"{size[0]}x{size[1]}"}
+        for role, paths in (
+            ("ground truth", [Path(real_dir) / r for r in real_names]),
+            ("generated", [Path(fake_dir) / f for _, f in pairs]),
+        )
+    }
     parsing_paths = None if parsing_dir is None else target_parsing_files(parsing_dir, real_names)
     if parsing_paths is not None:
         label_map = get_label_map(label_map, "label_map")
@@ -262,6 +271,7 @@ def compute_metrics(
         "fid_real_set": None,
         "regions": None if region_scores is None else region_scores.compute(),
         "regions_label_map": None if region_scores is None else region_scores.label_map.name,
+        "resized_from": {role: sizes for role, sizes in resized_from.items() if sizes},
     }
 
     # 4. FID of the generated images against the real set

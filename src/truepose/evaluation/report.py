@@ -57,8 +57,10 @@ def format_fid(value: float | None, backbone: str | None, dims: int | None = FID
 
 
 def format_markdown(results: dict[str, Any], name: str = "This run", include_paper: bool = True) -> str:
-    """A Markdown table of `results` (from `compute_metrics`) beside the paper's numbers ("n/a" where none), every
-    FID with its backbone; then the identity metrics per region when `results["regions"]` is set."""
+    """A Markdown table of `results` (from `compute_metrics`) beside the paper's numbers at the same size ("n/a" where
+    none; numbers at another size are left out, with a note, since they are not comparable), every FID with its
+    backbone, and a note of the inputs that were resized; then the identity metrics per region when
+    `results["regions"]` is set."""
     digits = {"lpips": 4, "ssim": 4, "ssim_256": 4, "psnr": 3}
     sigma = results.get("ssim_256_sigma", SSIM_256_SIGMA_CFLD)
     header = ["Method", "Size"] + [
@@ -75,13 +77,25 @@ def format_markdown(results: dict[str, Any], name: str = "This run", include_pap
         return cells
 
     rows = [row(name, results, results.get("fid_dims"))]
+    size = results.get("size")
+    other_size = sorted({paper["size"] for paper in PAPER_RESULTS.values() if paper["size"] != size})
     if include_paper:
-        rows += [row(paper_name, paper, FID_DIMS) for paper_name, paper in PAPER_RESULTS.items()]
+        rows += [
+            row(paper_name, paper, FID_DIMS) for paper_name, paper in PAPER_RESULTS.items() if paper["size"] == size
+        ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     notes = [
         f"{results.get('num_images', '?')} image pairs; SSIM: win 51 on [0,1]; SSIM_256: gaussian σ={sigma:g} on 0-255."
     ]
+    for role, sizes in (results.get("resized_from") or {}).items():
+        found = ", ".join(f"{count} at {found}" for found, count in sizes.items())
+        notes.append(f"Resized (bicubic) to {size} before scoring: {role} images {found}.")
+    if include_paper and other_size:
+        notes.append(
+            f"The paper's numbers at {', '.join(other_size)} are not shown: this run is at {size or 'another size'}, "
+            "and scores at different sizes are not comparable."
+        )
     if results.get("fid") is not None:
         notes.append(
             "FID backbones: torchvision = torchvision Inception-v3 IMAGENET1K_V1 (CFLD's evaluation), pytorch-fid = "
