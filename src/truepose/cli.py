@@ -308,17 +308,18 @@ def write_parsing_overlay(path: str | None, source, parsing, label_map) -> None:
 
 
 def generate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .conditioning import get_label_map
-    from .pipeline import TruePosePipeline
-
-    # 1. Every option, and every input file, before the model loads
+    # 1. Every option, and every input file, before the model loads (files first: no torch needed for those)
     check_output_image(args.output)
     if args.parsing_overlay is not None:
         check_output_image(args.parsing_overlay, "--parsing-overlay")
     for path, option in ((args.source, "--source"), (args.pose, "--pose"), (args.parsing, "--parsing")):
         check_input_file(path, option)
+    import torch
+
+    from .conditioning import get_label_map
+    from .demo import SHIPPED_MODEL
+    from .pipeline import TruePosePipeline
+
     get_label_map(args.label_map, "--label-map")
     check_device(args.device)
     source = _open_source(args.source)
@@ -332,7 +333,7 @@ def generate(args: argparse.Namespace) -> int:
 
     # 2. The model, then the image
     dtype = torch.float16 if args.fp16 else torch.float32
-    pipe = TruePosePipeline.from_pretrained(args.model, dtype=dtype).to(args.device)
+    pipe = TruePosePipeline.from_pretrained(args.model or SHIPPED_MODEL, dtype=dtype).to(args.device)
     if parsing is None:  # the model's own parser
         (parsing,), label_map = pipe.parse_sources([source], None, label_map)
     write_parsing_overlay(args.parsing_overlay, source, parsing, label_map)
@@ -388,13 +389,7 @@ def _animation_poses(args: argparse.Namespace, size: tuple[int, int]):
 
 
 def animate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .animation import TruePoseAnimationPipeline, write_animation
-    from .conditioning import get_label_map
-    from .demo import example_person, load_shipped_model
-
-    # 1. Every option, the source and the whole pose sequence, before the model loads
+    # 1. Every option, the source and the whole pose sequence, before the model loads (files first: no torch needed)
     if (args.source is None) == (args.example_person is None):
         raise UsageError("give exactly one of --source and --example-person.")
     for option in ("parsing", "parser"):
@@ -405,6 +400,12 @@ def animate(args: argparse.Namespace) -> int:
         check_output_image(args.parsing_overlay, "--parsing-overlay")
     check_input_file(args.source, "--source")
     check_input_file(args.parsing, "--parsing")
+    import torch
+
+    from .animation import TruePoseAnimationPipeline, write_animation
+    from .conditioning import get_label_map
+    from .demo import example_person, load_shipped_model
+
     get_label_map(args.label_map, "--label-map")
     check_device(args.device)
     if args.example_person is not None:
@@ -510,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="draw the source person in a target pose")
-    gen.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    gen.add_argument("--model", default=None, help="checkpoint folder or Hub id; default: the shipped model")
     gen.add_argument("--source", required=True, help="source person image")
     gen.add_argument("--pose", required=True, help="skeleton image, keypoints (.npy / OpenPose .json) or a photo")
     gen.add_argument("--pose-is-photo", action="store_true", help="--pose is a photo; extract its pose")
