@@ -31,11 +31,11 @@ from diffusers.utils import logging
 from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
 from huggingface_hub import create_repo
 from transformers import CLIPVisionModelWithProjection
-from transformers.utils import logging as transformers_logging
 
 from ._errors import describe_error, read_json
 from ._hub import is_local_path, is_placeholder_id, placeholder_note
 from ._saving import atomic_folder, interrupted_save
+from ._warnings import transformers_bars_off
 from .models import PoseEncoder, TargetNet
 
 # The module file diffusers' custom-pipeline loading imports from a checkpoint folder (``<PIPELINE_MODULE>.py``).
@@ -210,15 +210,12 @@ def _quiet_components() -> Iterator[None]:
     weight loading/writing bars, which would nest inside the pipeline's component bar."""
     config_logger = logging.get_logger("diffusers.configuration_utils")
     keep = lambda record: not _AUTOENCODER_TINY_NOTE.match(record.getMessage())  # noqa: E731
-    bars_were_enabled = transformers_logging.is_progress_bar_enabled()
     config_logger.addFilter(keep)
-    transformers_logging.disable_progress_bar()
     try:
-        yield
+        with transformers_bars_off():
+            yield
     finally:
         config_logger.removeFilter(keep)
-        if bars_were_enabled:
-            transformers_logging.enable_progress_bar()
 
 
 _REQUIRED_COMPONENTS = (

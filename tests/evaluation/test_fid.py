@@ -7,44 +7,14 @@ import hashlib
 import json
 import logging
 import re
-import shutil
 
 import numpy as np
 import pytest
 import torch
+from evaluation_helpers import eig_frechet, pytorch_fid_reference_model, save_images
 from PIL import Image
 
 from truepose.evaluation import fid, metrics
-
-
-def _eig_frechet(mu1, sigma1, mu2, sigma2) -> float:
-    """Independent formula: Tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))), all symmetric, float64."""
-    w, v = np.linalg.eigh(sigma1)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    inner = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
-    return float(
-        ((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.sqrt(np.clip(inner, 0, None)).sum()
-    )
-
-
-def _pytorch_fid_reference_model(weights: str, dims: int, tmp_path, monkeypatch):
-    """pytorch-fid's `InceptionV3` built the package's own way: its weight file in the torch hub cache."""
-    from pytorch_fid.inception import InceptionV3
-
-    hub = tmp_path / "torch_home" / "hub" / "checkpoints"
-    hub.mkdir(parents=True)
-    shutil.copy(weights, hub / metrics.PYTORCH_FID_FILENAME)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    return InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
-
-
-def _save_images(folder, images) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(images):
-        paths.append(str(folder / f"img_{i:03d}.png"))
-        Image.fromarray(image).save(paths[-1])
-    return paths
 
 
 def _exactly(message: str) -> str:
@@ -54,7 +24,6 @@ def _exactly(message: str) -> str:
 @pytest.fixture
 def real_folder(tmp_path):
     """Three 8x8 images and a stand-in Inception weight file."""
-    from PIL import Image
 
     folder = tmp_path / "train"
     folder.mkdir()
@@ -100,7 +69,7 @@ def test_frechet_distance_equals_independent_computations():
     ours = metrics.frechet_distance(mu1, sigma1, mu2, sigma2)
     expected = _compute_fid(*(torch.from_numpy(x) for x in (mu1, sigma1, mu2, sigma2))).item()
     assert ours == pytest.approx(expected, rel=1e-8)
-    assert ours == pytest.approx(_eig_frechet(mu1, sigma1, mu2, sigma2), rel=1e-8)
+    assert ours == pytest.approx(eig_frechet(mu1, sigma1, mu2, sigma2), rel=1e-8)
     assert metrics.frechet_distance(mu1, sigma1, mu1, sigma1) == pytest.approx(0.0, abs=1e-8)
     with pytest.raises(ValueError, match="do not match"):
         metrics.frechet_distance(mu1, sigma1, mu2[:3], sigma2)
@@ -206,10 +175,10 @@ def test_fid_with_pytorch_fid_backbone_equals_pytorch_fid(pytorch_fid_weights, t
     real = [np.clip(gradient * rng.uniform(0.2, 1, 3) + rng.normal(0, 30, (64, 64, 3)), 0, 255) for _ in range(10)]
     fake = [np.clip(image[::-1] + rng.normal(0, 40, image.shape), 0, 255) for image in real]
     real, fake = ([image.round().astype(np.uint8) for image in images] for images in (real, fake))
-    real_files = _save_images(tmp_path / "real", real)
-    fake_files = _save_images(tmp_path / "fake", fake)
+    real_files = save_images(tmp_path / "real", real)
+    fake_files = save_images(tmp_path / "fake", fake)
 
-    reference = _pytorch_fid_reference_model(pytorch_fid_weights, 64, tmp_path, monkeypatch)
+    reference = pytorch_fid_reference_model(pytorch_fid_weights, 64, tmp_path, monkeypatch)
     statistics = [
         calculate_activation_statistics(files, reference, batch_size=5, dims=64, device="cpu", num_workers=0)
         for files in (real_files, fake_files)

@@ -10,18 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from evaluation_helpers import eig_frechet
 
 from truepose.evaluation import fid, metrics, weights
-
-
-def _eig_frechet(mu1, sigma1, mu2, sigma2) -> float:
-    """Independent formula: Tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))), all symmetric, float64."""
-    w, v = np.linalg.eigh(sigma1)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    inner = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
-    return float(
-        ((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.sqrt(np.clip(inner, 0, None)).sum()
-    )
 
 
 class MeanDistance(torch.nn.Module):
@@ -119,7 +110,7 @@ def test_compute_metrics_end_to_end(
     # FID is the Fréchet distance of the feature statistics of both sets.
     stats_real = metrics.feature_statistics(pooled_colour(torch.from_numpy(real)))
     stats_fake = metrics.feature_statistics(pooled_colour(torch.from_numpy(fake)))
-    assert results["fid"] == pytest.approx(_eig_frechet(*stats_real, *stats_fake), rel=1e-6)
+    assert results["fid"] == pytest.approx(eig_frechet(*stats_real, *stats_fake), rel=1e-6)
     assert results["fid"] > 0 and results["fid_real_set"] == "training images"
 
     # A second call reuses the cached real-set statistics; a set against itself gives FID ~0.

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from evaluation_helpers import pytorch_fid_reference_model, save_images
 
 from truepose.evaluation import metrics, weights
 
@@ -22,26 +22,6 @@ class RunsCode:
 
     def __reduce__(self):
         return print, ("unpickling ran code",)
-
-
-def _pytorch_fid_reference_model(weights: str, dims: int, tmp_path, monkeypatch):
-    """pytorch-fid's `InceptionV3` built the package's own way: its weight file in the torch hub cache."""
-    from pytorch_fid.inception import InceptionV3
-
-    hub = tmp_path / "torch_home" / "hub" / "checkpoints"
-    hub.mkdir(parents=True)
-    shutil.copy(weights, hub / metrics.PYTORCH_FID_FILENAME)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    return InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
-
-
-def _save_images(folder, images) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(images):
-        paths.append(str(folder / f"img_{i:03d}.png"))
-        Image.fromarray(image).save(paths[-1])
-    return paths
 
 
 def test_missing_weights_raise_clear_errors(tmp_path, monkeypatch, alexnet_weights, no_weight_files):
@@ -257,8 +237,8 @@ def test_pytorch_fid_features_equal_pytorch_fid(pytorch_fid_weights, image_pairs
     from pytorch_fid.fid_score import get_activations
 
     images = np.stack([real for real, _ in image_pairs[:4]])
-    files = _save_images(tmp_path / "images", images)
-    reference = _pytorch_fid_reference_model(pytorch_fid_weights, 2048, tmp_path, monkeypatch)
+    files = save_images(tmp_path / "images", images)
+    reference = pytorch_fid_reference_model(pytorch_fid_weights, 2048, tmp_path, monkeypatch)
     expected = get_activations(files, reference, batch_size=2, dims=2048, device="cpu", num_workers=0)
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "elsewhere"))  # ours reads the explicit path only

@@ -1,29 +1,16 @@
 """The attention functions against explicit float64 computations: HPFA's weights and fused attention (dtypes,
 kernel widths), region masses, CAA's low-attention region choice."""
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_references import HEADS, LQ, LS, B, D, R, explicit_fused_attention, explicit_weighted_attention
 
 from truepose.models import (
     fused_reference_attention,
     hpfa_log_weights,
     select_low_attention_regions,
 )
-
-B, HEADS, LQ, LS, D, R, EMBED = 2, 3, 7, 6, 4, 3, 8
-
-
-def explicit_weighted_attention(q, k, v, sk, sv, weights):
-    """Slow float64 reference: P_ij = w_j exp(s_ij) / sum_k w_k exp(s_ik), the attention matrix materialised."""
-    q, k, v, sk, sv, weights = (t.double() for t in (q, k, v, sk, sv, weights))
-    keys, values = torch.cat([k, sk], 2), torch.cat([v, sv], 2)
-    w = torch.cat([torch.ones(q.shape[0], k.shape[2], dtype=torch.double), weights], 1)[:, None, None, :]
-    scores = torch.exp(q @ keys.transpose(-1, -2) / math.sqrt(q.shape[-1])) * w
-    probs = scores / scores.sum(-1, keepdim=True)
-    return probs @ values, probs
 
 
 @pytest.fixture
@@ -37,18 +24,6 @@ def qkv():
         rand(B, HEADS, LS, D),
         rand(B, HEADS, LS, D),
     )
-
-
-B, HEADS, LQ, LS, D, R, EMBED = 2, 3, 7, 6, 4, 3, 8
-
-
-def explicit_fused_attention(q, k, v, sk, sv, log_weight, indicators):
-    """float64, attention matrix materialised: output and per-region attention mass."""
-    q, k, v, sk, sv = (t.double() for t in (q, k, v, sk, sv))
-    keys, values = torch.cat([k, sk], 2), torch.cat([v, sv], 2)
-    bias = torch.cat([torch.zeros(q.shape[0], k.shape[2], dtype=torch.double), log_weight.double()], 1)
-    probs = torch.softmax(q @ keys.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias[:, None, None, :], dim=-1)
-    return probs @ values, probs[..., k.shape[2] :] @ indicators.double()[:, None]
 
 
 def random_qkv(head_dim, heads=2, dtype=torch.float32, seed=0):

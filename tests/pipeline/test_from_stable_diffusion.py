@@ -11,6 +11,7 @@ import warnings
 import pytest
 import torch
 from diffusers import AutoencoderKL
+from pipeline_calls import run
 
 from truepose import TruePosePipeline
 from truepose.testing import TINY_KEYPOINTS, tiny_components, tiny_person, tiny_unet
@@ -91,18 +92,6 @@ def check_pipeline(pipe, components, unet):
     source, parsing = tiny_person()
     image = pipe(source, TINY_KEYPOINTS, source_parsing=parsing, num_inference_steps=2, output_type="np").images
     assert image.shape == (1, 64, 64, 3) and torch.isfinite(torch.from_numpy(image)).all()
-
-
-STEPS = 3
-
-
-def run(pipe, source, keypoints, seed=0, **kwargs):
-    image, parsing = source
-    kwargs.setdefault("source_parsing", parsing)
-    return pipe(
-        image, keypoints, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(seed), output_type="np",
-        **kwargs,
-    ).images  # fmt: skip
 
 
 def test_sd15_folder_with_image_variation_folder(replicas):

@@ -9,35 +9,13 @@ import PIL.Image
 import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from pipeline_calls import FEW_STEPS, STEPS, generate_person, run
 
 from truepose import TruePosePipeline
 from truepose.models import CAAAttnProcessor, HPFAAttnProcessor
 from truepose.models.target_net import _POSE_FEATURES, _REFERENCE_BANK
-from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline
+from truepose.testing import tiny_person, tiny_pipeline
 from truepose.testing import tiny_person as make_source
-
-STEPS = 3
-
-
-def run(pipe, source, keypoints, seed=0, **kwargs):
-    image, parsing = source
-    kwargs.setdefault("source_parsing", parsing)
-    return pipe(
-        image, keypoints, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(seed), output_type="np",
-        **kwargs,
-    ).images  # fmt: skip
-
-
-FEW_STEPS = 2
-
-
-def generate_person(pipe, seed=0, **kwargs):
-    image, parsing = tiny_person(0)
-    kwargs.setdefault("output_type", "np")
-    return pipe(
-        image, TINY_KEYPOINTS, source_parsing=parsing, num_inference_steps=STEPS,
-        generator=torch.Generator().manual_seed(seed), **kwargs,
-    ).images  # fmt: skip
 
 
 def test_generates_an_image_of_the_source_size(pipe, source, keypoints):

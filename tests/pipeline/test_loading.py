@@ -13,32 +13,13 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
+from pipeline_calls import generate_person, run
 from transformers.utils import logging as transformers_logging
 
 import truepose
 import truepose.checkpoint as checkpoint_module
 from truepose import TruePosePipeline
-from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline
-
-STEPS = 3
-
-
-def run(pipe, source, keypoints, seed=0, **kwargs):
-    image, parsing = source
-    kwargs.setdefault("source_parsing", parsing)
-    return pipe(
-        image, keypoints, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(seed), output_type="np",
-        **kwargs,
-    ).images  # fmt: skip
-
-
-def generate_person(pipe, seed=0, **kwargs):
-    image, parsing = tiny_person(0)
-    kwargs.setdefault("output_type", "np")
-    return pipe(
-        image, TINY_KEYPOINTS, source_parsing=parsing, num_inference_steps=STEPS,
-        generator=torch.Generator().manual_seed(seed), **kwargs,
-    ).images  # fmt: skip
+from truepose.testing import tiny_pipeline
 
 
 @pytest.fixture(scope="module")

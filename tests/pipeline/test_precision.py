@@ -2,16 +2,9 @@
 encoders, a float16 image encoder, `to(dtype=...)`."""
 
 import torch
+from pipeline_calls import generate_latents
 
 from truepose.testing import tiny_person, tiny_pipeline
-
-FEW_STEPS = 2
-
-
-def generate_latents(pipe, source, keypoints, **kwargs):
-    latents = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(7))
-    kwargs = {"num_inference_steps": FEW_STEPS, "output_type": "latent", "latents": latents, **kwargs}
-    return pipe(source[0], keypoints, source_parsing=source[1], **kwargs).images, latents
 
 
 def test_fp16_vae_decode_is_upcast():

@@ -9,23 +9,13 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from pipeline_calls import STEPS, UNetHook, generate_latents, run
 
 import truepose.conditioning.parsing as parsing_module
 from truepose import TruePoseAnimationPipeline
 from truepose.conditioning import retarget_keypoints
 from truepose.conditioning.pose import draw_skeleton, rescale_keypoints
 from truepose.testing import TINY_KEYPOINTS, tiny_person, tiny_pipeline
-
-STEPS = 3
-
-
-def run(pipe, source, keypoints, seed=0, **kwargs):
-    image, parsing = source
-    kwargs.setdefault("source_parsing", parsing)
-    return pipe(
-        image, keypoints, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(seed), output_type="np",
-        **kwargs,
-    ).images  # fmt: skip
 
 
 @pytest.fixture
@@ -45,31 +35,6 @@ def counts(monkeypatch):
             if getattr(module, name, None) is function:
                 monkeypatch.setattr(module, name, counted)
     return counts
-
-
-FEW_STEPS = 2
-
-
-class UNetHook:
-    """Replaces TargetNet's output by known halves ``[uncond ; cond]`` and records its inputs."""
-
-    def __init__(self, unet, halves: tuple[torch.Tensor, ...]):
-        self.halves = halves
-        self.inputs = []
-        unet.register_forward_pre_hook(self.record, with_kwargs=True)
-        unet.register_forward_hook(self.replace)
-
-    def record(self, module, args, kwargs):
-        self.inputs.append((args[0].clone(), kwargs["encoder_hidden_states"].clone(), kwargs["layer_references"]))
-
-    def replace(self, module, args, output):
-        return (torch.cat(self.halves).to(output[0].dtype),)
-
-
-def generate_latents(pipe, source, keypoints, **kwargs):
-    latents = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(7))
-    kwargs = {"num_inference_steps": FEW_STEPS, "output_type": "latent", "latents": latents, **kwargs}
-    return pipe(source[0], keypoints, source_parsing=source[1], **kwargs).images, latents
 
 
 def test_source_net_clip_and_pose_encoder_run_once_per_call(pipe, source, keypoints):

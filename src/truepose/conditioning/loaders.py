@@ -9,32 +9,17 @@ are optional components: `save_pretrained` saves them with the pipeline); pass a
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from typing import Any
 
 from .._errors import describe_error
 from .._hub import is_local_path
+from .._warnings import transformers_bars_off
 from .detector import OPENPOSE_HUB_REPO, PoseDetector
 from .parsing import LabelMap, label_map_from_id2label
 
 # A public human parser with the ATR label table (`LABEL_MAPS["atr"]`), known to work with `load_human_parser`.
 PARSER_HUB_REPO = "mattmdjaga/segformer_b2_clothes"
-
-
-@contextlib.contextmanager
-def _no_weight_bars() -> Iterator[None]:
-    """transformers' weight-loading bars off for the block (a command's load prints nothing of its own)."""
-    from transformers.utils import logging as transformers_logging
-
-    enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            transformers_logging.enable_progress_bar()
 
 
 def check_folder_exists(name: str | os.PathLike, argument: str, example: str) -> None:
@@ -75,7 +60,7 @@ def load_human_parser(
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
     try:
-        with _no_weight_bars():
+        with transformers_bars_off():
             model = AutoModelForSemanticSegmentation.from_pretrained(path).eval()
             processor = AutoImageProcessor.from_pretrained(path)
     except (OSError, ValueError) as error:
