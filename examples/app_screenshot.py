@@ -37,7 +37,7 @@ def main(output: str) -> None:
     PIL.Image.fromarray(person["source_parsing"].astype(np.uint8)).save(folder / "parsing.png")
     blocks = launch(port=7899, prevent_thread_lock=True, quiet=True)
     options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1500"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1900"):
         options.add_argument(argument)
     options.binary_location = shutil.which("chromium")
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)

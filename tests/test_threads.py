@@ -204,8 +204,8 @@ def test_app_visitors_with_different_settings_get_their_own_images(pipe):
         app.generation_request(source, parsing, "atr", pose, 2, 2.0, 3, "Euler", 0.2, 0.5, 1, False),
         app.generation_request(source, parsing, "atr", pose, 3, 2.0, 3, "DDIM", 0.3, 0.6, 2, True),
     ]
-    alone = [np.asarray(app.generate(kwargs)) for kwargs in visitors]
-    together = concurrently(*(lambda kwargs=kwargs: np.asarray(app.generate(kwargs)) for kwargs in visitors))
+    alone = [np.asarray(app.generate(kwargs)[0]) for kwargs in visitors]
+    together = concurrently(*(lambda kwargs=kwargs: np.asarray(app.generate(kwargs)[0]) for kwargs in visitors))
     for expected, results in zip(alone, together):
         for result in results:
             np.testing.assert_array_equal(result, expected)

@@ -29,6 +29,8 @@ Example::
     shares["mean"]["clothing"], shares["mean"]["body"]
     plot_attention_shares(shares, "shares.png")
     attention_heatmap(shares, source_image, "heatmap.png")
+
+[`record_attention_shares`] records the same shares during a generation one runs anyway (the web app does).
 """
 
 from __future__ import annotations
@@ -248,6 +250,68 @@ def _mean_shares(layers: dict[str, dict[str, Any]], region_names: Sequence[str])
 
 
 @torch.no_grad()
+def record_attention_shares(
+    pipe: Any,
+    source: PIL.Image.Image,
+    source_parsing: Any = None,
+    parsing_label_map: Any = "atr",
+    num_inference_steps: int = 35,
+    timestep_index: int | Sequence[int] | None = None,
+    heatmap_layers: str | Sequence[str] | None = "largest",
+    heatmap_chunk_size: int = 1024,
+    height: int | None = None,
+    width: int | None = None,
+) -> tuple[dict[str, Any], Callable[[], dict[str, Any]]]:
+    """Records [`attention_shares`] during one ordinary call of ``pipe`` on ``source`` (e.g. the generation a user
+    asked for, so the shares need no second run); the arguments are [`attention_shares`]'s.
+
+    Returns:
+        ``(call_kwargs, finish)``: pass ``**call_kwargs`` (``source_parsing``, ``parsing_label_map``,
+        ``callback_on_step_end``, ``cross_attention_kwargs``) to the call of ``pipe`` with ``source`` and the same
+        ``num_inference_steps``, ``height`` and ``width``; ``finish()`` then returns the shares. The call stops after
+        the last requested step (with ``timestep_index=None``, the last step: the call returns its images).
+    """
+    num_steps = int(num_inference_steps)
+    steps = _recorded_steps(timestep_index, num_steps)
+
+    # the parsing the pipeline will use (parsed once here when the pipeline has a parser), and the analysis masks
+    # as each layer sees them
+    parsing_maps, label_map = pipe.parse_sources([source], source_parsing, parsing_label_map)
+    parsing = parsing_maps[0]
+    region_names, masks = _analysis_masks(parsing, label_map)
+    layer_indicators, latent_size = _layer_indicators(pipe, source, parsing, label_map, masks, height, width)
+    recorder = _AttentionRecorder(
+        steps, layer_indicators, _heatmap_layer_names(heatmap_layers, layer_indicators), heatmap_chunk_size
+    )
+    call_kwargs = {
+        "source_parsing": parsing,
+        "parsing_label_map": label_map,
+        "callback_on_step_end": recorder.next_step,
+        "cross_attention_kwargs": {"recorders": recorder.recorders()},
+    }
+
+    def finish() -> dict[str, Any]:
+        count = len(steps)
+        layers = _layer_shares(recorder.totals, count, region_names)
+        return {
+            "layers": layers,
+            "mean": _mean_shares(layers, region_names),
+            "received": {
+                name: (total / count).reshape(token_grid(latent_size, total.numel())).cpu().numpy()
+                for name, total in recorder.received.items()
+            },
+            "groups": GROUPS,
+            "regions": tuple(region_names),
+            "steps": steps,
+            "timesteps": recorder.timesteps,
+            "source_size": tuple(parsing.shape),
+            "latent_size": tuple(latent_size),
+        }
+
+    return call_kwargs, finish
+
+
+@torch.no_grad()
 def attention_shares(
     pipe: Any,
     source_image: PIL.Image.Image | np.ndarray,
@@ -302,51 +366,21 @@ def attention_shares(
     if isinstance(source_image, (list, tuple)) or (isinstance(source_image, np.ndarray) and source_image.ndim == 4):
         raise ValueError("`attention_shares` takes one source image (and one target pose).")
     source = to_pil_image(source_image, "source_image")
-    num_steps = int(num_inference_steps)
-    steps = _recorded_steps(timestep_index, num_steps)
-
-    # the parsing the pipeline will use (parsed once here when the pipeline has a parser), and the analysis masks
-    # as each layer sees them
-    parsing_maps, label_map = pipe.parse_sources([source], source_parsing, parsing_label_map)
-    parsing = parsing_maps[0]
-    region_names, masks = _analysis_masks(parsing, label_map)
-    layer_indicators, latent_size = _layer_indicators(
-        pipe, source, parsing, label_map, masks, pipeline_kwargs.get("height"), pipeline_kwargs.get("width")
-    )
-    recorder = _AttentionRecorder(
-        steps, layer_indicators, _heatmap_layer_names(heatmap_layers, layer_indicators), heatmap_chunk_size
-    )
-
+    call_kwargs, finish = record_attention_shares(
+        pipe, source, source_parsing, parsing_label_map, num_inference_steps, timestep_index, heatmap_layers,
+        heatmap_chunk_size, pipeline_kwargs.get("height"), pipeline_kwargs.get("width"),
+    )  # fmt: skip
     pipe(
         source,
         target_pose,
-        source_parsing=parsing,
-        parsing_label_map=label_map,
-        num_inference_steps=num_steps,
+        num_inference_steps=int(num_inference_steps),
         guidance_scale=guidance_scale,
         generator=generator,
         output_type="latent",
-        callback_on_step_end=recorder.next_step,
-        cross_attention_kwargs={"recorders": recorder.recorders()},
+        **call_kwargs,
         **pipeline_kwargs,
     )
-
-    count = len(steps)
-    layers = _layer_shares(recorder.totals, count, region_names)
-    return {
-        "layers": layers,
-        "mean": _mean_shares(layers, region_names),
-        "received": {
-            name: (total / count).reshape(token_grid(latent_size, total.numel())).cpu().numpy()
-            for name, total in recorder.received.items()
-        },
-        "groups": GROUPS,
-        "regions": tuple(region_names),
-        "steps": steps,
-        "timesteps": recorder.timesteps,
-        "source_size": tuple(parsing.shape),
-        "latent_size": tuple(latent_size),
-    }
+    return finish()
 
 
 # ----------------------------------------------------------------------------------------------------------------------

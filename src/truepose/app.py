@@ -1,9 +1,12 @@
 """The TruePose web app (Gradio Blocks): ``truepose app`` or ``truepose.app.launch()``.
 
 Source: an uploaded photo or an example person (synthetic renderer); parsing: an uploaded label map, the example
-person's, or the model's parser, shown as an overlay of what HPFA weights. Target pose: the shipped gallery, an
-OpenPose JSON / keypoint file, a photo (through a configured pose detector) or another example person's pose. After a
-generation, the attention-share chart of that generation comes from [`truepose.analysis.attention_shares`].
+person's, or the human parser (the model's, or one given with ``parser``), computed when the photo is uploaded and
+shown as an overlay of what HPFA weights. Target pose: the shipped gallery, an OpenPose JSON / keypoint file (fitted
+to the source by the one frame rule of `truepose.conditioning.pose_files`), a photo (through a configured pose
+detector) or another example person's pose. The attention shares of each generation are recorded while it runs
+([`truepose.analysis.record_attention_shares`]). Images are shown upscaled (pixelated) at a readable size; the files
+behind them, which the download buttons give, keep their own pixels.
 """
 
 import contextlib
@@ -19,10 +22,11 @@ import PIL.Image
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
 
-from .analysis import GROUP_COLOURS, attention_shares, group_masks, plot_attention_shares
+from .analysis import GROUP_COLOURS, group_masks, plot_attention_shares, record_attention_shares
 from .conditioning import LABEL_MAPS, as_keypoints, draw_skeleton, rescale_keypoints
-from .conditioning import pose as pose_utils
-from .conditioning.image import to_8bit
+from .conditioning.image import load_image_file, to_8bit
+from .conditioning.loaders import PARSER_HUB_REPO, check_folder_exists, load_human_parser, load_pose_detector
+from .conditioning.pose_files import read_pose_file_for
 from .demo import DEMO_RESOLUTION, example_person, load_pose_gallery, load_shipped_model
 from .models.target_net import check_truepose_settings
 from .pipeline import TruePosePipeline
@@ -39,6 +43,13 @@ MAX_IMAGE_SIDE = 1024
 MAX_STEPS = 100
 # Errors the library raises for bad input; they reach the user as a message, never as a dead page.
 USER_ERRORS = (ValueError, TypeError, OSError, PIL.UnidentifiedImageError)
+# Small images are shown stretched to their panel without smoothing; the file served (and downloaded) is unchanged.
+READABLE_CSS = (
+    "<style>.readable img { object-fit: contain !important; image-rendering: pixelated; }"
+    " #pose-gallery img { image-rendering: pixelated; }</style>"
+)
+READABLE_HEIGHT = 400  # pixels of a readable image panel
+GALLERY_SCALE = 3  # the gallery's skeletons are drawn at 3x the gallery's 96x64 frame
 
 
 def _gradio():
@@ -60,10 +71,24 @@ def parsing_overlay(image: PIL.Image.Image, parsing: np.ndarray, label_map: Any 
     return PIL.Image.fromarray(out.clip(0, 255).astype(np.uint8))
 
 
-def read_pose_file(path: str | os.PathLike) -> np.ndarray:
-    """Keypoints `(18, 3)` from an OpenPose JSON (first person) or a keypoint file (``.npy``, or ``.txt``/``.csv``
-    with 18 rows ``x y [confidence]``); suffixes in any case. Errors name the file and the accepted formats."""
-    return pose_utils.read_pose_file(path)[0]
+def named_upload(error: Exception, path: str | os.PathLike) -> ValueError:
+    """``error`` about an uploaded file, with Gradio's cache path of the file replaced by the file's own name."""
+    return ValueError(str(error).replace(repr(os.fspath(path)), repr(Path(path).name)))
+
+
+def open_upload(upload: dict | None, what: str) -> PIL.Image.Image | None:
+    """The RGB image of an upload as Gradio sends it unprocessed (``{"path": ..., "orig_name": ...}``), or None;
+    a file that is not an image is refused in the app's words, naming the file."""
+    if upload is None:
+        return None
+    path = upload["path"]
+    try:
+        return load_image_file(path)
+    except PIL.UnidentifiedImageError:
+        name = upload.get("orig_name") or Path(path).name
+        raise ValueError(f"The {what} {name!r} is not an image: upload a PNG, JPEG or WebP photo.") from None
+    except (OSError, ValueError) as error:
+        raise named_upload(error, path) from None
 
 
 class TruePoseApp:
@@ -124,10 +149,29 @@ class TruePoseApp:
         size = self.source_size(source)
         return draw_skeleton(self.pose_in_frame(pose, size), *size)
 
+    def parse(self, source: PIL.Image.Image) -> tuple[np.ndarray, str] | None:
+        """The parsing map `(H, W)` of ``source`` and its label table's name by the pipeline's human parser; None
+        without a parser. A map without a person is refused."""
+        if self.pipe.parser is None:
+            return None
+        self.check_upload_size(source.size, "source photo")
+        (parsing,), label_map = self.pipe.parse_sources([to_8bit(source, "source photo").convert("RGB")], None, None)
+        return parsing, label_map.name
+
+    def pose_from_file(self, path: str | os.PathLike, source: PIL.Image.Image | None) -> dict:
+        """The pose state of a pose file: its first pose fitted to the output frame by the one frame rule
+        ([`~truepose.conditioning.pose_files.read_pose_file_for`]); errors name the file and the accepted formats."""
+        size = self.source_size(source)
+        try:
+            keypoints = read_pose_file_for(path, size)[0]
+        except ValueError as error:
+            raise named_upload(error, path) from None
+        return {"keypoints": keypoints, "frame": size}
+
     def pose_from_photo(self, photo: PIL.Image.Image, source: PIL.Image.Image | None) -> dict:
         if self.pose_detector is None:
             raise ValueError(
-                "No pose detector is configured: start the app with `truepose app --pose-detector PATH_OR_HUB_ID` "
+                "No pose detector is configured: start the app with `truepose app --detector PATH_OR_HUB_ID` "
                 "(OpenPose weights), or pick a pose from the gallery or a file."
             )
         self.check_upload_size(photo.size, "pose photo")
@@ -151,11 +195,17 @@ class TruePoseApp:
         hpfa: bool,
     ) -> dict:
         """Checks one visitor's inputs and returns the request of one generation: the pipeline's arguments, the
-        ``seed`` and the model ``settings`` (scheduler, HPFA/CAA) that [`~TruePoseApp.generate`] and
-        [`~TruePoseApp.attention_chart`] put on the pipeline while they run. Changes nothing."""
+        ``seed`` and the model ``settings`` (scheduler, HPFA/CAA) that [`~TruePoseApp.generate`] puts on the
+        pipeline while it runs. Changes nothing."""
         if source is None:
             raise ValueError("Upload a source photo or pick an example person first.")
         self.check_upload_size(source.size, "source photo")
+        if parsing is None and self.pipe.parser is None:
+            raise ValueError(
+                "Upload the source's parsing map (a PNG of label ids) or pick an example person: this model has no "
+                "human parser (start the app with `truepose app --parser PATH_OR_HUB_ID`, e.g. "
+                f"{PARSER_HUB_REPO}, to parse uploaded photos)."
+            )
         if scheduler not in SCHEDULERS:
             raise ValueError(f"Pick a scheduler among {', '.join(SCHEDULERS)}, got {scheduler!r}.")
         for name, value, low, high in (
@@ -193,38 +243,42 @@ class TruePoseApp:
             )
             yield
 
-    def generate(self, request: dict, progress: Any = None) -> PIL.Image.Image:
-        """The image of a [`~TruePoseApp.generation_request`]; ``progress(fraction)`` is called after every denoising
-        step."""
+    def generate(self, request: dict, progress: Any = None) -> tuple[PIL.Image.Image, dict[str, Any]]:
+        """The image of a [`~TruePoseApp.generation_request`] and its attention shares, recorded during that one
+        generation ([`~truepose.analysis.record_attention_shares`], all steps); ``progress(fraction)`` is called
+        after every denoising step."""
         kwargs = dict(request)
         steps, seed, settings = kwargs["num_inference_steps"], kwargs.pop("seed"), kwargs.pop("settings")
-
-        def report(pipe, step, timestep, callback_kwargs):
-            if progress is not None:
-                progress((step + 1, steps), desc="denoising", unit="steps")
-            return callback_kwargs
-
+        source, parsing, label_map = (
+            kwargs.pop("source_image"),
+            kwargs.pop("source_parsing"),
+            kwargs.pop("parsing_label_map"),
+        )
         with self.settings_applied(settings):
-            output = self.pipe(**kwargs, generator=torch.Generator().manual_seed(seed), callback_on_step_end=report)
-        return output.images[0]
+            recording, finish = record_attention_shares(
+                self.pipe, source, parsing, label_map, steps, heatmap_layers=None,
+                height=kwargs["height"], width=kwargs["width"],
+            )  # fmt: skip
+            record_step = recording.pop("callback_on_step_end")
 
-    def attention_chart(self, request: dict) -> PIL.Image.Image:
-        """The attention-share chart of the generation ``request`` (the same seed and settings, re-run by
-        [`attention_shares`])."""
-        kwargs = dict(request)
-        seed, settings = kwargs.pop("seed"), kwargs.pop("settings")
-        with self.settings_applied(settings):
-            shares = attention_shares(
-                self.pipe,
-                kwargs.pop("source_image"),
-                kwargs.pop("target_pose"),
-                kwargs.pop("source_parsing"),
-                kwargs.pop("parsing_label_map"),
-                num_inference_steps=kwargs.pop("num_inference_steps"),
-                guidance_scale=kwargs.pop("guidance_scale"),
-                generator=torch.Generator().manual_seed(seed),
+            def report(pipe, step, timestep, callback_kwargs):
+                callback_kwargs = record_step(pipe, step, timestep, callback_kwargs)
+                if progress is not None:
+                    progress((step + 1, steps), desc="denoising", unit="steps")
+                return callback_kwargs
+
+            output = self.pipe(
+                source,
                 **kwargs,
+                **recording,
+                generator=torch.Generator().manual_seed(seed),
+                callback_on_step_end=report,
             )
+        return output.images[0], finish()
+
+    @staticmethod
+    def attention_chart(shares: dict[str, Any]) -> PIL.Image.Image:
+        """The chart of the attention ``shares`` of a generation ([`~TruePoseApp.generate`])."""
         return plot_attention_shares(shares, title="Where TargetNet looked (this generation, all steps)")
 
 
@@ -234,21 +288,22 @@ def build_app(
     max_image_side: int = MAX_IMAGE_SIDE,
     max_steps: int = MAX_STEPS,
 ):
-    """The Gradio Blocks of the app, for ``pipe``; ``max_image_side`` and ``max_steps`` as in [`TruePoseApp`]."""
+    """The Gradio Blocks of the app, for ``pipe`` (with its ``parser``, if any, an uploaded photo is parsed at once);
+    ``pose_detector``, ``max_image_side`` and ``max_steps`` as in [`TruePoseApp`]."""
     gr = _gradio()
     app = TruePoseApp(pipe, pose_detector, max_image_side=max_image_side, max_steps=max_steps)
     handlers = _event_handlers(gr, app)
     with gr.Blocks(title="TruePose", analytics_enabled=False) as blocks:
+        gr.HTML(READABLE_CSS, container=False, padding=False)
         gr.Markdown(
             "# TruePose\nPose-guided person image synthesis with human-parsing-guided attention "
             "([arXiv 2502.03426](https://arxiv.org/abs/2502.03426))."
         )
-        parsing_state, pose_state, last_generation = gr.State(None), gr.State(None), gr.State(None)
-        states = {"parsing_state": parsing_state, "pose_state": pose_state, "last_generation": last_generation}
+        states = {name: gr.State(None) for name in ("parsing_state", "pose_state", "request_state", "chart_state")}
         with gr.Row():
             page = {
                 **states,
-                **_source_column(gr),
+                **_source_column(gr, parser=pipe.parser is not None),
                 **_pose_column(gr, app),
                 **_result_column(gr, pipe, max_steps),
             }
@@ -258,7 +313,7 @@ def build_app(
 
 def _event_handlers(gr: Any, app: TruePoseApp) -> dict[str, Callable[..., Any]]:
     """The page's event handlers (name -> function) on ``app``'s actions; the library's errors for bad input reach
-    the visitor as a message (``gr.Error``), never as a dead page."""
+    the visitor as one message (``gr.Error``), never as a dead page."""
 
     def user_errors(function):
         @functools.wraps(function)
@@ -277,6 +332,15 @@ def _event_handlers(gr: Any, app: TruePoseApp) -> dict[str, Callable[..., Any]]:
         person = example_person(int(index))
         overlay = parsing_overlay(person["source_image"], person["source_parsing"], person["label_map"])
         return person["source_image"], person["source_parsing"], person["label_map"], overlay
+
+    @user_errors
+    def upload_source(upload):  # unprocessed: a file that is not an image gets the app's message
+        source = open_upload(upload, "source photo")
+        parsed = None if source is None else app.parse(source)
+        if parsed is None:
+            return None, gr.update(), None
+        parsing, label_map = parsed
+        return parsing, label_map, parsing_overlay(source, parsing, label_map)
 
     @user_errors
     def upload_parsing(path, source, label_map):
@@ -302,11 +366,12 @@ def _event_handlers(gr: Any, app: TruePoseApp) -> dict[str, Callable[..., Any]]:
     def upload_pose_file(path, source):
         if path is None:
             return None, None
-        pose = {"keypoints": read_pose_file(path), "frame": app.source_size(source)}
+        pose = app.pose_from_file(path, source)
         return pose, app.skeleton(pose, source)
 
     @user_errors
-    def upload_pose_photo(photo, source):
+    def upload_pose_photo(upload, source_upload):  # unprocessed, as upload_source
+        photo, source = open_upload(upload, "pose photo"), open_upload(source_upload, "source photo")
         if photo is None:
             return None, None
         pose = app.pose_from_photo(photo, source)
@@ -320,44 +385,59 @@ def _event_handlers(gr: Any, app: TruePoseApp) -> dict[str, Callable[..., Any]]:
         return pose, app.skeleton(pose, source)
 
     @user_errors
-    def generate(source, parsing, label_map, pose, steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa,
-                 progress=gr.Progress()):  # noqa: B008 - Gradio's progress tracker  # fmt: skip
+    def check_request(source, parsing, label_map, pose, steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa):
         settings = (steps, guidance, seed, scheduler, sigma, delta, top_k, hpfa)
-        request = app.generation_request(source, parsing, label_map, pose, *settings)
-        return app.generate(request, progress), request, gr.update(interactive=True)
+        return app.generation_request(source, parsing, label_map, pose, *settings)
 
     @user_errors
-    def chart(request):
-        if request is None:
+    def generate(request, progress=gr.Progress()):  # noqa: B008 - Gradio's progress tracker
+        image, shares = app.generate(request, progress)
+        return image, app.attention_chart(shares), gr.update(interactive=True)
+
+    @user_errors
+    def chart(recorded):
+        if recorded is None:
             raise ValueError("Generate an image first.")
-        return app.attention_chart(request)
+        return recorded
 
     return {
         function.__name__: function
         for function in (
             pick_example_person,
+            upload_source,
             upload_parsing,
             pick_gallery_pose,
             upload_pose_file,
             upload_pose_photo,
             pick_example_pose,
+            check_request,
             generate,
             chart,
         )
     }
 
 
-def _source_column(gr: Any) -> dict[str, Any]:
-    """The source column: a photo or an example person, a parsing map and its label map, and the parsing overlay."""
+def _readable_image(gr: Any, label: str, elem_id: str | None = None, **kwargs) -> Any:
+    """An image panel that shows small images stretched to ``READABLE_HEIGHT`` pixels, unsmoothed; its file (and
+    download) keeps the image's own pixels (PNG: Gradio's default WebP is lossy)."""
+    return gr.Image(
+        label=label, elem_id=elem_id, elem_classes="readable", height=READABLE_HEIGHT, format="png", **kwargs
+    )
+
+
+def _source_column(gr: Any, parser: bool) -> dict[str, Any]:
+    """The source column: a photo or an example person, a parsing map and its label map, and the parsing overlay;
+    with a ``parser``, the parsing of an uploaded photo comes from it."""
     with gr.Column():
         gr.Markdown("### Source")
-        source = gr.Image(
-            type="pil", image_mode=None, label="Source photo", elem_id="source", format="png", height=288
-        )
+        source = _readable_image(gr, "Source photo", "source", type="pil", image_mode=None)
         person = gr.Dropdown(list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person")
-        parsing_file = gr.File(label="Parsing map (PNG of label ids)", elem_id="parsing", file_types=["image"])
-        label_map = gr.Dropdown(list(LABEL_MAPS), value="atr", label="Label map of the parsing")
-        overlay = gr.Image(label="Parsing: what HPFA weights (person tinted)", interactive=False, height=288)
+        what = "parsed by the human parser when uploaded; or upload" if parser else "upload"
+        parsing_file = gr.File(
+            label=f"Parsing map ({what} a PNG of label ids)", elem_id="parsing", file_types=["image"]
+        )
+        label_map = gr.Dropdown(list(LABEL_MAPS), value="atr", label="Label map of the parsing", elem_id="label-map")
+        overlay = _readable_image(gr, "Parsing: what HPFA weights (person tinted)", "overlay", interactive=False)
     return {
         "source": source,
         "person": person,
@@ -368,23 +448,26 @@ def _source_column(gr: Any) -> dict[str, Any]:
 
 
 def _pose_column(gr: Any, app: TruePoseApp) -> dict[str, Any]:
-    """The target-pose column: the gallery of ``app``, a pose file, a photo or an example person's pose, and the
-    skeleton of the chosen pose."""
-    height, width = DEMO_RESOLUTION
+    """The target-pose column: the gallery of ``app`` (every pose visible and whole), a pose file, a photo or an
+    example person's pose, and the skeleton of the chosen pose."""
+    height, width = (GALLERY_SCALE * side for side in DEMO_RESOLUTION)
     with gr.Column():
         gr.Markdown("### Target pose")
         pose_gallery = gr.Gallery(
-            [draw_skeleton(pose, height, width) for pose in app.gallery],
+            [draw_skeleton(rescale_keypoints(pose, DEMO_RESOLUTION, (height, width)), height, width)
+             for pose in app.gallery],
             label="Pose gallery (click one)",
-            columns=4,
-            height=300,
+            columns=3,  # gradio's thumbnails are at least 100 px wide: 3 fit a column, 8 poses in 3 rows
+            height="auto",
+            object_fit="contain",
             allow_preview=False,
             elem_id="pose-gallery",
-        )
+        )  # fmt: skip
         pose_file = gr.File(label="…or an OpenPose JSON / keypoint file", elem_id="pose-file")
-        pose_photo = gr.Image(type="pil", image_mode=None, label="…or a photo (pose detector)", elem_id="pose-photo")
+        what = "pose detector" if app.pose_detector is not None else "needs --detector"
+        pose_photo = _readable_image(gr, f"…or a photo ({what})", "pose-photo", type="pil", image_mode=None)
         pose_person = gr.Dropdown(list(range(NUM_EXAMPLE_PEOPLE)), value=None, label="…or an example person's pose")
-        skeleton = gr.Image(label="Target skeleton", interactive=False, elem_id="skeleton", height=288)
+        skeleton = _readable_image(gr, "Target skeleton", "skeleton", interactive=False)
     return {
         "pose_gallery": pose_gallery,
         "pose_file": pose_file,
@@ -411,7 +494,7 @@ def _result_column(gr: Any, pipe: TruePosePipeline, max_steps: int) -> dict[str,
             delta = gr.Slider(0.0, 2.0, value=config.hpfa_delta, label="HPFA δ (person)")
             top_k = gr.Slider(0, 8, value=config.caa_top_k, step=1, label="CAA top-k")
         button = gr.Button("Generate", variant="primary", elem_id="generate")
-        result = gr.Image(label="Generated", interactive=False, format="png", elem_id="result", height=288)
+        result = _readable_image(gr, "Generated", "result", interactive=False)
         chart_button = gr.Button("Attention shares of this generation", interactive=False, elem_id="chart")
         chart_image = gr.Image(label="Where TargetNet looked", interactive=False, elem_id="chart-image")
     return {
@@ -424,26 +507,41 @@ def _result_column(gr: Any, pipe: TruePosePipeline, max_steps: int) -> dict[str,
 
 
 def _wire_events(page: dict[str, Any], handlers: dict[str, Callable[..., Any]]) -> None:
-    """Connects the components of ``page`` (the columns' and the states') to the ``handlers``."""
-    source, skeleton = page["source"], page["skeleton"]
+    """Connects the components of ``page`` (the columns' and the states') to the ``handlers``. One user action is
+    one event whose error is one message: progress (and Gradio's red "Error" badges on the outputs) shows only on
+    the generation, whose inputs are checked first by an event of its own."""
+    source, skeleton, overlay = page["source"], page["skeleton"], page["overlay"]
     parsing_state, pose_state = page["parsing_state"], page["pose_state"]
+    quiet = {"show_progress": "hidden"}
     page["person"].change(
-        handlers["pick_example_person"], page["person"], [source, parsing_state, page["label_map"], page["overlay"]]
+        handlers["pick_example_person"], page["person"], [source, parsing_state, page["label_map"], overlay], **quiet
     )
-    source.upload(lambda: (None, None), None, [parsing_state, page["overlay"]])
+    source.upload(
+        handlers["upload_source"], source, [parsing_state, page["label_map"], overlay], preprocess=False, **quiet
+    ).failure(lambda: None, None, source, **quiet)  # a file that is not an image is not kept
     page["parsing_file"].change(
-        handlers["upload_parsing"], [page["parsing_file"], source, page["label_map"]], [parsing_state, page["overlay"]]
+        handlers["upload_parsing"],
+        [page["parsing_file"], source, page["label_map"]],
+        [parsing_state, overlay],
+        **quiet,
     )
-    page["pose_gallery"].select(handlers["pick_gallery_pose"], source, [pose_state, skeleton])
-    page["pose_file"].change(handlers["upload_pose_file"], [page["pose_file"], source], [pose_state, skeleton])
-    page["pose_photo"].upload(handlers["upload_pose_photo"], [page["pose_photo"], source], [pose_state, skeleton])
-    page["pose_person"].change(handlers["pick_example_pose"], [page["pose_person"], source], [pose_state, skeleton])
+    page["pose_gallery"].select(handlers["pick_gallery_pose"], source, [pose_state, skeleton], **quiet)
+    page["pose_file"].change(
+        handlers["upload_pose_file"], [page["pose_file"], source], [pose_state, skeleton], **quiet
+    )
+    page["pose_photo"].upload(
+        handlers["upload_pose_photo"], [page["pose_photo"], source], [pose_state, skeleton], preprocess=False, **quiet
+    ).failure(lambda: None, None, page["pose_photo"], **quiet)
+    page["pose_person"].change(
+        handlers["pick_example_pose"], [page["pose_person"], source], [pose_state, skeleton], **quiet
+    )
     page["button"].click(
-        handlers["generate"],
+        handlers["check_request"],
         [source, parsing_state, page["label_map"], pose_state, *page["settings"]],
-        [page["result"], page["last_generation"], page["chart_button"]],
-    )
-    page["chart_button"].click(handlers["chart"], page["last_generation"], page["chart_image"])
+        page["request_state"],
+        **quiet,
+    ).success(handlers["generate"], page["request_state"], [page["result"], page["chart_state"], page["chart_button"]])
+    page["chart_button"].click(handlers["chart"], page["chart_state"], page["chart_image"], **quiet)
 
 
 def launch(
@@ -451,15 +549,18 @@ def launch(
     host: str = "127.0.0.1",
     port: int | None = 7860,
     share: bool = False,
-    pose_detector: str | None = None,
+    pose_detector: str | os.PathLike | None = None,
+    parser: str | os.PathLike | None = None,
     max_image_side: int = MAX_IMAGE_SIDE,
     max_steps: int = MAX_STEPS,
     **launch_kwargs,
 ):
     """Serve the app: ``model`` is a checkpoint folder or Hub id (the shipped model by default), ``pose_detector``
-    OpenPose weights (folder or Hub id) for poses taken from photos; ``max_image_side`` and ``max_steps`` limit what
+    OpenPose weights (folder or Hub id) for poses taken from photos, ``parser`` a human parser (folder or Hub id,
+    e.g. ``mattmdjaga/segformer_b2_clothes``) that parses uploaded photos (in place of the model's own); a local
+    folder that does not exist is refused before anything loads. ``max_image_side`` and ``max_steps`` limit what
     one visitor may ask for (see [`TruePoseApp`]). Extra keyword arguments go to ``gradio.Blocks.launch`` (e.g.
-    ``prevent_thread_lock=True``)."""
+    ``prevent_thread_lock=True``, ``quiet=True``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     gr = _gradio()
     for name, value in (("max_image_side", max_image_side), ("max_steps", max_steps)):
@@ -467,12 +568,16 @@ def launch(
             raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
         raise ValueError(f"`port` must be an int from 0 to 65535 (or None), got {port!r}.")
-    detector = None
-    if pose_detector is not None:  # before the model: a wrong path is found in seconds
-        from .conditioning import PoseDetector
-
-        detector = PoseDetector.from_pretrained(pose_detector)
+    # the parser and the detector before the model: a wrong path is found in seconds
+    if parser is not None:
+        check_folder_exists(parser, "`parser`", PARSER_HUB_REPO)
+    if pose_detector is not None:
+        check_folder_exists(pose_detector, "`pose_detector`", "lllyasviel/Annotators")
+    human_parser = None if parser is None else load_human_parser(parser, argument="`parser`")
+    detector = None if pose_detector is None else load_pose_detector(pose_detector, argument="`pose_detector`")
     pipe = load_shipped_model() if model is None else TruePosePipeline.from_pretrained(model, dtype=torch.float32)
+    if human_parser is not None:
+        pipe.parser, pipe.parser_processor, _ = human_parser
     theme = gr.themes.Default(
         font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
     )

@@ -459,17 +459,36 @@ def animate(args: argparse.Namespace) -> int:
 
 
 def app(args: argparse.Namespace) -> int:
+    from .conditioning.detector import OPENPOSE_HUB_REPO
+    from .conditioning.loaders import PARSER_HUB_REPO, check_folder_exists
+
+    # the parser and detector folders before anything loads, in the command's words
+    if args.parser is not None:
+        check_folder_exists(args.parser, "--parser", PARSER_HUB_REPO)
+    if args.pose_detector is not None:
+        check_folder_exists(args.pose_detector, "--detector", OPENPOSE_HUB_REPO)
     from .app import launch
 
-    launch(
+    # Gradio's own launch log ("set `share=True` in `launch()`") speaks to Python users: the command says its own
+    blocks = launch(
         model=args.model,
         host=args.host,
         port=args.port,
         share=args.share,
         pose_detector=args.pose_detector,
+        parser=args.parser,
         max_image_side=args.max_image_side,
         max_steps=args.max_steps,
+        quiet=True,
+        prevent_thread_lock=True,
     )
+    print(f"truepose app: running on {blocks.local_url}")
+    if blocks.share_url:
+        print(f"truepose app: public link {blocks.share_url}")
+    else:
+        print("truepose app: pass --share for a public gradio.live link")
+    print("truepose app: Ctrl+C stops it")
+    blocks.block_thread()
     return 0
 
 
@@ -571,7 +590,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=port_int, default=7860)
     ap.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
-    ap.add_argument("--pose-detector", default=None, help="OpenPose weights (folder or Hub id) for pose photos")
+    ap.add_argument(
+        "--detector", "--pose-detector", dest="pose_detector", default=None,
+        help="OpenPose weights (folder or Hub id, e.g. lllyasviel/Annotators) for poses taken from photos",
+    )  # fmt: skip
+    ap.add_argument(
+        "--parser", default=None,
+        help="human parser (folder or Hub id, e.g. mattmdjaga/segformer_b2_clothes) that parses uploaded photos",
+    )  # fmt: skip
     ap.add_argument(
         "--max-image-side",
         type=positive_int,

@@ -445,7 +445,9 @@ def save_pipeline(args: argparse.Namespace, accelerator: Accelerator, run: Train
         return
     if run.ema is not None:
         run.ema.copy_to(run.trained.parameters)
-    pipe, lora_unets = unsharded_pipeline(args, accelerator, state_dict) if sharded else (run.pipe, run.trained.lora_unets)
+    pipe, lora_unets = (
+        unsharded_pipeline(args, accelerator, state_dict) if sharded else (run.pipe, run.trained.lora_unets)
+    )
     for unet in lora_unets:  # the saved pipeline holds plain, merged weights
         unet.fuse_lora()
         unet.unload_lora()

@@ -271,9 +271,12 @@ def test_preprocess_refuses_an_output_folder_that_is_a_file_before_loading(files
 
 
 def test_pose_readers_name_the_file_and_the_formats(files, tmp_path):
-    from truepose.app import read_pose_file as app_read_pose_file
+    from truepose.conditioning.pose_files import read_pose_file_for
 
     read_pose_file = pose_utils.read_pose_file
+
+    def app_read_pose_file(path):  # the reader of the CLI and the app: the one frame rule, for a 64x64 photo
+        return read_pose_file_for(path, (64, 64))[0]
 
     np.testing.assert_array_equal(app_read_pose_file(files / "P.NPY"), read_pose_file(files / "pose.npy")[0])
     np.testing.assert_array_equal(load_pose_sequence(files / "P.NPY"), read_pose_file(files / "pose.npy"))
