@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--num_pairs", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ema_decay", type=float, default=None, help="keep an EMA of the weights (default: none)")
+    add_unet_training_options(parser)
     parser.add_argument("--init_from", default=None, help="a trained pipeline folder to continue training from")
     args = parser.parse_args()
     size = tuple(args.resolution)
@@ -154,6 +155,18 @@ def main() -> None:
     checkpointing_steps, validation_steps = (200, args.train_steps // 2) if args.init_from else (250, 500)
     train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps, validation_steps)
     ship(args, reproduce_command(parser, args, "train_demo_model.py"))
+
+
+def add_unet_training_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `train_unets` that both demo recipes share besides steps, batch, lr and EMA."""
+    parser.add_argument(
+        "--lr_scheduler",
+        default="cosine",
+        help="`truepose train`'s --lr_scheduler; constant_with_warmup for a lineage trained in several runs",
+    )
+    parser.add_argument(
+        "--channels_last", action="store_true", help="`truepose train --channels_last` (1.4x faster on this CPU)"
+    )
 
 
 def reproduce_command(parser: argparse.ArgumentParser, args: argparse.Namespace, script: str) -> str:
@@ -174,7 +187,7 @@ def reproduce_command(parser: argparse.ArgumentParser, args: argparse.Namespace,
 def unet_training_summary(args: argparse.Namespace) -> str:
     """What `train_unets` runs, for a model card: steps, batch, learning rate, objective and EMA."""
     ema = "" if args.ema_decay is None else f", EMA {args.ema_decay}"
-    return f"{args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate}, v-prediction{ema}"  # fmt: skip
+    return f"{args.train_steps} steps of `truepose train`, batch {args.batch_size}, lr {args.learning_rate} ({args.lr_scheduler}), v-prediction{ema}"  # fmt: skip
 
 
 def ship(args: argparse.Namespace, command: str) -> None:
@@ -198,22 +211,24 @@ frozen random CLIP vision encoder. Weights in fp16; not a model of real people."
 
 def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkpointing_steps: int, validation_steps: int) -> None:  # fmt: skip
     """`truepose train` of the pipeline in `init_dir` (untrained, or one to continue) on synthetic pairs: v-prediction,
-    cosine lr, checkpoints every `checkpointing_steps` (resumed with `--resume_from_checkpoint latest`), 4 validation
+    `args.lr_scheduler` with 100 warm-up steps, checkpoints every `checkpointing_steps` (resumed with `--resume_from_checkpoint latest`), 4 validation
     pairs, an EMA of the weights when `args.ema_decay` is set."""
     height, width = args.resolution
     ema = [] if args.ema_decay is None else ["--use_ema", "--ema_decay", str(args.ema_decay)]
+    channels_last = ["--channels_last"] if args.channels_last else []
     train_main(
         [
             "--pretrained_model", init_dir, "--output_dir", output_dir,
             "--dataset", "synthetic", "--num_pairs", str(args.num_pairs), "--data_seed", str(args.seed + 2),
             "--resolution", str(height), str(width), "--train_batch_size", str(args.batch_size),
             "--max_train_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
-            "--prediction_type", "v_prediction", "--lr_scheduler", "cosine", "--lr_warmup_steps", "100",
+            "--prediction_type", "v_prediction", "--lr_scheduler", args.lr_scheduler, "--lr_warmup_steps", "100",
             "--checkpointing_steps", str(checkpointing_steps), "--checkpoints_total_limit", "2",
             "--resume_from_checkpoint", "latest", "--validation_steps", str(validation_steps),
             "--num_validation_pairs", "4", "--seed", str(args.seed), "--report_to", "tensorboard",
         ]
         + ema
+        + channels_last
     )  # fmt: skip
 
 

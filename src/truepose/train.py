@@ -249,7 +249,8 @@ def whole_weights(accelerator: Accelerator) -> Iterator[None]:
 def prepare_model(args: argparse.Namespace, pipe: TruePosePipeline) -> TrainedModel:
     """The [`TruePoseDenoiser`] of ``pipe``'s SourceNet, TargetNet and pose encoder, and what it trains: all three
     (SourceNet frozen with ``--freeze_source_unet``), with LoRA adapters on the UNets under ``--lora_rank``; the VAE and
-    CLIP stay frozen, and so do the parameters that cannot reach the loss. Turns on ``--gradient_checkpointing``."""
+    CLIP stay frozen, and so do the parameters that cannot reach the loss. Turns on ``--gradient_checkpointing`` and
+    ``--channels_last``."""
     pipe.vae.requires_grad_(False)
     pipe.image_encoder.requires_grad_(False)
     pipe.source_unet.requires_grad_(not args.freeze_source_unet)
@@ -268,6 +269,9 @@ def prepare_model(args: argparse.Namespace, pipe: TruePosePipeline) -> TrainedMo
     denoiser = TruePoseDenoiser(pipe.source_unet, pipe.target_unet, pipe.pose_encoder)
     if args.gradient_checkpointing:
         denoiser.enable_gradient_checkpointing()
+    if args.channels_last:
+        denoiser.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
     return TrainedModel(
         denoiser=denoiser,
         lora_unets=lora_unets,

@@ -12,6 +12,7 @@ import pytest
 import torch
 from accelerate.utils import DistributedType
 from torch.distributed.fsdp import StateDictType
+from training_checks import assert_same_training
 
 from truepose.testing import trained_weights as weights
 from truepose.train import check_launch, main
@@ -91,19 +92,6 @@ def run_one_process(args):
         torch.set_num_threads(threads)
 
 
-def assert_same_training(result, reference, initial):
-    """Same weights up to fp32 rounding. AdamW divides by sqrt(v): on entries whose gradient is near zero it turns
-    rounding into visible steps, so the check is: average difference tiny against the average update, and no entry
-    off by more than a quarter of one step (a different noise draw or batch split is off by about 100%; in CI the
-    largest rounding step seen was 0.12 of one step)."""
-    assert result.keys() == reference.keys()
-    update = torch.cat([(reference[key] - initial[key]).flatten() for key in reference])
-    difference = torch.cat([(result[key] - reference[key]).flatten() for key in reference])
-    assert update.abs().mean() > 0.5 * LEARNING_RATE  # the run trained
-    assert difference.abs().mean() < 1e-4 * update.abs().mean()
-    assert difference.abs().max() < 0.25 * LEARNING_RATE
-
-
 def assert_resumed_exactly(resumed_folder, straight_folder):
     resumed, straight = weights(resumed_folder), weights(straight_folder)
     for key in straight:
@@ -143,7 +131,7 @@ def one_process_run_without_ema(tiny_model, tmp_path_factory):
 def test_two_processes_equal_one_process_with_double_batch(tiny_model, one_process_run, ddp_run):
     """2 steps, 2 accumulated micro-batches, EMA and gradient checkpointing: 2 x batch 1 == 1 x batch 2."""
     initial, single, ddp = weights(tiny_model), weights(one_process_run), weights(ddp_run)
-    assert_same_training(ddp, single, initial)
+    assert_same_training(ddp, single, initial, LEARNING_RATE)
     trained_source = [k for k in ddp if k.startswith("source_unet.") and not torch.equal(ddp[k], initial[k])]
     assert any(".attn1." in key for key in trained_source)
     assert not any(key.startswith("source_unet.conv_out") for key in trained_source)  # never reaches TargetNet
@@ -171,7 +159,7 @@ def test_fsdp_two_processes_equal_one_process_with_double_batch(tiny_model, fsdp
         "truepose_step.json",
     ]  # fmt: skip
     initial, single, fsdp = weights(tiny_model), weights(one_process_run_without_ema), weights(fsdp_run)
-    assert_same_training(fsdp, single, initial)
+    assert_same_training(fsdp, single, initial, LEARNING_RATE)
     assert any(k.startswith("source_unet.") and not torch.equal(fsdp[k], initial[k]) for k in fsdp)
 
 
@@ -195,7 +183,7 @@ def test_deepspeed_two_processes_equal_one_process_and_resume_exactly(
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run_two_processes(train_args(tiny_model, straight, 1, ema=False), engine=stage)
     assert os.path.isdir(straight / "checkpoint-1" / "pytorch_model")
-    assert_same_training(weights(straight), weights(one_process_run_without_ema), weights(tiny_model))
+    assert_same_training(weights(straight), weights(one_process_run_without_ema), weights(tiny_model), LEARNING_RATE)
     shutil.copytree(straight / "checkpoint-1", resumed / "checkpoint-1")
     run_two_processes(
         train_args(tiny_model, resumed, 1, "--resume_from_checkpoint", "latest", ema=False), engine=stage
@@ -208,7 +196,7 @@ def test_two_nodes_equal_one_process_and_resume_exactly(tiny_model, one_process_
     over the nodes as over processes, and a resumed two-node run continues exactly."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run_two_nodes(train_args(tiny_model, straight, 1))
-    assert_same_training(weights(straight), weights(one_process_run), weights(tiny_model))
+    assert_same_training(weights(straight), weights(one_process_run), weights(tiny_model), LEARNING_RATE)
     shutil.copytree(straight / "checkpoint-1", resumed / "checkpoint-1")
     run_two_nodes(train_args(tiny_model, resumed, 1, "--resume_from_checkpoint", "latest"))
     assert_resumed_exactly(resumed, straight)

@@ -3,6 +3,7 @@ import os
 
 import pytest
 import torch
+from training_checks import assert_same_training
 
 from truepose.testing import tiny_training_args, trained_weights
 from truepose.train import latest_checkpoint, main, make_batch
@@ -145,3 +146,13 @@ def test_report_to_defaults_to_what_is_installed(tiny_model, tmp_path, monkeypat
     args = tiny_training_args(tiny_model, tmp_path, 1)
     index = args.index("--report_to")
     assert parse_args(args[:index] + args[index + 2 :]).report_to == expected
+
+
+def test_channels_last_trains_the_same_weights(tiny_model, tmp_path):
+    """--channels_last changes only the memory order: the same weights to float tolerance, saved and resumed."""
+    assert main(tiny_training_args(tiny_model, tmp_path / "default", 3)) == 0
+    assert main(tiny_training_args(tiny_model, tmp_path / "channels_last", 2, "--channels_last")) == 0
+    resume = ("--channels_last", "--resume_from_checkpoint", "latest")
+    assert main(tiny_training_args(tiny_model, tmp_path / "channels_last", 3, *resume)) == 0
+    default, channels_last = trained_weights(tmp_path / "default"), trained_weights(tmp_path / "channels_last")
+    assert_same_training(channels_last, default, trained_weights(tiny_model), learning_rate=1e-3)

@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_train_steps", type=int, default=1000)
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
     parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument(
+        "--channels_last",
+        action="store_true",
+        help="keep the UNets', pose encoder's and VAE's weights in channels-last memory order (faster convolutions on "
+        "CPU and most GPUs; the same numbers to float tolerance)",
+    )
     parser.add_argument("--learning_rate", type=float, default=1e-5)
     parser.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default="constant_with_warmup")
     parser.add_argument("--lr_warmup_steps", type=int, default=0)
