@@ -1,0 +1,71 @@
+"""The learning trend of a demo-model lineage: the TruePose row (guidance 2.0) of several saved pipelines of one run
+(e.g. one every 1,000 steps) on the first held-out pairs, with the VAE ceiling of the first.
+
+    OMP_NUM_THREADS=2 python examples/demo_model_trend.py --num_pairs 40 --output trend.json \\
+        runs/dc4h/shipped-1000 runs/dc4h/shipped-2000 runs/dc4h/shipped-3000
+
+Scores as `examples/evaluate_demo_model.py` (same pairs, 25 DDIM steps, one fixed generator per pair, same columns),
+so a trend row compares with the first rows of its table.
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from evaluate_demo_model import generate_all, reconstruct, score
+
+from truepose.data import SyntheticPoseDataset
+from truepose.demo import DEMO_RESOLUTION, HELD_OUT_SEED
+from truepose.pipeline import TruePosePipeline
+
+COLUMNS = ("ssim", "psnr", "person_ssim", "person_psnr", "garment_delta_e", "garment_edge_ssim")
+
+
+def mean_scores(truth: list[np.ndarray], images: list[np.ndarray], items: list[dict]) -> dict[str, float]:
+    """The columns averaged over the pairs."""
+    per_pair = [score(t, g, item["target_parsing"]) for t, g, item in zip(truth, images, items)]
+    return {key: float(np.mean([scores[key] for scores in per_pair])) for key in COLUMNS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="saved pipelines of one lineage, in training order")
+    parser.add_argument("--resolution", type=int, nargs=2, default=list(DEMO_RESOLUTION), metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--num_pairs", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--batch_size", type=int, default=20)
+    parser.add_argument("--output", default="trend.json")
+    args = parser.parse_args()
+    size = tuple(args.resolution)
+
+    dataset = SyntheticPoseDataset(args.num_pairs, image_size=size, seed=HELD_OUT_SEED)
+    items = [dataset[i] for i in range(args.num_pairs)]
+    truth = [np.asarray(item["target_image"]) for item in items]
+    rows = {}
+    for index, model in enumerate(args.models):
+        start = time.time()
+        pipe = TruePosePipeline.from_pretrained(model, dtype=torch.float32)
+        pipe.set_progress_bar_config(disable=True)
+        if index == 0:
+            targets = [item["target_image"] for item in items]
+            rows["VAE reconstruction of the target (ceiling)"] = mean_scores(
+                truth, reconstruct(pipe, targets, size), items
+            )
+        generated = generate_all(pipe, items, args.steps, 2.0, args.batch_size)
+        rows[model] = {**mean_scores(truth, generated, items), "seconds": time.time() - start}
+        print(f"scored {model} in {rows[model]['seconds']:.0f}s", flush=True)
+    with open(args.output, "w") as f:
+        json.dump({"num_pairs": args.num_pairs, "steps": args.steps, "resolution": size, "rows": rows}, f, indent=2)
+    print("| model | SSIM | PSNR | person SSIM | person PSNR | garment ΔE | garment edge SSIM |")
+    print("|---|---|---|---|---|---|---|")
+    for name, s in rows.items():
+        print(
+            f"| {name} | {s['ssim']:.4f} | {s['psnr']:.2f} | {s['person_ssim']:.4f} | {s['person_psnr']:.2f} "
+            f"| {s['garment_delta_e']:.2f} | {s['garment_edge_ssim']:.4f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
