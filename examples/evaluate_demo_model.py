@@ -44,6 +44,15 @@ from truepose.pipeline import TruePosePipeline
 
 GARMENTS = ("upper_clothes", "lower_clothes")
 FIGURE_PAIRS = 8
+TRUEPOSE = "TruePose (guidance 2.0)"
+HPFA_OFF = "HPFA off (sigma 1, delta 0)"
+# row name -> (TargetNet settings changed from the model's own, guidance scale)
+VARIANTS = {
+    TRUEPOSE: ({}, 2.0),
+    "source dropped (guidance 0)": ({}, 0.0),
+    HPFA_OFF: ({"hpfa_sigma": 1.0, "hpfa_delta": 0.0}, 2.0),
+    "CAA off (top-k 0)": ({"caa_top_k": 0}, 2.0),
+}
 
 
 def generate(pipe: TruePosePipeline, items: list[dict], steps: int, guidance_scale: float) -> list[np.ndarray]:
@@ -87,6 +96,54 @@ def score(truth: np.ndarray, generated: np.ndarray, parsing: np.ndarray) -> dict
     }
 
 
+def generate_variants(
+    pipe: TruePosePipeline, items: list[dict], variants: dict[str, tuple[dict, float]], steps: int, batch_size: int
+) -> dict[str, list[np.ndarray]]:
+    """The images of each of `variants` (as `VARIANTS`); the model's own TargetNet settings are restored after."""
+    defaults = {key: pipe.target_unet.config[key] for key in ("hpfa_sigma", "hpfa_delta", "caa_top_k")}
+    outputs = {}
+    for name, (settings, guidance_scale) in variants.items():
+        pipe.target_unet.set_truepose_settings(**{**defaults, **settings})
+        outputs[name] = generate_all(pipe, items, steps, guidance_scale, batch_size)
+        print(f"generated: {name}", flush=True)
+    pipe.target_unet.set_truepose_settings(**defaults)
+    return outputs
+
+
+def baseline_outputs(pipe: TruePosePipeline, items: list[dict], size: tuple[int, int]) -> dict[str, list[np.ndarray]]:
+    """The two rows every table starts with: the VAE's reconstruction of the target (ceiling), the source copied."""
+    return {
+        "VAE reconstruction of the target (ceiling)": reconstruct(
+            pipe, [item["target_image"] for item in items], size
+        ),
+        "copy the source image": [np.asarray(item["source_image"]) for item in items],
+    }
+
+
+def mean_scores(images: list[np.ndarray], items: list[dict]) -> dict[str, float]:
+    """The table's columns (`score`) of `images` against the targets of `items`, averaged over the pairs."""
+    per_pair = [
+        score(np.asarray(item["target_image"]), image, item["target_parsing"]) for image, item in zip(images, items)
+    ]
+    return {key: float(np.mean([scores[key] for scores in per_pair])) for key in per_pair[0]}
+
+
+def figure_indices(num_pairs: int) -> list[int]:
+    """The figure's `FIGURE_PAIRS` pairs among `num_pairs` held-out pairs, picked by `default_rng(0)`."""
+    return sorted(np.random.default_rng(0).choice(num_pairs, FIGURE_PAIRS, replace=False).tolist())
+
+
+def print_table(results: dict[str, dict[str, float]]) -> None:
+    """`results` (row -> `mean_scores`) as a Markdown table."""
+    print("| variant | SSIM | PSNR | person SSIM | person PSNR | garment ΔE | garment edge SSIM |")
+    print("|---|---|---|---|---|---|---|")
+    for name, s in results.items():
+        print(
+            f"| {name} | {s['ssim']:.4f} | {s['psnr']:.2f} | {s['person_ssim']:.4f} | {s['person_psnr']:.2f} "
+            f"| {s['garment_delta_e']:.2f} | {s['garment_edge_ssim']:.4f} |"
+        )
+
+
 def draw_figure(items: list[dict], generated: list[np.ndarray], indices: list[int], path: str, scale: int = 2) -> None:
     """Rows of source | target pose | generated | ground truth for the pairs `indices`."""
     height, width = np.asarray(items[0]["target_image"]).shape[:2]
@@ -118,26 +175,9 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     dataset = SyntheticPoseDataset(args.num_pairs, image_size=size, seed=HELD_OUT_SEED)
     items = [dataset[i] for i in range(args.num_pairs)]
-    truth = [np.asarray(item["target_image"]) for item in items]
 
-    variants = {
-        "TruePose (guidance 2.0)": ({}, 2.0),
-        "source dropped (guidance 0)": ({}, 0.0),
-        "HPFA off (sigma 1, delta 0)": ({"hpfa_sigma": 1.0, "hpfa_delta": 0.0}, 2.0),
-        "CAA off (top-k 0)": ({"caa_top_k": 0}, 2.0),
-    }
-    defaults = {key: pipe.target_unet.config[key] for key in ("hpfa_sigma", "hpfa_delta", "caa_top_k")}
-    outputs = {
-        "VAE reconstruction of the target (ceiling)": reconstruct(
-            pipe, [item["target_image"] for item in items], size
-        ),
-        "copy the source image": [np.asarray(item["source_image"]) for item in items],
-    }
-    for name, (settings, guidance_scale) in variants.items():
-        pipe.target_unet.set_truepose_settings(**{**defaults, **settings})
-        outputs[name] = generate_all(pipe, items, args.steps, guidance_scale, args.batch_size)
-        print(f"generated: {name}", flush=True)
-    pipe.target_unet.set_truepose_settings(**defaults)
+    outputs = baseline_outputs(pipe, items, size)
+    outputs.update(generate_variants(pipe, items, VARIANTS, args.steps, args.batch_size))
 
     if args.previous_model is not None:
         previous = TruePosePipeline.from_pretrained(args.previous_model, dtype=torch.float32)
@@ -155,25 +195,16 @@ def main() -> None:
             np.asarray(image) for image in resized
         ]
 
-    results = {}
-    for name, images in outputs.items():
-        per_pair = [score(t, g, item["target_parsing"]) for t, g, item in zip(truth, images, items)]
-        results[name] = {key: float(np.mean([scores[key] for scores in per_pair])) for key in per_pair[0]}
+    results = {name: mean_scores(images, items) for name, images in outputs.items()}
     with open(args.output, "w") as f:
         json.dump(
             {"num_pairs": args.num_pairs, "steps": args.steps, "resolution": size, "results": results}, f, indent=2
         )
     if args.figure is not None:
-        indices = sorted(np.random.default_rng(0).choice(args.num_pairs, FIGURE_PAIRS, replace=False).tolist())
-        draw_figure(items, outputs["TruePose (guidance 2.0)"], indices, args.figure)
+        indices = figure_indices(args.num_pairs)
+        draw_figure(items, outputs[TRUEPOSE], indices, args.figure)
         print(f"figure: pairs {indices} -> {args.figure}")
-    print("| variant | SSIM | PSNR | person SSIM | person PSNR | garment ΔE | garment edge SSIM |")
-    print("|---|---|---|---|---|---|---|")
-    for name, s in results.items():
-        print(
-            f"| {name} | {s['ssim']:.4f} | {s['psnr']:.2f} | {s['person_ssim']:.4f} | {s['person_psnr']:.2f} "
-            f"| {s['garment_delta_e']:.2f} | {s['garment_edge_ssim']:.4f} |"
-        )
+    print_table(results)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import argparse
 import copy
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -171,12 +172,13 @@ def add_unet_training_options(parser: argparse.ArgumentParser) -> None:
 
 def reproduce_command(parser: argparse.ArgumentParser, args: argparse.Namespace, script: str) -> str:
     """The command line of `examples/<script>` that gives `args`: `--output_dir` and every option that differs from
-    its default, in lines of about 100 characters joined by shell continuations (indented for a model card)."""
+    its default (a flag alone when it is `True`), in lines of about 100 characters joined by shell continuations
+    (indented for a model card)."""
     defaults = vars(parser.parse_args([]))
     lines = [f"python examples/{script}"]
     for name, value in vars(args).items():
         if value != defaults[name] or name == "output_dir":
-            option = f"--{name} " + " ".join(map(str, value if isinstance(value, list) else [value]))
+            option = f"--{name}" if value is True else f"--{name} " + " ".join(map(str, value if isinstance(value, list) else [value]))  # fmt: skip
             if len(lines[-1]) + len(option) >= 100:
                 lines.append(option)
             else:
@@ -209,10 +211,10 @@ frozen random CLIP vision encoder. Weights in fp16; not a model of real people."
             f.write("\n" + start_text)
 
 
-def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkpointing_steps: int, validation_steps: int) -> None:  # fmt: skip
+def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkpointing_steps: int, validation_steps: int, extra_args: Sequence[str] = ()) -> None:  # fmt: skip
     """`truepose train` of the pipeline in `init_dir` (untrained, or one to continue) on synthetic pairs: v-prediction,
     `args.lr_scheduler` with 100 warm-up steps, checkpoints every `checkpointing_steps` (resumed with `--resume_from_checkpoint latest`), 4 validation
-    pairs, an EMA of the weights when `args.ema_decay` is set."""
+    pairs, an EMA of the weights when `args.ema_decay` is set; `extra_args` are more `truepose train` options."""
     height, width = args.resolution
     ema = [] if args.ema_decay is None else ["--use_ema", "--ema_decay", str(args.ema_decay)]
     channels_last = ["--channels_last"] if args.channels_last else []
@@ -229,12 +231,14 @@ def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkp
         ]
         + ema
         + channels_last
+        + list(extra_args)
     )  # fmt: skip
 
 
-def store_shipped(output_dir: str, resolution: list[int], command: str, description: str) -> str:
+def store_shipped(output_dir: str, resolution: list[int], command: str, description: str, trained_on: str = "CPU") -> str:  # fmt: skip
     """`output_dir/final` saved in fp16 as `output_dir/shipped` (returned), with a README: what it is ("A small
-    TruePose trained on CPU " + `description`) and the `command` that made it (run with `OMP_NUM_THREADS=2`)."""
+    TruePose trained on " + `trained_on` + " " + `description`) and the `command` that made it (on CPU run with
+    `OMP_NUM_THREADS=2`)."""
     shipped = os.path.join(output_dir, "shipped")
     TruePosePipeline.from_pretrained(os.path.join(output_dir, "final"), dtype=torch.float16).save_pretrained(shipped)
     card = f"""---
@@ -245,9 +249,9 @@ tags: [truepose, pose-transfer, person-image-synthesis]
 
 # TruePose demo model (synthetic people, {resolution[0]}x{resolution[1]})
 
-A small TruePose trained on CPU {description}
+A small TruePose trained on {trained_on} {description}
 
-    OMP_NUM_THREADS=2 {command}
+    {"OMP_NUM_THREADS=2 " if trained_on == "CPU" else ""}{command}
 
 ```python
 from truepose.demo import load_shipped_model

@@ -19,6 +19,7 @@ same number of steps, not the shipped model.
 """
 
 import argparse
+import functools
 import os
 import time
 
@@ -76,30 +77,38 @@ def vae_psnr(vae: AutoencoderDC, pixels: torch.Tensor) -> float:
     return float((-10 * torch.log10(mse)).mean())
 
 
-def train_vae(vae: AutoencoderDC, args: argparse.Namespace, checkpoint: str) -> AutoencoderDC:
+def train_vae(
+    vae: AutoencoderDC,
+    args: argparse.Namespace,
+    checkpoint: str,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+) -> AutoencoderDC:
     """Autoencoder training with L1 + MSE reconstruction of random 64x64 crops (`args.vae_batch_size` per step, from
     the sources and targets of synthetic pairs); resumes from ``checkpoint`` (written atomically every 100 steps).
     Then the latents are standardised per channel (`normalise_latent_channels`) and the decoder alone trains
     `args.decoder_steps` more steps on whole images at a tenth of the learning rate, to absorb the image borders the
-    fold leaves inexact."""
+    fold leaves inexact. Runs on `device`; `num_workers` processes draw the images (the same ones for any number)."""
     steps, batch_size, size = args.vae_steps, args.vae_batch_size, tuple(args.resolution)
     torch.manual_seed(args.seed)
     dataset = SyntheticPoseDataset((steps + args.decoder_steps) * batch_size // 2 + 1, image_size=size, seed=args.seed + 1)  # fmt: skip
-    held_out = _synthetic_pixels(SyntheticPoseDataset(16, image_size=size, seed=HELD_OUT_SEED), 0, 32)
+    held_out = _synthetic_pixels(SyntheticPoseDataset(16, image_size=size, seed=HELD_OUT_SEED), 0, 32).to(device)
+    vae.to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.05)
     first_step = 0
     if os.path.isfile(checkpoint):
-        state = torch.load(checkpoint, weights_only=True)
+        state = torch.load(checkpoint, weights_only=True, map_location=device)
         vae.load_state_dict(state["vae"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         first_step = state["step"]
         print(f"vae: resumed at step {first_step}", flush=True)
+    batches = iter(pixel_batches(dataset, range(first_step, steps + args.decoder_steps), batch_size, num_workers))
     vae.train()
     start = time.time()
     for step in range(first_step, steps):
-        pixels = random_crops(_synthetic_pixels(dataset, step, batch_size), 64, torch.Generator().manual_seed(step))
+        pixels = random_crops(next(batches), 64, torch.Generator().manual_seed(step)).to(device)
         reconstruction = vae.decode(vae.encode(pixels).latent).sample
         loss = reconstruction_loss(reconstruction, pixels)
         optimizer.zero_grad()
@@ -122,8 +131,8 @@ def train_vae(vae: AutoencoderDC, args: argparse.Namespace, checkpoint: str) -> 
     print(f"vae: latents standardised per channel, held-out PSNR {vae_psnr(vae, held_out):.2f} dB", flush=True)
     vae.decoder.train()
     optimizer = torch.optim.AdamW(vae.decoder.parameters(), lr=2e-4)
-    for step in range(steps, steps + args.decoder_steps):
-        pixels = _synthetic_pixels(dataset, step, batch_size)
+    for _ in range(args.decoder_steps):
+        pixels = next(batches).to(device)
         with torch.no_grad():
             latents = vae.encode(pixels).latent
         reconstruction = vae.decode(latents).sample
@@ -134,6 +143,15 @@ def train_vae(vae: AutoencoderDC, args: argparse.Namespace, checkpoint: str) -> 
     vae.eval()
     print(f"vae: {args.decoder_steps} decoder steps, held-out PSNR {vae_psnr(vae, held_out):.2f} dB", flush=True)
     return vae
+
+
+def pixel_batches(
+    dataset: SyntheticPoseDataset, steps: range, batch_size: int, num_workers: int
+) -> torch.utils.data.DataLoader:
+    """`_synthetic_pixels(dataset, step, batch_size)` of each of `steps` in order, drawn by `num_workers` processes
+    (0: this one)."""
+    draw = functools.partial(_synthetic_pixels, dataset, batch_size=batch_size)
+    return torch.utils.data.DataLoader(steps, batch_size=None, num_workers=num_workers, collate_fn=draw)
 
 
 @torch.no_grad()
@@ -168,20 +186,24 @@ def normalise_latent_channels(vae: AutoencoderDC, latents: torch.Tensor) -> Auto
 
 
 def build_pipeline(
-    vae: AutoencoderDC, size: tuple[int, int], seed: int, head_channels: int | None = None
+    vae: AutoencoderDC,
+    size: tuple[int, int],
+    seed: int,
+    head_channels: int | None = None,
+    block_out_channels: tuple[int, int, int] = (48, 96, 96),
 ) -> TruePosePipeline:
-    """The shipped model's UNet layout (48-96-96, attention at the two upper levels, so HPFA sees the source at 1/4
-    and 1/8 of the image) on the DC-AE's latent channels. Attention layers have 16 heads (of 3 and 6 channels), as the
-    shipped model, or heads of `head_channels` channels: the same weights, and on a CPU attention with 16-channel
-    heads runs several times faster than with 3-channel ones. (diffusers' `attention_head_dim` is the number of
-    heads, as its own comment on SD's config says.)"""
-    heads = 16 if head_channels is None else tuple(max(1, c // head_channels) for c in (48, 96, 96))
+    """The shipped model's UNet layout (48-96-96, or `block_out_channels`; attention at the two upper levels, so HPFA
+    sees the source at 1/4 and 1/8 of the image) on the DC-AE's latent channels. Attention layers have 16 heads (of 3
+    and 6 channels), as the shipped model, or heads of `head_channels` channels: the same weights, and on a CPU
+    attention with 16-channel heads runs several times faster than with 3-channel ones. (diffusers'
+    `attention_head_dim` is the number of heads, as its own comment on SD's config says.)"""
+    heads = 16 if head_channels is None else tuple(max(1, c // head_channels) for c in block_out_channels)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=(size[0] // 4, size[1] // 4),
         in_channels=vae.config.latent_channels,
         out_channels=vae.config.latent_channels,
-        block_out_channels=(48, 96, 96),
+        block_out_channels=block_out_channels,
         layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
