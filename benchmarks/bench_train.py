@@ -2,7 +2,7 @@
 """Training throughput of `truepose train` at the demo model's layout: seconds per optimizer step for each option.
 
 Every variant is the real command (`truepose.train.main`) on synthetic pairs, batch 8, 96x64, v-prediction, started
-from the shipped demo model (its weights do not change the cost); the step times are read between optimizer steps
+from the shipped demo model (or ``--model``; its weights do not change the cost); the step times are read between optimizer steps
 and the median of the steps after `--warmup` is reported. Variants:
 
 - ``eager``: fp32, as the shipped model was trained;
@@ -11,6 +11,8 @@ and the median of the steps after `--warmup` is reported. Variants:
 - ``channels_last_bf16``: both;
 - ``heads16_channels_last``: ``--channels_last`` on the same weights with 16-channel attention heads (3 and 6 heads
   instead of the shipped model's 16 heads of 3 and 6 channels: a model change, the layout of the new demo lineage);
+- ``heads16_channels_last_worker``: the same with ``--dataloader_num_workers 1`` (the synthetic pairs drawn by a
+  second process while the model trains);
 - ``compile`` (only with ``--compile``): accelerate's ``dynamo_backend="inductor"`` (``torch.compile`` of the
   trained model); its first step includes the compilation.
 
@@ -42,6 +44,7 @@ VARIANTS = {
     "channels_last": ["--channels_last"],
     "channels_last_bf16": ["--channels_last", "--mixed_precision", "bf16"],
     "heads16_channels_last": ["--channels_last"],
+    "heads16_channels_last_worker": ["--channels_last", "--dataloader_num_workers", "1"],
     "compile": [],
 }
 

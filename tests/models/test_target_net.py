@@ -20,7 +20,6 @@ from truepose.models import (
 )
 from truepose.models.attention import CrossAttnProcessor, CrossAttnProcessor2_0
 from truepose.models.target_net import (
-    _POSE_FEATURES,
     _REFERENCE_BANK,
     _record_input,
     parameters_after_reference_capture,
@@ -237,7 +236,6 @@ def test_forward_adds_pose_features_to_conv_in_and_forgets_them(nets):
         torch.testing.assert_close(target_unet(sample, 3, embeds, layer_references=projected).sample,
                                    target_unet(sample, 3, embeds, layer_references=layers).sample)  # fmt: skip
     assert all(not hasattr(p, "reference") for p in target_unet.truepose_processors.values())
-    assert _POSE_FEATURES.get() is None
 
 
 def test_set_default_attn_processor_keeps_hpfa_and_caa():

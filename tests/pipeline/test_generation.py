@@ -13,7 +13,7 @@ from pipeline_calls import FEW_STEPS, STEPS, generate_person, run
 
 from truepose import TruePosePipeline
 from truepose.models import CAAAttnProcessor, HPFAAttnProcessor
-from truepose.models.target_net import _POSE_FEATURES, _REFERENCE_BANK
+from truepose.models.target_net import _REFERENCE_BANK
 from truepose.testing import tiny_person, tiny_pipeline
 from truepose.testing import tiny_person as make_source
 
@@ -41,10 +41,10 @@ def test_a_second_call_keeps_no_state_from_the_first(source, keypoints):
     run(pipe, source, keypoints)
     np.testing.assert_array_equal(run(pipe, other_source, keypoints), expected)
     # nothing of a call stays on the models: TargetNet's processors hold no reference, SourceNet keeps diffusers'
-    # own processors, and no bank or pose features are left set
+    # own processors, and no bank is left set
     assert all(not hasattr(p, "reference") for p in pipe.target_unet.truepose_processors.values())
     assert all(type(p) is AttnProcessor2_0 for p in pipe.source_unet.attn_processors.values())
-    assert _REFERENCE_BANK.get() is None and _POSE_FEATURES.get() is None
+    assert _REFERENCE_BANK.get() is None
 
 
 def test_batch_equals_separate_calls(pipe, keypoints):

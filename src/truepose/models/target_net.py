@@ -14,6 +14,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 - DiffusionPipeline looks the base class up here
+from torch import nn
 
 from .attention import (
     CAAAttnProcessor,
@@ -24,14 +25,35 @@ from .attention import (
     hpfa_log_weights,
 )
 
-# Per-call data that cannot travel as an argument lives in context variables (one value per thread and asyncio task):
-# the bank SourceNet's self-attention inputs are recorded into during `capture_reference_tokens`, and the pose
-# features of the `TargetNet.forward` running now (`conv_in` is not inside diffusers' gradient checkpointing).
+# Per-call data that cannot travel as an argument lives in a context variable (one value per thread and asyncio
+# task): the bank SourceNet's self-attention inputs are recorded into during `capture_reference_tokens`.
 _REFERENCE_BANK: ContextVar[dict[str, torch.Tensor] | None] = ContextVar("truepose_reference_bank", default=None)
-_POSE_FEATURES: ContextVar[tuple["TargetNet", torch.Tensor] | None] = ContextVar(
-    "truepose_pose_features", default=None
-)
 _CAPTURE_HOOKS_LOCK = threading.Lock()
+
+
+class PoseConditionedConvIn(nn.Conv2d):
+    """TargetNet's ``conv_in``: the pose features travel with its input as extra channels after the latents and are
+    added to the convolution's output, so they stay per call (threads), inside a gradient-checkpointed recompute and
+    inside one ``torch.compile`` graph. Weights and their names are the ``nn.Conv2d``'s it replaces.
+
+    Input `(batch, in_channels [+ out_channels], h, w)`: the latents [and the pose features]; output `(batch,
+    out_channels, h, w)`.
+    """
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "PoseConditionedConvIn":
+        """A ``PoseConditionedConvIn`` holding ``conv``'s parameters (no new weights are drawn)."""
+        settings = {key: getattr(conv, key) for key in ("kernel_size", "stride", "padding", "dilation", "groups")}
+        module = cls(conv.in_channels, conv.out_channels, **settings, bias=conv.bias is not None, device="meta")
+        module.padding_mode = conv.padding_mode
+        module.weight, module.bias = conv.weight, conv.bias
+        return module
+
+    def forward(self, sample: torch.Tensor) -> torch.Tensor:
+        output = super().forward(sample[:, : self.in_channels])
+        if sample.shape[1] == self.in_channels:
+            return output
+        return output + sample[:, self.in_channels :].to(output.dtype)
 
 
 @dataclass
@@ -235,7 +257,9 @@ class TargetNet(UNet2DConditionModel):
         settings = {key: kwargs.pop(key, default) for key, default in self._truepose_defaults.items()}
         super().__init__(**kwargs)
         check_truepose_settings(settings["hpfa_sigma"], settings["hpfa_delta"], settings["caa_top_k"])
-        self.conv_in.register_forward_hook(self._add_pose_features)
+        if self.config.center_input_sample:
+            raise ValueError("TargetNet needs center_input_sample=False: its input carries the pose features.")
+        self.conv_in = PoseConditionedConvIn.from_conv(self.conv_in)
         self.set_attn_processor(self._truepose_processors(**settings))
 
     def _truepose_processors(self, caa_blocks, caa_top_k, region_embed_dim, **_) -> dict:
@@ -300,12 +324,6 @@ class TargetNet(UNet2DConditionModel):
             raise ValueError(f"UNet weights do not match TargetNet: missing {missing}, unexpected {unexpected}.")
         target_net.to(unet.device)
         return target_net if unet.dtype == target_net.dtype else target_net.to(dtype=unet.dtype)
-
-    def _add_pose_features(self, module, inputs, output: torch.Tensor) -> torch.Tensor:
-        current = _POSE_FEATURES.get()
-        if current is None or current[0] is not self:
-            return output
-        return output + current[1].to(output.dtype)
 
     def prepare_reference(
         self, source_reference: SourceReference, latent_size: tuple[int, int]
@@ -390,14 +408,11 @@ class TargetNet(UNet2DConditionModel):
         self.check_recorders((cross_attention_kwargs or {}).get("recorders"))
         if layer_references is not None:
             cross_attention_kwargs = {**(cross_attention_kwargs or {}), "layer_references": layer_references}
-        token = None if pose_features is None else _POSE_FEATURES.set((self, pose_features))
-        try:
-            return super().forward(
-                sample, timestep, encoder_hidden_states, cross_attention_kwargs=cross_attention_kwargs, **kwargs
-            )
-        finally:
-            if token is not None:
-                _POSE_FEATURES.reset(token)
+        if pose_features is not None:  # added to conv_in's output by PoseConditionedConvIn
+            sample = torch.cat([sample, pose_features.to(sample.dtype)], dim=1)
+        return super().forward(
+            sample, timestep, encoder_hidden_states, cross_attention_kwargs=cross_attention_kwargs, **kwargs
+        )
 
 
 # Config keys map through the signature: the UNet's parameters followed by TruePose's.
