@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training throughput of `truepose train` at the demo model's layout: seconds per optimizer step for each option.
 
-Every variant is the real command (`truepose.train.main`) on synthetic pairs, batch 8, 96x64, v-prediction, started
+Every variant is the real command (`truepose.train.main`, in a process of its own) on synthetic pairs, batch 8, 96x64, v-prediction, started
 from the shipped demo model (or ``--model``; its weights do not change the cost); the step times are read between optimizer steps
 and the median of the steps after `--warmup` is reported. Variants:
 
@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,10 +82,24 @@ def step_times(arguments: list[str], dynamo_backend: str | None = None) -> list[
     finally:
         train_module.after_step = after_step
         os.environ.pop("ACCELERATE_DYNAMO_BACKEND", None)
-    return list(np.diff(stamps))
+    return [float(t) for t in np.diff(stamps)]
+
+
+def run_variant(name: str, arguments: list[str]) -> dict:
+    """One variant in a process of its own (accelerate's state is one per process): its step times, or its error."""
+    command = [sys.executable, __file__, "--time_one_run", name, "--", *arguments]
+    run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode != 0:
+        return {"error": (run.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    return {"times": json.loads(run.stdout.strip().splitlines()[-1])}
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--time_one_run"]:  # a child of `run_variant`: argv is [flag, name, "--", train arguments]
+        times = step_times(argv[3:], "inductor" if argv[1] == "compile" else None)
+        print(json.dumps(times))
+        return {}
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=5, help="first steps left out of the median")
@@ -110,11 +125,11 @@ def main(argv: list[str] | None = None) -> dict:
                 "--max_train_steps", str(args.steps), "--learning_rate", "3e-4", "--prediction_type", "v_prediction",
                 "--checkpointing_steps", str(10 * args.steps), "--report_to", "none", *VARIANTS[name],
             ]  # fmt: skip
-            try:
-                times = step_times(arguments, "inductor" if name == "compile" else None)
-            except Exception as error:  # a variant that fails is reported, the others still run
-                results[name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+            run = run_variant(name, arguments)
+            if "error" in run:  # a variant that fails is reported, the others still run
+                results[name] = run
                 continue
+            times = run["times"]
             results[name] = {"step_s": float(np.median(times[args.warmup :])), "first_step_with_loading_s": times[0]}
             shutil.rmtree(os.path.join(scratch, name), ignore_errors=True)
     eager = results.get("eager", {}).get("step_s")
