@@ -5,9 +5,10 @@
 
 Rows: the VAE's reconstruction of the true target (what a perfect generator with this VAE would score), copying the
 source image, the model (guidance 2.0), the same model with the source dropped (guidance 0: the unconditional
-branch alone), with HPFA off (sigma=1, delta=0: plain reference attention) or CAA off (top-k 0), and a previous
-model (``--previous_model``, run at its own resolution on the same pairs, which the renderer draws as the same scene
-at any size of the same aspect, then resized bicubically to this resolution).
+branch alone), with HPFA off at inference (sigma=1, delta=0: plain reference attention, on the same weights) or CAA
+off (top-k 0), the paper's ablation (``--hpfa_off_model``: the same recipe trained with HPFA off, at this resolution),
+and a previous model (``--previous_model``, run at its own resolution on the same pairs, which the renderer draws as
+the same scene at any size of the same aspect, then resized bicubically to this resolution).
 
 Columns, all against the ground-truth target:
 
@@ -45,7 +46,8 @@ from truepose.pipeline import TruePosePipeline
 GARMENTS = ("upper_clothes", "lower_clothes")
 FIGURE_PAIRS = 8
 TRUEPOSE = "TruePose (guidance 2.0)"
-HPFA_OFF = "HPFA off (sigma 1, delta 0)"
+HPFA_OFF = "HPFA off at inference (sigma 1, delta 0)"
+HPFA_OFF_TRAINED = "HPFA off in training (the paper's ablation: same recipe and steps)"
 # row name -> (TargetNet settings changed from the model's own, guidance scale)
 VARIANTS = {
     TRUEPOSE: ({}, 2.0),
@@ -120,6 +122,16 @@ def baseline_outputs(pipe: TruePosePipeline, items: list[dict], size: tuple[int,
     }
 
 
+def hpfa_off_trained_outputs(path: str, items: list[dict], steps: int, batch_size: int) -> list[np.ndarray]:
+    """The images of the model in `path`, trained with HPFA off (its TargetNet's sigma 1, delta 0), guidance 2.0."""
+    pipe = TruePosePipeline.from_pretrained(path, dtype=torch.float32)
+    settings = (pipe.target_unet.config.hpfa_sigma, pipe.target_unet.config.hpfa_delta)
+    if settings != (1.0, 0.0):
+        raise ValueError(f"--hpfa_off_model {path!r} has HPFA on (sigma, delta = {settings}); expected (1.0, 0.0).")
+    pipe.set_progress_bar_config(disable=True)
+    return generate_all(pipe, items, steps, VARIANTS[TRUEPOSE][1], batch_size)
+
+
 def mean_scores(images: list[np.ndarray], items: list[dict]) -> dict[str, float]:
     """The table's columns (`score`) of `images` against the targets of `items`, averaged over the pairs."""
     per_pair = [
@@ -163,6 +175,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, nargs=2, default=list(DEMO_RESOLUTION), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--previous_model", default=None, help="a previous checkpoint to score on the same pairs")
     parser.add_argument("--previous_resolution", type=int, nargs=2, default=[96, 64], metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument(
+        "--hpfa_off_model", default=None, help="the same recipe trained with HPFA off, scored on the same pairs"
+    )
     parser.add_argument("--num_pairs", type=int, default=200)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--batch_size", type=int, default=20)
@@ -179,6 +194,9 @@ def main() -> None:
     outputs = baseline_outputs(pipe, items, size)
     outputs.update(generate_variants(pipe, items, VARIANTS, args.steps, args.batch_size))
 
+    if args.hpfa_off_model is not None:
+        outputs[HPFA_OFF_TRAINED] = hpfa_off_trained_outputs(args.hpfa_off_model, items, args.steps, args.batch_size)
+        print(f"generated: {HPFA_OFF_TRAINED}", flush=True)
     if args.previous_model is not None:
         previous = TruePosePipeline.from_pretrained(args.previous_model, dtype=torch.float32)
         previous.set_progress_bar_config(disable=True)

@@ -231,25 +231,44 @@ def main() -> None:
     parser.add_argument(
         "--head_channels", type=int, default=None, help="channels per attention head (default: 16 heads per layer)"
     )
+    parser.add_argument(
+        "--copy_init_from",
+        default=None,
+        help="another run's --output_dir: start from its untrained pipeline (its VAE and initial UNet weights)",
+    )
+    parser.add_argument(
+        "--hpfa_off",
+        action="store_true",
+        help="train with HPFA off (sigma 1, delta 0: plain reference attention), the paper's ablation of HPFA",
+    )
     add_unet_training_options(parser)
     args = parser.parse_args()
+    if args.copy_init_from and not os.path.isfile(os.path.join(args.copy_init_from, "init", "model_index.json")):
+        parser.error(f"--copy_init_from {args.copy_init_from!r} has no untrained pipeline in its init/ folder")
     size = tuple(args.resolution)
     os.makedirs(args.output_dir, exist_ok=True)
 
     init_dir = os.path.join(args.output_dir, "init")
     if not os.path.isfile(os.path.join(init_dir, "model_index.json")):
         start = time.time()
-        checkpoint = os.path.join(args.output_dir, "vae-checkpoint.pt")
-        vae = train_vae(build_vae(args.latent_channels), args, checkpoint)
-        build_pipeline(vae, size, args.seed, args.head_channels).save_pretrained(init_dir)
-        print(f"vae done in {time.time() - start:.0f}s (this run)", flush=True)
+        if args.copy_init_from is not None:
+            pipe = TruePosePipeline.from_pretrained(os.path.join(args.copy_init_from, "init"), dtype=torch.float32)
+        else:
+            checkpoint = os.path.join(args.output_dir, "vae-checkpoint.pt")
+            vae = train_vae(build_vae(args.latent_channels), args, checkpoint)
+            pipe = build_pipeline(vae, size, args.seed, args.head_channels)
+            print(f"vae done in {time.time() - start:.0f}s (this run)", flush=True)
+        if args.hpfa_off:
+            pipe.target_unet.set_truepose_settings(hpfa_sigma=1.0, hpfa_delta=0.0)
+        pipe.save_pretrained(init_dir)
     start = time.time()
     train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps=200, validation_steps=1300)
     print(f"truepose train done in {time.time() - start:.0f}s (this run)", flush=True)
+    hpfa_off = "; HPFA off (sigma 1, delta 0) in training and inference" if args.hpfa_off else ""
     description = f"""by `examples/train_demo_model_dc.py` on the procedural synthetic set only: an
 `AutoencoderDC` VAE (4x down, {args.latent_channels} latent channels standardised per channel; {args.vae_steps} steps of
 {args.vae_batch_size} 64x64 crops), two SD-style UNets (48-96-96 channels) and a pose encoder
-({unet_training_summary(args)}), a frozen random CLIP vision encoder. Weights in fp16; not a model of real
+({unet_training_summary(args)}{hpfa_off}), a frozen random CLIP vision encoder. Weights in fp16; not a model of real
 people. Scores on 200 held-out pairs: docs/install.md."""
     store_shipped(
         args.output_dir, args.resolution, reproduce_command(parser, args, "train_demo_model_dc.py"), description

@@ -19,7 +19,7 @@ ROWS = [
     "VAE reconstruction of the target (ceiling)",
     "copy the source image",
     "TruePose (guidance 2.0)",
-    "HPFA off (sigma 1, delta 0)",
+    "HPFA off at inference (sigma 1, delta 0)",
 ]
 COLUMNS = {"ssim", "psnr", "person_ssim", "person_psnr", "garment_delta_e", "garment_edge_ssim"}
 STAGES = {"start_up", "vae_probe", "vae", "eval_pairs_drawn", "eval_probe", "unet_probe", "unet", "ship", "evaluation"}
