@@ -1,16 +1,18 @@
 #!/usr/bin/env python
 """Training throughput of `truepose train` at the demo model's layout: seconds per optimizer step for each option.
 
-Every variant is the real command (`truepose.train.main`, in a process of its own) on synthetic pairs, batch 8, 96x64, v-prediction, started
-from the shipped demo model (or ``--model``; its weights do not change the cost); the step times are read between optimizer steps
-and the median of the steps after `--warmup` is reported. Variants:
+Every variant is the real command (`truepose.train.main`, in a process of its own) on synthetic pairs, batch 8,
+96x64, v-prediction, started from the shipped demo model's weights (or ``--model``'s; weights do not change the cost)
+with 16 attention heads per layer, the layout of the model shipped until 2026-12-04 (heads of 3 and 6 channels), but
+for the ``heads16`` variants; the step times are read between optimizer steps and the median of the steps after
+`--warmup` is reported. Variants:
 
-- ``eager``: fp32, as the shipped model was trained;
+- ``eager``: fp32, as the model shipped until 2026-12-04 was trained;
 - ``bf16``: ``--mixed_precision bf16`` (accelerate's autocast);
 - ``channels_last``: ``--channels_last``;
 - ``channels_last_bf16``: both;
 - ``heads16_channels_last``: ``--channels_last`` on the same weights with 16-channel attention heads (3 and 6 heads
-  instead of the shipped model's 16 heads of 3 and 6 channels: a model change, the layout of the new demo lineage);
+  instead of 16 heads of 3 and 6 channels: a model change, the layout of the model shipped now);
 - ``heads16_channels_last_worker``: the same with ``--dataloader_num_workers 1`` (the synthetic pairs drawn by a
   second process while the model trains);
 - ``compile`` (only with ``--compile``): accelerate's ``dynamo_backend="inductor"`` (``torch.compile`` of the
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -50,15 +53,25 @@ VARIANTS = {
 }
 
 
-def with_head_channels(model: str, folder: str, head_channels: int) -> str:
-    """A copy of the pipeline folder ``model`` whose UNets split attention into heads of ``head_channels`` channels
+def sixteen_heads(channels: int) -> int:
+    """16 heads per attention layer: the layout of the model shipped until 2026-12-04 (heads of 3 and 6 channels)."""
+    return 16
+
+
+def heads_of_16_channels(channels: int) -> int:
+    """Heads of 16 channels: the layout of the model shipped now (3 and 6 heads)."""
+    return max(1, channels // 16)
+
+
+def with_attention_heads(model: str, folder: str, heads: Callable[[int], int]) -> str:
+    """A copy of the pipeline folder ``model`` whose UNets' attention layers of ``c`` channels have ``heads(c)`` heads
     (diffusers' ``attention_head_dim`` is the number of heads); the weights are the same."""
     shutil.copytree(model, folder)
     for unet in ("source_unet", "target_unet"):
         path = os.path.join(folder, unet, "config.json")
         with open(path) as f:
             config = json.load(f)
-        config["attention_head_dim"] = [max(1, c // head_channels) for c in config["block_out_channels"]]
+        config["attention_head_dim"] = [heads(channels) for channels in config["block_out_channels"]]
         with open(path, "w") as f:
             json.dump(config, f, indent=2)
     return folder
@@ -116,10 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = os.getloadavg()
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
-        heads16 = with_head_channels(args.model, os.path.join(scratch, "heads16"), 16)
+        old_layout = with_attention_heads(args.model, os.path.join(scratch, "sixteen_heads"), sixteen_heads)
+        new_layout = with_attention_heads(args.model, os.path.join(scratch, "heads16"), heads_of_16_channels)
         for name in variants:
             arguments = [
-                "--pretrained_model", heads16 if name.startswith("heads16") else args.model,
+                "--pretrained_model", new_layout if name.startswith("heads16") else old_layout,
                 "--output_dir", os.path.join(scratch, name), "--dataset", "synthetic", "--num_pairs", "2000",
                 "--resolution", *map(str, args.resolution), "--train_batch_size", str(args.batch_size),
                 "--max_train_steps", str(args.steps), "--learning_rate", "3e-4", "--prediction_type", "v_prediction",

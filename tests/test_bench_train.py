@@ -26,3 +26,24 @@ def test_short_run_times_each_variant(tmp_path):
     for result in printed["variants"].values():
         assert 0 < result["step_s"] < result["first_step_with_loading_s"]
     assert "| heads16_channels_last |" in run.stdout
+
+
+def test_variants_time_both_attention_layouts_whatever_the_model_has(tmp_path):
+    """`eager` and the other plain variants run 16 heads per layer (the layout of the model shipped until
+    2026-12-04), the `heads16` ones heads of 16 channels, from a model of either layout."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_train
+    finally:
+        sys.path.pop(0)
+    from truepose.demo import SHIPPED_MODEL
+
+    expected = {bench_train.sixteen_heads: [16, 16, 16], bench_train.heads_of_16_channels: [3, 6, 6]}
+    for heads, attention_head_dim in expected.items():
+        name = heads.__name__
+        start = bench_train.with_attention_heads(str(SHIPPED_MODEL), str(tmp_path / f"start-{name}"), lambda c: 1)
+        folder = bench_train.with_attention_heads(start, str(tmp_path / name), heads)
+        for unet in ("source_unet", "target_unet"):
+            config = json.loads((Path(folder) / unet / "config.json").read_text())
+            assert config["block_out_channels"] == [48, 96, 96]
+            assert config["attention_head_dim"] == attention_head_dim

@@ -286,24 +286,8 @@ def test_unreachable_hub_says_how_to_use_a_local_folder():
     assert error.value.__cause__ is None
 
 
-def test_loading_hides_only_the_autoencoder_tiny_config_note(tmp_path, recorded_logs):
-    """diffusers notes that an AutoencoderTiny config holds `block_out_channels` (which the class registers itself);
-    that note is dropped, other config notes (an unexpected field) still reach the user."""
-    from truepose.demo import SHIPPED_MODEL
-
-    path = break_copy(SHIPPED_MODEL, tmp_path / "model", edit_json("pose_encoder/config.json", unexpected_field=1))
-    config_logger = logging.getLogger("diffusers.configuration_utils")
-    filters_before = list(config_logger.filters)
-    transformers_logging.enable_progress_bar()
-    with recorded_logs("diffusers.configuration_utils") as records:
-        TruePosePipeline.from_pretrained(path)
-    messages = [record.getMessage() for record in records]
-    assert len(messages) == 1 and "{'unexpected_field': 1} were passed to PoseEncoder" in messages[0]
-    # the load leaves nothing behind: no filter on diffusers' logger, transformers' bars on as they were
-    assert config_logger.filters == filters_before and transformers_logging.is_progress_bar_enabled()
-
-
-def test_autoencoder_tiny_works_as_the_vae(source, keypoints):
+def autoencoder_tiny_pipeline() -> TruePosePipeline:
+    """A tiny pipeline whose VAE is an `AutoencoderTiny` (2x down, 4 latent channels)."""
     from diffusers import AutoencoderTiny
 
     from truepose.testing import tiny_components
@@ -318,6 +302,28 @@ def test_autoencoder_tiny_works_as_the_vae(source, keypoints):
     )
     pipe = TruePosePipeline(**parts)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_loading_hides_only_the_autoencoder_tiny_config_note(tmp_path, recorded_logs):
+    """diffusers notes that an AutoencoderTiny config holds `block_out_channels` (which the class registers itself);
+    that note is dropped, other config notes (an unexpected field) still reach the user."""
+    autoencoder_tiny_pipeline().save_pretrained(tmp_path / "saved")
+    edit = edit_json("pose_encoder/config.json", unexpected_field=1)
+    path = break_copy(tmp_path / "saved", tmp_path / "model", edit)
+    config_logger = logging.getLogger("diffusers.configuration_utils")
+    filters_before = list(config_logger.filters)
+    transformers_logging.enable_progress_bar()
+    with recorded_logs("diffusers.configuration_utils") as records:
+        TruePosePipeline.from_pretrained(path)
+    messages = [record.getMessage() for record in records]
+    assert len(messages) == 1 and "{'unexpected_field': 1} were passed to PoseEncoder" in messages[0]
+    # the load leaves nothing behind: no filter on diffusers' logger, transformers' bars on as they were
+    assert config_logger.filters == filters_before and transformers_logging.is_progress_bar_enabled()
+
+
+def test_autoencoder_tiny_works_as_the_vae(source, keypoints):
+    pipe = autoencoder_tiny_pipeline()
     assert pipe.vae_scale_factor == 2
     assert run(pipe, source, keypoints).shape == (1, 64, 64, 3)
 
