@@ -1,4 +1,5 @@
-"""Train the small TruePose shipped inside the package (``truepose demo`` uses it), on CPU, from scratch.
+"""Train the small TruePose that was shipped inside the package until 2026-12-04, on CPU, from scratch (the model
+shipped now is made by `train_demo_model_dc.py`, with a DC-AE; this script's pieces are shared by it):
 
     OMP_NUM_THREADS=2 python examples/train_demo_model.py --output_dir runs/demo-model
     cp -r runs/demo-model/shipped/. src/truepose/assets/truepose-synthetic/
@@ -14,7 +15,7 @@ Three stages, all on the procedural synthetic set (no download):
    (loaded as float32), with a model card.
 
 With ``--init_from FOLDER`` stages 1-2 are skipped: `truepose train` continues from a trained pipeline (the shipped
-model is made by one such continuation of the from-scratch run; docs/install.md gives both commands):
+model of 2026-11-28 was made by one such continuation of the from-scratch run; docs/install.md gives both commands):
 
     OMP_NUM_THREADS=2 python examples/train_demo_model.py --output_dir runs/demo-model-continued \
         --init_from runs/demo-model/shipped --train_steps 1900 --learning_rate 3e-4 --ema_decay 0.999 --seed 1

@@ -43,7 +43,8 @@ def load_shipped_model() -> TruePosePipeline:
     if not (SHIPPED_MODEL / "model_index.json").is_file():
         raise FileNotFoundError(
             f"The shipped demo model is missing from {SHIPPED_MODEL}. Reinstall truepose, or train it with "
-            "`python examples/train_demo_model.py` and copy runs/demo-model/shipped/ there."
+            "`examples/train_demo_model_dc.py` (the loop in docs/install.md, 'The shipped demo model') and copy "
+            "runs/dc4h/shipped/ there."
         )
     pipe = TruePosePipeline.from_pretrained(SHIPPED_MODEL, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
