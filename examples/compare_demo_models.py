@@ -1,0 +1,76 @@
+"""A paired comparison of two saved demo-model pipelines on the same held-out pairs: for each column of
+`examples/evaluate_demo_model.py`'s table, the mean difference (first minus second), its standard error over the
+pairs, and how many pairs the first model wins.
+
+    OMP_NUM_THREADS=2 python examples/compare_demo_models.py runs/dc4h/shipped-7000 runs/dc4h-hpfa-off/shipped-7000 \\
+        --num_pairs 200 --output comparison.json
+
+Both models generate every pair with the same generator (guidance 2.0, 25 DDIM steps, as the table's TruePose row),
+so the pair-to-pair spread of the scenes cancels out of the differences. The standard error covers the choice of
+pairs only, not another training seed.
+"""
+
+import argparse
+import json
+import math
+
+import numpy as np
+import torch
+from evaluate_demo_model import generate_all, score
+
+from truepose.data import SyntheticPoseDataset
+from truepose.demo import DEMO_RESOLUTION, HELD_OUT_SEED
+from truepose.pipeline import TruePosePipeline
+
+LOWER_IS_BETTER = {"garment_delta_e"}
+
+
+def per_pair_scores(model: str, items: list[dict], steps: int, batch_size: int) -> dict[str, np.ndarray]:
+    """The table's columns for each pair, `(num_pairs,)` per column, of the TruePose row of `model`."""
+    pipe = TruePosePipeline.from_pretrained(model, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    images = generate_all(pipe, items, steps, 2.0, batch_size)
+    scores = [score(np.asarray(item["target_image"]), image, item["target_parsing"]) for image, item in zip(images, items)]  # fmt: skip
+    return {column: np.array([pair[column] for pair in scores]) for column in scores[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("first", help="a saved pipeline folder")
+    parser.add_argument("second", help="another, compared with the first on the same pairs")
+    parser.add_argument("--resolution", type=int, nargs=2, default=list(DEMO_RESOLUTION), metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--num_pairs", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--batch_size", type=int, default=20)
+    parser.add_argument("--output", default="comparison.json")
+    args = parser.parse_args()
+    if args.num_pairs < 2:
+        parser.error("--num_pairs must be at least 2 (a standard error needs two pairs)")
+
+    dataset = SyntheticPoseDataset(args.num_pairs, image_size=tuple(args.resolution), seed=HELD_OUT_SEED)
+    items = [dataset[i] for i in range(args.num_pairs)]
+    first, second = (per_pair_scores(model, items, args.steps, args.batch_size) for model in (args.first, args.second))
+    columns = {}
+    print(f"| column | {args.first} | {args.second} | difference ± standard error | pairs the first wins |")
+    print("|---|---|---|---|---|")
+    for column in first:
+        difference = first[column] - second[column]
+        wins = int(np.sum(difference < 0 if column in LOWER_IS_BETTER else difference > 0))
+        columns[column] = {
+            "first": float(first[column].mean()),
+            "second": float(second[column].mean()),
+            "difference": float(difference.mean()),
+            "standard_error": float(difference.std(ddof=1) / math.sqrt(len(difference))),
+            "first_wins": wins,
+        }
+        c = columns[column]
+        print(
+            f"| {column} | {c['first']:.4f} | {c['second']:.4f} | {c['difference']:+.4f} ± {c['standard_error']:.4f} "
+            f"| {wins} of {len(difference)} |"
+        )
+    with open(args.output, "w") as f:
+        json.dump({"first": args.first, "second": args.second, "num_pairs": args.num_pairs, "steps": args.steps, "columns": columns}, f, indent=2)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
