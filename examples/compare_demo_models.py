@@ -15,22 +15,17 @@ import json
 import math
 
 import numpy as np
-import torch
-from evaluate_demo_model import generate_all, score
+from evaluate_demo_model import generate_all, held_out_items, load_for_scoring, pair_scores
 
-from truepose.data import SyntheticPoseDataset
-from truepose.demo import DEMO_RESOLUTION, HELD_OUT_SEED
-from truepose.pipeline import TruePosePipeline
+from truepose.demo import DEMO_RESOLUTION
 
 LOWER_IS_BETTER = {"garment_delta_e"}
 
 
 def per_pair_scores(model: str, items: list[dict], steps: int, batch_size: int) -> dict[str, np.ndarray]:
     """The table's columns for each pair, `(num_pairs,)` per column, of the TruePose row of `model`."""
-    pipe = TruePosePipeline.from_pretrained(model, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    images = generate_all(pipe, items, steps, 2.0, batch_size)
-    scores = [score(np.asarray(item["target_image"]), image, item["target_parsing"]) for image, item in zip(images, items)]  # fmt: skip
+    images = generate_all(load_for_scoring(model), items, steps, 2.0, batch_size)
+    scores = pair_scores(images, items)
     return {column: np.array([pair[column] for pair in scores]) for column in scores[0]}
 
 
@@ -47,8 +42,7 @@ def main() -> None:
     if args.num_pairs < 2:
         parser.error("--num_pairs must be at least 2 (a standard error needs two pairs)")
 
-    dataset = SyntheticPoseDataset(args.num_pairs, image_size=tuple(args.resolution), seed=HELD_OUT_SEED)
-    items = [dataset[i] for i in range(args.num_pairs)]
+    items = held_out_items(args.num_pairs, tuple(args.resolution))
     first, second = (per_pair_scores(model, items, args.steps, args.batch_size) for model in (args.first, args.second))
     columns = {}
     print(f"| column | {args.first} | {args.second} | difference ± standard error | pairs the first wins |")

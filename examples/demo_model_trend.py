@@ -12,12 +12,9 @@ import argparse
 import json
 import time
 
-import torch
-from evaluate_demo_model import generate_all, mean_scores, print_table, reconstruct
+from evaluate_demo_model import generate_all, held_out_items, load_for_scoring, mean_scores, print_table, reconstruct
 
-from truepose.data import SyntheticPoseDataset
-from truepose.demo import DEMO_RESOLUTION, HELD_OUT_SEED
-from truepose.pipeline import TruePosePipeline
+from truepose.demo import DEMO_RESOLUTION
 
 
 def main() -> None:
@@ -31,13 +28,11 @@ def main() -> None:
     args = parser.parse_args()
     size = tuple(args.resolution)
 
-    dataset = SyntheticPoseDataset(args.num_pairs, image_size=size, seed=HELD_OUT_SEED)
-    items = [dataset[i] for i in range(args.num_pairs)]
+    items = held_out_items(args.num_pairs, size)
     rows = {}
     for index, model in enumerate(args.models):
         start = time.time()
-        pipe = TruePosePipeline.from_pretrained(model, dtype=torch.float32)
-        pipe.set_progress_bar_config(disable=True)
+        pipe = load_for_scoring(model)
         if index == 0:
             targets = [item["target_image"] for item in items]
             rows["VAE reconstruction of the target (ceiling)"] = mean_scores(reconstruct(pipe, targets, size), items)

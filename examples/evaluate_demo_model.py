@@ -57,6 +57,19 @@ VARIANTS = {
 }
 
 
+def held_out_items(num_pairs: int, size: tuple[int, int]) -> list[dict]:
+    """The first `num_pairs` held-out synthetic pairs (seed `HELD_OUT_SEED`, never seen in training) at `size`."""
+    dataset = SyntheticPoseDataset(num_pairs, image_size=size, seed=HELD_OUT_SEED)
+    return [dataset[i] for i in range(num_pairs)]
+
+
+def load_for_scoring(path: str) -> TruePosePipeline:
+    """The pipeline saved in `path`, in float32 (as `truepose demo` loads the shipped model), progress bars off."""
+    pipe = TruePosePipeline.from_pretrained(path, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def generate(pipe: TruePosePipeline, items: list[dict], steps: int, guidance_scale: float) -> list[np.ndarray]:
     images = pipe(
         [item["source_image"] for item in items],
@@ -124,19 +137,21 @@ def baseline_outputs(pipe: TruePosePipeline, items: list[dict], size: tuple[int,
 
 def hpfa_off_trained_outputs(path: str, items: list[dict], steps: int, batch_size: int) -> list[np.ndarray]:
     """The images of the model in `path`, trained with HPFA off (its TargetNet's sigma 1, delta 0), guidance 2.0."""
-    pipe = TruePosePipeline.from_pretrained(path, dtype=torch.float32)
+    pipe = load_for_scoring(path)
     settings = (pipe.target_unet.config.hpfa_sigma, pipe.target_unet.config.hpfa_delta)
     if settings != (1.0, 0.0):
         raise ValueError(f"--hpfa_off_model {path!r} has HPFA on (sigma, delta = {settings}); expected (1.0, 0.0).")
-    pipe.set_progress_bar_config(disable=True)
     return generate_all(pipe, items, steps, VARIANTS[TRUEPOSE][1], batch_size)
+
+
+def pair_scores(images: list[np.ndarray], items: list[dict]) -> list[dict[str, float]]:
+    """The table's columns (`score`) of each of `images` against the target of its pair in `items`."""
+    return [score(np.asarray(item["target_image"]), image, item["target_parsing"]) for image, item in zip(images, items)]  # fmt: skip
 
 
 def mean_scores(images: list[np.ndarray], items: list[dict]) -> dict[str, float]:
     """The table's columns (`score`) of `images` against the targets of `items`, averaged over the pairs."""
-    per_pair = [
-        score(np.asarray(item["target_image"]), image, item["target_parsing"]) for image, item in zip(images, items)
-    ]
+    per_pair = pair_scores(images, items)
     return {key: float(np.mean([scores[key] for scores in per_pair])) for key in per_pair[0]}
 
 
@@ -188,8 +203,7 @@ def main() -> None:
 
     pipe = load_shipped_model() if args.model is None else TruePosePipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    dataset = SyntheticPoseDataset(args.num_pairs, image_size=size, seed=HELD_OUT_SEED)
-    items = [dataset[i] for i in range(args.num_pairs)]
+    items = held_out_items(args.num_pairs, size)
 
     outputs = baseline_outputs(pipe, items, size)
     outputs.update(generate_variants(pipe, items, VARIANTS, args.steps, args.batch_size))
@@ -198,11 +212,9 @@ def main() -> None:
         outputs[HPFA_OFF_TRAINED] = hpfa_off_trained_outputs(args.hpfa_off_model, items, args.steps, args.batch_size)
         print(f"generated: {HPFA_OFF_TRAINED}", flush=True)
     if args.previous_model is not None:
-        previous = TruePosePipeline.from_pretrained(args.previous_model, dtype=torch.float32)
-        previous.set_progress_bar_config(disable=True)
+        previous = load_for_scoring(args.previous_model)
         small = tuple(args.previous_resolution)
-        small_dataset = SyntheticPoseDataset(args.num_pairs, small, HELD_OUT_SEED)
-        small_items = [small_dataset[i] for i in range(args.num_pairs)]
+        small_items = held_out_items(args.num_pairs, small)
         for item, small_item in zip(items, small_items):  # the same scene at both sizes (same aspect ratio)
             expected = rescale_keypoints(small_item["target_keypoints"], small, size)
             if not np.allclose(expected[:, :2], item["target_keypoints"][:, :2], atol=0.5):

@@ -44,15 +44,13 @@ from evaluate_demo_model import (
     figure_indices,
     generate,
     generate_variants,
+    held_out_items,
+    load_for_scoring,
     mean_scores,
     print_table,
 )
 from train_demo_model import reproduce_command, store_shipped, train_unets, unet_training_summary
 from train_demo_model_dc import build_pipeline, build_vae, train_vae
-
-from truepose import TruePosePipeline
-from truepose.data import SyntheticPoseDataset
-from truepose.demo import HELD_OUT_SEED
 
 # The parts of the recipe that are not options.
 RECIPE = {"lr_scheduler": "constant_with_warmup", "channels_last": True, "num_pairs": 200_000}
@@ -187,8 +185,7 @@ def main() -> None:
     pipe = build_pipeline(vae, size, args.seed, args.head_channels, tuple(args.unet_channels))
     pipe.save_pretrained(init_dir)
     start = time.perf_counter()
-    dataset = SyntheticPoseDataset(args.eval_pairs, image_size=size, seed=HELD_OUT_SEED)
-    items = [dataset[i] for i in range(args.eval_pairs)]
+    items = held_out_items(args.eval_pairs, size)
     wall["eval_pairs_drawn"] = time.perf_counter() - start
     start = time.perf_counter()
     pipe.to(device).set_progress_bar_config(disable=True)
@@ -242,8 +239,7 @@ model of real people. Scores on {args.eval_pairs} held-out pairs: results.json b
 
     # 5. The evaluation of the shipped model (loaded as float32, as `truepose demo` does) on the held-out pairs.
     start = time.perf_counter()
-    pipe = TruePosePipeline.from_pretrained(shipped, dtype=torch.float32).to(device)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load_for_scoring(shipped).to(device)
     outputs = baseline_outputs(pipe, items, size)
     outputs.update(generate_variants(pipe, items, variants, args.eval_steps, args.eval_batch_size))
     results = {name: mean_scores(images, items) for name, images in outputs.items()}
