@@ -16,7 +16,11 @@ attention FLOPs, 2 per multiply-add): a TruePose step does the plain step's work
 the conditional rows' attention over the source tokens (q.k and p.v; the source keys/values are projected once per
 generation, the unconditional rows skip the source). floor = (plain FLOPs + extra attention FLOPs) / plain FLOPs.
 Also given: the same with the step's cross-attention over TruePose's one image-embedding token instead of 77 prompt
-tokens (what TargetNet computes), which is why a measured step ratio can sit below the floor.
+tokens (what TargetNet computes), which is why a measured step ratio can sit below the floor. The time floor is the
+same extra work timed instead of counted: per ``attn1`` layer shape, the conditional row's attention through the
+library's `fused_reference_attention` over ``[own ; source]`` keys minus plain SDPA over its own keys (median of
+``--repeats``, at least 5), summed over the layers and added to the measured plain step. Where attention runs at a
+lower FLOP rate than the rest of the step (CPU), the time floor lies above the FLOP floor.
 
 Prints tables and, on its last line, one JSON object. Examples::
 
@@ -57,6 +61,7 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionMod
 from diffusers.models.attention_processor import Attention  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from truepose.models.attention import fused_reference_attention, hpfa_log_weights  # noqa: E402
 from truepose.pipeline import SD15_SCHEDULER_CONFIG  # noqa: E402
 
 TINY = Size(
@@ -133,6 +138,49 @@ def extra_attention_flops(layers: list[dict[str, int]], conditional_rows: int = 
 def attention_floor(plain_flops: int, layers: list[dict[str, int]], conditional_rows: int = 1) -> float:
     """(plain step FLOPs + extra attention FLOPs) / plain step FLOPs."""
     return (plain_flops + extra_attention_flops(layers, conditional_rows)) / plain_flops
+
+
+def time_extra_attention(
+    layers: list[dict[str, int]], device: torch.device, dtype: torch.dtype, sync: Callable[[], None], repeats: int
+) -> float:
+    """Seconds per step the conditional row spends on the source tokens: the sum over ``layers`` of (the library's
+    fused attention over ``[own ; source]`` keys with HPFA weights) minus (plain SDPA over the own keys), each the
+    median of ``repeats`` timed calls with random inputs of the layer's shape; one timing per distinct shape."""
+    generator = torch.Generator().manual_seed(3)
+    seconds_by_shape: dict[tuple[int, int, int, int], float] = {}
+
+    def median_seconds(function: Callable[..., object], *args: torch.Tensor) -> float:
+        function(*args)  # warm-up
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            function(*args)
+            sync()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    total = 0.0
+    for layer in layers:
+        shape = (layer["tokens"], layer.get("source_tokens", layer["tokens"]), layer["heads"], layer["head_dim"])
+        if shape not in seconds_by_shape:
+            tokens, source_tokens, heads, head_dim = shape
+            query, key, value = (
+                torch.randn(1, heads, tokens, head_dim, generator=generator).to(device, dtype) for _ in range(3)
+            )
+            source_key, source_value = (
+                torch.randn(1, heads, source_tokens, head_dim, generator=generator).to(device, dtype) for _ in range(2)
+            )
+            person = torch.rand(1, source_tokens, generator=generator).to(device)
+            log_weight = hpfa_log_weights(person, sigma=0.3, delta=0.3)
+            with torch.no_grad():
+                with_source = median_seconds(
+                    fused_reference_attention, query, key, value, source_key, source_value, log_weight
+                )
+                own_only = median_seconds(torch.nn.functional.scaled_dot_product_attention, query, key, value)
+            seconds_by_shape[shape] = with_source - own_only
+        total += seconds_by_shape[shape]
+    return total
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -254,6 +302,8 @@ def main(argv: list[str] | None = None) -> dict:
     ratio_total = truepose["total_s"] / plain["total_s"]
     ratio_step = truepose["targetnet_step_s"] / plain["step_s"]
     ratio_loop = truepose["parts_s"]["targetnet"] / plain["parts_s"]["unet"]
+    extra_attention_s = time_extra_attention(layers, device, dtype, sync, max(args.repeats, 5))
+    time_floor = (plain["step_s"] + extra_attention_s) / plain["step_s"]
 
     print(f"\n## Generation, {steps} steps, median of {args.repeats} (s)")
     rows = [
@@ -277,14 +327,20 @@ def main(argv: list[str] | None = None) -> dict:
 
     print("\n## Attention floor (batch 2, conditional row attends to the source, K/V projected once)")
     print_table(
-        ["plain step GFLOP", "extra attention GFLOP", "floor", "floor, 1-token context", "measured step",
-         "measured end to end"],
+        ["plain step GFLOP", "extra attention GFLOP", "floor", "floor, 1-token context", "extra attention s",
+         "time floor", "measured step", "measured end to end"],
         [[f"{plain_flops / 1e9:.1f}", f"{extra_flops / 1e9:.2f}", f"{floor:.4f}", f"{floor_one_token:.4f}",
-          f"{ratio_step:.3f}", f"{ratio_total:.3f}"]],
+          f"{extra_attention_s:.4f}", f"{time_floor:.4f}", f"{ratio_step:.3f}", f"{ratio_total:.3f}"]],
     )  # fmt: skip
     print(
         "floor: plain step (77 prompt tokens) + extra attention; floor, 1-token context: the same with the step's "
-        "cross-attention over TruePose's one image-embedding token (what TargetNet computes)"
+        "cross-attention over TruePose's one image-embedding token (what TargetNet computes); time floor: measured "
+        "plain step + the extra attention timed layer by layer"
+    )
+    plain_rate = plain_flops / plain["step_s"] / 1e9
+    attention_rate = extra_flops / extra_attention_s / 1e9 if extra_attention_s > 0 else None  # None: lost in noise
+    print(
+        f"FLOP rate: plain step {plain_rate:.1f} GFLOP/s, extra attention {attention_rate or float('nan'):.1f} GFLOP/s"
     )
 
     result = {
@@ -293,6 +349,9 @@ def main(argv: list[str] | None = None) -> dict:
         "truepose_over_plain": {"end_to_end": ratio_total, "step": ratio_step, "denoising_calls": ratio_loop},
         "attention_floor": floor,
         "attention_floor_one_token_context": floor_one_token,
+        "attention_time_floor": time_floor,
+        "extra_attention_s": extra_attention_s,
+        "gflop_per_s": {"plain_step": plain_rate, "extra_attention": attention_rate},
         "floor_flops": {
             "plain_step": plain_flops,
             "plain_step_one_token_context": one_token_flops,

@@ -59,7 +59,26 @@ def test_tiny_run_on_cpu(tmp_path, bench):
     assert flops["plain_step_one_token_context"] < flops["plain_step"]  # cross-attention over 1 token, not 77
     expected = (flops["plain_step_one_token_context"] + flops["extra_attention"]) / flops["plain_step"]
     assert printed["attention_floor_one_token_context"] == pytest.approx(expected)
-    assert "plain SD-1.5" in run.stdout and "Attention floor" in run.stdout
+    assert printed["attention_time_floor"] == pytest.approx(1 + printed["extra_attention_s"] / plain["step_s"])
+    assert printed["gflop_per_s"]["plain_step"] == pytest.approx(flops["plain_step"] / plain["step_s"] / 1e9)
+    assert "plain SD-1.5" in run.stdout and "Attention floor" in run.stdout and "time floor" in run.stdout
+
+
+def test_extra_attention_time_grows_with_the_source(bench, monkeypatch):
+    """The timed extra attention is the conditional row's cost of the source keys: many source keys cost more than
+    few; layers of one shape are timed once (a warm-up and ``repeats`` calls) and counted once each."""
+    cpu, sync = torch.device("cpu"), lambda: None
+    layer = {"tokens": 64, "heads": 2, "head_dim": 8}
+    few = bench.time_extra_attention([{**layer, "source_tokens": 8}], cpu, torch.float32, sync, repeats=5)
+    many = bench.time_extra_attention([{**layer, "source_tokens": 16384}], cpu, torch.float32, sync, repeats=5)
+    assert many > 10 * max(few, 1e-5)
+
+    calls = []
+    library_call = bench.fused_reference_attention
+    monkeypatch.setattr(bench, "fused_reference_attention", lambda *args: calls.append(args) or library_call(*args))
+    layers = [{**layer, "source_tokens": 16}, {**layer, "source_tokens": 16}, {**layer, "source_tokens": 32}]
+    bench.time_extra_attention(layers, cpu, torch.float32, sync, repeats=3)
+    assert [args[3].shape[2] for args in calls] == [16] * 4 + [32] * 4
 
 
 def test_floor_matches_a_hand_count_for_one_layer(bench):
