@@ -201,8 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     size = tuple(args.resolution)
 
-    pipe = load_shipped_model() if args.model is None else TruePosePipeline.from_pretrained(args.model)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load_shipped_model() if args.model is None else load_for_scoring(args.model)
     items = held_out_items(args.num_pairs, size)
 
     outputs = baseline_outputs(pipe, items, size)
