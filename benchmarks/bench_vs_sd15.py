@@ -32,6 +32,7 @@ Prints tables and, on its last line, one JSON object. Examples::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -55,6 +56,7 @@ from bench_step import (  # noqa: E402
     make_sync,
     print_table,
     time_generation,
+    time_round_robin,
     unet_kwargs,
 )
 from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
@@ -145,21 +147,10 @@ def time_extra_attention(
 ) -> float:
     """Seconds per step the conditional row spends on the source tokens: the sum over ``layers`` of (the library's
     fused attention over ``[own ; source]`` keys with HPFA weights) minus (plain SDPA over the own keys), each the
-    median of ``repeats`` timed calls with random inputs of the layer's shape; one timing per distinct shape."""
+    median of ``repeats`` calls (after a warm-up, the two interleaved, bench_step's `time_round_robin`) with random
+    inputs of the layer's shape; one timing per distinct shape."""
     generator = torch.Generator().manual_seed(3)
     seconds_by_shape: dict[tuple[int, int, int, int], float] = {}
-
-    def median_seconds(function: Callable[..., object], *args: torch.Tensor) -> float:
-        function(*args)  # warm-up
-        times = []
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            function(*args)
-            sync()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
-
     total = 0.0
     for layer in layers:
         shape = (layer["tokens"], layer.get("source_tokens", layer["tokens"]), layer["heads"], layer["head_dim"])
@@ -173,12 +164,17 @@ def time_extra_attention(
             )
             person = torch.rand(1, source_tokens, generator=generator).to(device)
             log_weight = hpfa_log_weights(person, sigma=0.3, delta=0.3)
-            with torch.no_grad():
-                with_source = median_seconds(
+            calls = {
+                "with_source": functools.partial(
                     fused_reference_attention, query, key, value, source_key, source_value, log_weight
-                )
-                own_only = median_seconds(torch.nn.functional.scaled_dot_product_attention, query, key, value)
-            seconds_by_shape[shape] = with_source - own_only
+                ),
+                "own_only": functools.partial(torch.nn.functional.scaled_dot_product_attention, query, key, value),
+            }
+            with torch.no_grad():
+                for call in calls.values():  # warm-up
+                    call()
+                times = time_round_robin(calls, repeats, sync)
+            seconds_by_shape[shape] = float(np.median(times["with_source"]) - np.median(times["own_only"]))
         total += seconds_by_shape[shape]
     return total
 

@@ -15,16 +15,22 @@ import json
 import math
 
 import numpy as np
-from evaluate_demo_model import generate_all, held_out_items, load_for_scoring, pair_scores
-
-from truepose.demo import DEMO_RESOLUTION
+from evaluate_demo_model import (
+    TRUEPOSE,
+    VARIANTS,
+    add_scoring_arguments,
+    generate_all,
+    held_out_items,
+    load_for_scoring,
+    pair_scores,
+)
 
 LOWER_IS_BETTER = {"garment_delta_e"}
 
 
 def per_pair_scores(model: str, items: list[dict], steps: int, batch_size: int) -> dict[str, np.ndarray]:
     """The table's columns for each pair, `(num_pairs,)` per column, of the TruePose row of `model`."""
-    images = generate_all(load_for_scoring(model), items, steps, 2.0, batch_size)
+    images = generate_all(load_for_scoring(model), items, steps, VARIANTS[TRUEPOSE][1], batch_size)
     scores = pair_scores(images, items)
     return {column: np.array([pair[column] for pair in scores]) for column in scores[0]}
 
@@ -33,10 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("first", help="a saved pipeline folder")
     parser.add_argument("second", help="another, compared with the first on the same pairs")
-    parser.add_argument("--resolution", type=int, nargs=2, default=list(DEMO_RESOLUTION), metavar=("HEIGHT", "WIDTH"))
-    parser.add_argument("--num_pairs", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--batch_size", type=int, default=20)
+    add_scoring_arguments(parser, num_pairs=200)
     parser.add_argument("--output", default="comparison.json")
     args = parser.parse_args()
     if args.num_pairs < 2:

@@ -12,18 +12,23 @@ import argparse
 import json
 import time
 
-from evaluate_demo_model import generate_all, held_out_items, load_for_scoring, mean_scores, print_table, reconstruct
-
-from truepose.demo import DEMO_RESOLUTION
+from evaluate_demo_model import (
+    TRUEPOSE,
+    VARIANTS,
+    add_scoring_arguments,
+    generate_all,
+    held_out_items,
+    load_for_scoring,
+    mean_scores,
+    print_table,
+    reconstruct,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="saved pipelines of one lineage, in training order")
-    parser.add_argument("--resolution", type=int, nargs=2, default=list(DEMO_RESOLUTION), metavar=("HEIGHT", "WIDTH"))
-    parser.add_argument("--num_pairs", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--batch_size", type=int, default=20)
+    add_scoring_arguments(parser, num_pairs=40)
     parser.add_argument("--output", default="trend.json")
     args = parser.parse_args()
     size = tuple(args.resolution)
@@ -36,7 +41,7 @@ def main() -> None:
         if index == 0:
             targets = [item["target_image"] for item in items]
             rows["VAE reconstruction of the target (ceiling)"] = mean_scores(reconstruct(pipe, targets, size), items)
-        generated = generate_all(pipe, items, args.steps, 2.0, args.batch_size)
+        generated = generate_all(pipe, items, args.steps, VARIANTS[TRUEPOSE][1], args.batch_size)
         rows[model] = {**mean_scores(generated, items), "seconds": time.time() - start}
         print(f"scored {model} in {rows[model]['seconds']:.0f}s", flush=True)
     with open(args.output, "w") as f:

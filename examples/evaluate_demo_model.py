@@ -57,6 +57,14 @@ VARIANTS = {
 }
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser, num_pairs: int) -> None:
+    """The options every script that scores demo models on held-out pairs takes (`--num_pairs` default: `num_pairs`)."""
+    parser.add_argument("--resolution", type=int, nargs=2, default=list(DEMO_RESOLUTION), metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--num_pairs", type=int, default=num_pairs)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--batch_size", type=int, default=20)
+
+
 def held_out_items(num_pairs: int, size: tuple[int, int]) -> list[dict]:
     """The first `num_pairs` held-out synthetic pairs (seed `HELD_OUT_SEED`, never seen in training) at `size`."""
     dataset = SyntheticPoseDataset(num_pairs, image_size=size, seed=HELD_OUT_SEED)
@@ -187,15 +195,12 @@ def draw_figure(items: list[dict], generated: list[np.ndarray], indices: list[in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="default: the shipped model")
-    parser.add_argument("--resolution", type=int, nargs=2, default=list(DEMO_RESOLUTION), metavar=("HEIGHT", "WIDTH"))
+    add_scoring_arguments(parser, num_pairs=200)
     parser.add_argument("--previous_model", default=None, help="a previous checkpoint to score on the same pairs")
     parser.add_argument("--previous_resolution", type=int, nargs=2, default=[96, 64], metavar=("HEIGHT", "WIDTH"))
     parser.add_argument(
         "--hpfa_off_model", default=None, help="the same recipe trained with HPFA off, scored on the same pairs"
     )
-    parser.add_argument("--num_pairs", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--batch_size", type=int, default=20)
     parser.add_argument("--output", default="demo_model_results.json")
     parser.add_argument("--figure", default=None, help="PNG of 8 held-out pairs picked by a fixed seed")
     args = parser.parse_args()

@@ -36,7 +36,7 @@ def test_paired_differences_match_each_models_table_row(tiny_model, tmp_path):
         run_example("evaluate_demo_model.py", "--model", model, *common, "--output", str(table))
         row = json.loads(table.read_text())["results"]["TruePose (guidance 2.0)"]
         for column, scores in comparison["columns"].items():
-            # the same images up to float rounding: the table's script loads and switches settings differently
+            # the same images up to float rounding: the table's script switches settings between its variants
             assert scores[side] == pytest.approx(row[column], abs=1e-3)
     for scores in comparison["columns"].values():
         assert scores["difference"] == pytest.approx(scores["first"] - scores["second"], abs=1e-9)
