@@ -45,7 +45,7 @@ def main() -> None:
     if args.num_pairs < 2:
         parser.error("--num_pairs must be at least 2 (a standard error needs two pairs)")
 
-    items = held_out_items(args.num_pairs, tuple(args.resolution))
+    items = held_out_items(args.num_pairs, tuple(args.resolution), args.backgrounds)
     first, second = (per_pair_scores(model, items, args.steps, args.batch_size) for model in (args.first, args.second))
     columns = {}
     print(f"| column | {args.first} | {args.second} | difference ± standard error | pairs the first wins |")

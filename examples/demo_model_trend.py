@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     size = tuple(args.resolution)
 
-    items = held_out_items(args.num_pairs, size)
+    items = held_out_items(args.num_pairs, size, args.backgrounds)
     rows = {}
     for index, model in enumerate(args.models):
         start = time.time()

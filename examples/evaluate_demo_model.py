@@ -63,11 +63,18 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, num_pairs: int) -> No
     parser.add_argument("--num_pairs", type=int, default=num_pairs)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--batch_size", type=int, default=20)
+    parser.add_argument(
+        "--backgrounds",
+        choices=["varied", "studio"],
+        default="varied",
+        help="the held-out pairs' backgrounds (the same people and poses either way; docs/data.md)",
+    )
 
 
-def held_out_items(num_pairs: int, size: tuple[int, int]) -> list[dict]:
-    """The first `num_pairs` held-out synthetic pairs (seed `HELD_OUT_SEED`, never seen in training) at `size`."""
-    dataset = SyntheticPoseDataset(num_pairs, image_size=size, seed=HELD_OUT_SEED)
+def held_out_items(num_pairs: int, size: tuple[int, int], backgrounds: str = "varied") -> list[dict]:
+    """The first `num_pairs` held-out synthetic pairs (seed `HELD_OUT_SEED`, never seen in training) at `size`, with
+    `backgrounds` ("varied" or "studio")."""
+    dataset = SyntheticPoseDataset(num_pairs, image_size=size, seed=HELD_OUT_SEED, backgrounds=backgrounds)
     return [dataset[i] for i in range(num_pairs)]
 
 
@@ -207,7 +214,7 @@ def main() -> None:
     size = tuple(args.resolution)
 
     pipe = load_shipped_model() if args.model is None else load_for_scoring(args.model)
-    items = held_out_items(args.num_pairs, size)
+    items = held_out_items(args.num_pairs, size, args.backgrounds)
 
     outputs = baseline_outputs(pipe, items, size)
     outputs.update(generate_variants(pipe, items, VARIANTS, args.steps, args.batch_size))
@@ -218,7 +225,7 @@ def main() -> None:
     if args.previous_model is not None:
         previous = load_for_scoring(args.previous_model)
         small = tuple(args.previous_resolution)
-        small_items = held_out_items(args.num_pairs, small)
+        small_items = held_out_items(args.num_pairs, small, args.backgrounds)
         for item, small_item in zip(items, small_items):  # the same scene at both sizes (same aspect ratio)
             expected = rescale_keypoints(small_item["target_keypoints"], small, size)
             if not np.allclose(expected[:, :2], item["target_keypoints"][:, :2], atol=0.5):

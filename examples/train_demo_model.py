@@ -65,10 +65,12 @@ def reconstruction_loss(reconstruction: torch.Tensor, pixels: torch.Tensor) -> t
     return F.l1_loss(reconstruction, pixels) + F.mse_loss(reconstruction, pixels)
 
 
-def train_vae(vae: AutoencoderTiny, steps: int, size: tuple[int, int], batch_size: int, seed: int) -> AutoencoderTiny:
+def train_vae(vae: AutoencoderTiny, steps: int, size: tuple[int, int], batch_size: int, seed: int, backgrounds: str) -> AutoencoderTiny:  # fmt: skip
     """Autoencoder training with L1 + MSE reconstruction; latents then scaled to unit variance (SD's scaling_factor)."""
     torch.manual_seed(seed)
-    dataset = SyntheticPoseDataset(steps * batch_size // 2 + 1, image_size=size, seed=seed + 1)
+    dataset = SyntheticPoseDataset(
+        steps * batch_size // 2 + 1, image_size=size, seed=seed + 1, backgrounds=backgrounds
+    )
     optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.05)
     vae.train()
@@ -152,7 +154,7 @@ def main() -> None:
         parser.error(f"--init_from {args.init_from!r} is not a pipeline folder (no model_index.json)")
     init_dir = args.init_from or os.path.join(args.output_dir, "init")
     if not os.path.isfile(os.path.join(init_dir, "model_index.json")):
-        vae = train_vae(build_vae(), args.vae_steps, size, batch_size=8, seed=args.seed)
+        vae = train_vae(build_vae(), args.vae_steps, size, batch_size=8, seed=args.seed, backgrounds=args.backgrounds)
         build_pipeline(vae, args.seed).save_pretrained(init_dir)
     checkpointing_steps, validation_steps = (200, args.train_steps // 2) if args.init_from else (250, 500)
     train_unets(init_dir, os.path.join(args.output_dir, "final"), args, checkpointing_steps, validation_steps)
@@ -168,6 +170,12 @@ def add_unet_training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--channels_last", action="store_true", help="`truepose train --channels_last` (1.4x faster on this CPU)"
+    )
+    parser.add_argument(
+        "--backgrounds",
+        choices=["varied", "studio"],
+        default="varied",
+        help="the synthetic pairs' backgrounds (`truepose train --synthetic_backgrounds`; docs/data.md)",
     )
 
 
@@ -223,6 +231,7 @@ def train_unets(init_dir: str, output_dir: str, args: argparse.Namespace, checkp
         [
             "--pretrained_model", init_dir, "--output_dir", output_dir,
             "--dataset", "synthetic", "--num_pairs", str(args.num_pairs), "--data_seed", str(args.seed + 2),
+            "--synthetic_backgrounds", args.backgrounds,
             "--resolution", str(height), str(width), "--train_batch_size", str(args.batch_size),
             "--max_train_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
             "--prediction_type", "v_prediction", "--lr_scheduler", args.lr_scheduler, "--lr_warmup_steps", "100",

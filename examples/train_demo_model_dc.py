@@ -97,8 +97,10 @@ def train_vae(
     fold leaves inexact. Runs on `device`; `num_workers` processes draw the images (the same ones for any number)."""
     steps, batch_size, size = args.vae_steps, args.vae_batch_size, tuple(args.resolution)
     torch.manual_seed(args.seed)
-    dataset = SyntheticPoseDataset((steps + args.decoder_steps) * batch_size // 2 + 1, image_size=size, seed=args.seed + 1)  # fmt: skip
-    held_out = _synthetic_pixels(SyntheticPoseDataset(16, image_size=size, seed=HELD_OUT_SEED), 0, 32).to(device)
+    num_pairs, backgrounds = (steps + args.decoder_steps) * batch_size // 2 + 1, args.backgrounds
+    dataset = SyntheticPoseDataset(num_pairs, image_size=size, seed=args.seed + 1, backgrounds=backgrounds)
+    held_out = SyntheticPoseDataset(16, image_size=size, seed=HELD_OUT_SEED, backgrounds=backgrounds)
+    held_out = _synthetic_pixels(held_out, 0, 32).to(device)
     vae.to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.05)

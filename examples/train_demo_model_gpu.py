@@ -136,6 +136,7 @@ def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--eval_steps", type=int, default=25)
     parser.add_argument("--eval_batch_size", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backgrounds", choices=["varied", "studio"], default="varied", help="docs/data.md")
     parser.add_argument("--dry_run", action="store_true", help=f"tiny, on CPU, a few steps per stage: {DRY_RUN}")
     return parser, parser.parse_args()
 
@@ -185,7 +186,7 @@ def main() -> None:
     pipe = build_pipeline(vae, size, args.seed, args.head_channels, tuple(args.unet_channels))
     pipe.save_pretrained(init_dir)
     start = time.perf_counter()
-    items = held_out_items(args.eval_pairs, size)
+    items = held_out_items(args.eval_pairs, size, args.backgrounds)
     wall["eval_pairs_drawn"] = time.perf_counter() - start
     start = time.perf_counter()
     pipe.to(device).set_progress_bar_config(disable=True)

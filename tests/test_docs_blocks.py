@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCK_COUNTS = {
     "README.md": 4,
     "docs/analysis.md": 1,
-    "docs/data.md": 6,
+    "docs/data.md": 7,
     "docs/inputs.md": 5,
     "docs/install.md": 1,
 }
@@ -56,13 +56,13 @@ SUBSTITUTIONS: dict[tuple[str, int], list[tuple[str, str]]] = {
     ("README.md", 3): [('"path/or/hub-id"', repr(TINY_MODEL))],
     ("docs/analysis.md", 0): [('"path/to/truepose"', repr(TINY_MODEL)), *_ON_CPU, *_FEW_STEPS],
     ("docs/data.md", 0): [("num_workers=4", "num_workers=0")],  # no worker processes in the test suite
-    ("docs/data.md", 3): [("image_size=(512, 352)", "image_size=(64, 44)"), ("(256, 176)", "(64, 44)")],
-    ("docs/data.md", 4): [
+    ("docs/data.md", 4): [("image_size=(512, 352)", "image_size=(64, 44)"), ("(256, 176)", "(64, 44)")],
+    ("docs/data.md", 5): [
         ('"/tmp/fashion"', '"tmp-fashion"'),  # inside tmp_path, not the machine's /tmp
         ("num_images=8, image_size=(512, 352)", "num_images=2, image_size=(64, 44)"),
         ("(256, 176)", "(64, 44)"),
     ],
-    ("docs/data.md", 5): [("image_size=(512, 352)", "image_size=(64, 44)")],
+    ("docs/data.md", 6): [("image_size=(512, 352)", "image_size=(64, 44)")],
     ("docs/inputs.md", 3): [("parsing_label_map=label_map)", "parsing_label_map=label_map, num_inference_steps=2)")],
 }
 

@@ -158,3 +158,37 @@ def test_bad_arguments():
         SyntheticPoseDataset(1, image_size=(0, 64))
     with pytest.raises(IndexError):
         SyntheticPoseDataset(2)[2]
+
+
+def test_studio_backgrounds_change_only_the_background():
+    varied = SyntheticPoseDataset(8, (64, 48), seed=7)
+    studio = SyntheticPoseDataset(8, (64, 48), seed=7, backgrounds="studio")
+    for index in range(8):
+        x, y = varied[index], studio[index]
+        for key in ("source_keypoints", "target_keypoints", "source_parsing", "target_parsing"):
+            assert np.array_equal(x[key], y[key])
+        assert x["name"] == y["name"]
+        for side in ("source", "target"):
+            inside = _erode(_erode(x[f"{side}_parsing"] != 0))  # away from the anti-aliased outline
+            image_x, image_y = np.asarray(x[f"{side}_image"]), np.asarray(y[f"{side}_image"])
+            same = (image_x[inside] == image_y[inside]).all(axis=1)
+            assert same.mean() > 0.95  # the rest: gaps between limbs narrower than a pixel show the background
+            background = image_y[_erode(_erode(y[f"{side}_parsing"] == 0))].astype(np.float32) / 255
+            value, saturation = background.max(axis=1), np.ptp(background, axis=1) / background.max(axis=1)
+            assert value.min() > 0.6 and saturation.max() < 0.12, (index, value.min(), saturation.max())
+    assert varied.pair_spec(0)[0].background_seed == studio.pair_spec(0)[0].background_seed
+
+
+def test_varied_backgrounds_include_dark_and_saturated_ones():
+    dataset = SyntheticPoseDataset(40, (64, 48), seed=7)
+    colours = np.array([dataset.pair_spec(i)[0].background_colors[0] for i in range(40)], dtype=np.float32) / 255
+    assert (colours.max(axis=1) < 0.6).any() and (np.ptp(colours, axis=1) / colours.max(axis=1) > 0.3).any()
+
+
+@pytest.mark.parametrize("call", [
+    lambda: SyntheticPoseDataset(4, (64, 48), backgrounds="white"),
+    lambda: random_appearance(np.random.default_rng(0), backgrounds="plain"),
+])  # fmt: skip
+def test_unknown_backgrounds_are_refused(call):
+    with pytest.raises(ValueError, match="`backgrounds` must be one of"):
+        call()

@@ -6,7 +6,7 @@ import torch
 from training_checks import assert_same_training
 
 from truepose.testing import tiny_training_args, trained_weights
-from truepose.train import latest_checkpoint, main, make_batch
+from truepose.train import latest_checkpoint, main, make_batch, parse_args
 
 
 def test_resumed_run_equals_uninterrupted_run(tiny_model, tmp_path):
@@ -44,6 +44,14 @@ def test_partial_checkpoints_are_never_resumed_from(tmp_path):
     (tmp_path / ".partial-checkpoint-4").mkdir()
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-2")
     assert latest_checkpoint(str(tmp_path / "missing")) is None
+
+
+def test_the_synthetic_backgrounds_option_reaches_the_dataset(tiny_model, tmp_path):
+    from truepose.training.batches import build_dataset
+
+    for backgrounds in ("varied", "studio"):
+        args = parse_args(tiny_training_args(tiny_model, tmp_path, 1, "--synthetic_backgrounds", backgrounds))
+        assert build_dataset(args).backgrounds == backgrounds
 
 
 def test_training_needs_parsing_maps():
@@ -113,9 +121,11 @@ def test_fine_tunes_the_shipped_fp16_model(tmp_path):
     from truepose.demo import SHIPPED_MODEL
 
     args = ["--pretrained_model", str(SHIPPED_MODEL), "--output_dir", str(tmp_path), "--resolution", "96", "64"]
-    assert main([*args, "--train_batch_size", "2", "--max_train_steps", "1", "--num_pairs", "2"]) == 0
+    options = ["--train_batch_size", "2", "--max_train_steps", "1", "--num_pairs", "2"]
+    assert main([*args, *options, "--synthetic_backgrounds", "studio"]) == 0
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.pipeline_tag == "image-to-image" and "truepose" in card.data.tags
+    assert "(2 pairs, seed 0, studio backgrounds)" in card.text
     assert "HPFA: sigma 0.3" in card.text and "Steps: 1 (" in card.text
     pipe = TruePosePipeline.from_pretrained(tmp_path)
     assert pipe.target_unet.dtype == torch.float32

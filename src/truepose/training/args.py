@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parsing_dir", help="parsing maps folder (deepfashion, folder)")
     parser.add_argument("--num_pairs", type=int, default=10_000, help="synthetic pairs")
     parser.add_argument("--data_seed", type=int, default=0)
+    parser.add_argument(
+        "--synthetic_backgrounds",
+        choices=["varied", "studio"],
+        default="varied",
+        help="synthetic backgrounds: any colour, or plain light studio ones as DeepFashion's",
+    )
     parser.add_argument("--resolution", type=int, nargs=2, default=[256, 176], metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--train_batch_size", type=int, default=4)
     parser.add_argument("--max_train_steps", type=int, default=1000)

@@ -21,7 +21,9 @@ def build_dataset(args: argparse.Namespace) -> Dataset:
 
     size = tuple(args.resolution)
     if args.dataset == "synthetic":
-        return data.SyntheticPoseDataset(args.num_pairs, image_size=size, seed=args.data_seed)
+        return data.SyntheticPoseDataset(
+            args.num_pairs, image_size=size, seed=args.data_seed, backgrounds=args.synthetic_backgrounds
+        )
     if args.dataset == "deepfashion":
         return data.DeepFashionDataset(args.data_root, split="train", image_size=size, parsing_dir=args.parsing_dir)
     return data.FolderPairDataset(args.data_root, image_size=size, parsing_dir=args.parsing_dir)

@@ -67,7 +67,7 @@ def write_model_card(
     config = pipe.target_unet.config
     base_model = base_model_id(args.pretrained_model)
     data = f"`{args.dataset}`" + (
-        f" ({args.num_pairs} pairs, seed {args.data_seed})"
+        f" ({args.num_pairs} pairs, seed {args.data_seed}, {args.synthetic_backgrounds} backgrounds)"
         if args.dataset == "synthetic"
         else f" from a folder `{os.path.basename(os.path.normpath(args.data_root))}`"
     )

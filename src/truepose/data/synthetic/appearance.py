@@ -25,6 +25,7 @@ LOGO_SHAPES = ("star", "heart", "ring", "triangle", "diamond", "plus")
 PRINT_TEXTS = ("NY", "LA", "GO", "23", "OK", "HI", "XO", "99", "ZEN", "RUN", "ART", "JOY", "SKY", "TOP", "ABC", "7")
 HAIR_STYLES = ("short", "long", "bun", "buzz")
 BACKGROUNDS = ("flat", "vgradient", "hgradient", "noise", "studio")
+BACKGROUND_SETS = ("varied", "studio")
 
 _SKIN_TONES = ((255, 224, 196), (241, 194, 160), (224, 172, 130), (198, 134, 98), (160, 103, 70), (110, 72, 50))
 _HAIR_COLOURS = ((28, 24, 24), (62, 40, 28), (105, 70, 42), (212, 176, 108), (150, 64, 32), (168, 168, 168))
@@ -95,12 +96,18 @@ def _contrast_color(rng: np.random.Generator, base: Color) -> Color:
     return _hsv(h + rng.uniform(-0.08, 0.08), s, v + (0.4 if v < 0.55 else -0.4))
 
 
-def random_appearance(rng: np.random.Generator) -> Appearance:
+def random_appearance(rng: np.random.Generator, backgrounds: str = "varied") -> Appearance:
     """Draw a random person: skin, hair, garments with patterns and colours, background, body build.
 
     Args:
         rng: a ``np.random.Generator``; the result depends only on its state.
+        backgrounds: ``"varied"`` (any colour: flat, gradients, smooth noise, a wall and floor) or ``"studio"``
+            (near-white or light-grey flat walls, soft vertical gradients and walls with a floor, as DeepFashion's
+            photos). Both draw the same numbers from ``rng``: the person and the poses drawn after it are the same,
+            only the background differs (its studio look comes from ``background_seed``).
     """
+    if backgrounds not in BACKGROUND_SETS:
+        raise ValueError(f"`backgrounds` must be one of {BACKGROUND_SETS}, got {backgrounds!r}.")
     skin = _jitter(rng, _SKIN_TONES[rng.integers(len(_SKIN_TONES))], 8)
     hair = (
         _hsv(rng.random(), 0.7, 0.7)
@@ -142,6 +149,9 @@ def random_appearance(rng: np.random.Generator) -> Appearance:
     else:
         bg0 = _hsv(rng.random(), rng.uniform(0.1, 0.6), rng.uniform(0.3, 0.95))
     bg1 = _hsv(rng.random(), rng.uniform(0.0, 0.5), rng.uniform(0.3, 0.95))
+    background_seed = int(rng.integers(2**31))
+    if backgrounds == "studio":
+        background, (bg0, bg1) = _studio_background(np.random.default_rng(background_seed))
     return Appearance(
         skin=skin,
         hair=hair,
@@ -162,10 +172,19 @@ def random_appearance(rng: np.random.Generator) -> Appearance:
         shoe=shoe,
         background=background,
         background_colors=(bg0, bg1),
-        background_seed=int(rng.integers(2**31)),
+        background_seed=background_seed,
         build=float(rng.uniform(0.88, 1.15)),
         height=float(rng.uniform(0.92, 1.04)),
     )
+
+
+def _studio_background(rng: np.random.Generator) -> tuple[str, tuple[Color, Color]]:
+    """A plain light background like a fashion studio's: the kind and its two colours (near-neutral, bright)."""
+    kind = str(rng.choice(("flat", "vgradient", "studio"), p=[0.5, 0.2, 0.3]))
+    hue = rng.random()
+    wall = _hsv(hue, rng.uniform(0.0, 0.06), rng.uniform(0.86, 0.99))
+    shade = _hsv(hue + rng.uniform(-0.05, 0.05), rng.uniform(0.0, 0.08), rng.uniform(0.72, 0.9))
+    return kind, (wall, shade)
 
 
 # --------------------------------------------------------------------------------------------------------------------

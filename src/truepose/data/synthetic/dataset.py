@@ -9,20 +9,20 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..common import PairItem, check_image_size, pair_item
-from .appearance import Appearance, random_appearance
+from .appearance import BACKGROUND_SETS, Appearance, random_appearance
 from .poses import random_pose
 from .rendering import render_person
 
 
 def sample_pair_spec(
-    seed: int, index: int, image_size: Sequence[int] | int = (64, 64)
+    seed: int, index: int, image_size: Sequence[int] | int = (64, 64), backgrounds: str = "varied"
 ) -> tuple[Appearance, np.ndarray, np.ndarray]:
     """Draws the appearance and the two poses of pair ``index`` of a :class:`SyntheticPoseDataset` with ``seed``
-    (nothing is rendered): ``(appearance, source_keypoints, target_keypoints)``, keypoints ``(18, 3)`` float32 in
-    pixels of ``image_size``."""
+    and ``backgrounds`` (nothing is rendered): ``(appearance, source_keypoints, target_keypoints)``, keypoints
+    ``(18, 3)`` float32 in pixels of ``image_size``."""
     height, width = check_image_size(image_size)
     rng = np.random.default_rng([int(seed), int(index)])
-    appearance = random_appearance(rng)
+    appearance = random_appearance(rng, backgrounds)
     source = random_pose(rng, (height, width), appearance)
     target = source
     for _ in range(8):  # make sure the two poses differ visibly
@@ -43,11 +43,15 @@ class SyntheticPoseDataset(Dataset):
         num_pairs: Number of pairs (the data are generated on the fly, so any size is free).
         image_size: ``(height, width)`` of the images.
         seed: Seed of the whole set.
+        backgrounds: ``"varied"`` (any colour, gradients, noise) or ``"studio"`` (plain light backgrounds as in
+            DeepFashion). Item ``i`` shows the same person in the same poses, under the same name, with either.
     """
 
     label_map = "atr"
 
-    def __init__(self, num_pairs: int, image_size: Sequence[int] | int = (64, 64), seed: int = 0) -> None:
+    def __init__(
+        self, num_pairs: int, image_size: Sequence[int] | int = (64, 64), seed: int = 0, backgrounds: str = "varied"
+    ) -> None:
         super().__init__()
         if not isinstance(num_pairs, int | np.integer) or num_pairs < 0:
             raise ValueError(f"`num_pairs` must be a non-negative int, got {num_pairs!r}.")
@@ -56,6 +60,9 @@ class SyntheticPoseDataset(Dataset):
         self.num_pairs = int(num_pairs)
         self.image_size = check_image_size(image_size)
         self.seed = int(seed)
+        if backgrounds not in BACKGROUND_SETS:
+            raise ValueError(f"`backgrounds` must be one of {BACKGROUND_SETS}, got {backgrounds!r}.")
+        self.backgrounds = backgrounds
 
     def __len__(self) -> int:
         return self.num_pairs
@@ -64,7 +71,7 @@ class SyntheticPoseDataset(Dataset):
         """``(appearance, source_keypoints, target_keypoints)`` of pair ``index``, without rendering."""
         if not -self.num_pairs <= index < self.num_pairs:
             raise IndexError(f"Index {index} out of range for a dataset of {self.num_pairs} pairs.")
-        return sample_pair_spec(self.seed, index % self.num_pairs, self.image_size)
+        return sample_pair_spec(self.seed, index % self.num_pairs, self.image_size, self.backgrounds)
 
     def __getitem__(self, index: int) -> PairItem:
         appearance, source_keypoints, target_keypoints = self.pair_spec(index)
