@@ -332,15 +332,33 @@ class CAAAttnProcessor(HPFAAttnProcessor):
 
     def align(self, hidden_states: torch.Tensor, region_mass: torch.Tensor, reference: LayerReference) -> torch.Tensor:
         """CAA residual `(batch, tokens, channels)` for HPFA output ``hidden_states``, its region masses
-        `(batch, heads, tokens, num_regions)` and the layer's ``reference``."""
-        if self.top_k == 0:
+        `(batch, heads, tokens, num_regions)` and the layer's ``reference``. The source-free rows have no valid
+        region, so their residual is zero; it is not computed."""
+        free = reference.num_source_free_rows
+        if self.top_k == 0 or free == len(hidden_states):
             return torch.zeros_like(hidden_states)
-        indices, selected_valid = select_low_attention_regions(
-            region_mass, reference.region_size, reference.region_valid, self.top_k
+        seen = self.attend_regions(
+            hidden_states[free:],
+            region_mass[free:],
+            reference.region_size[free:],
+            reference.region_valid[free:],
+            reference.region_embeds[free:],
         )
-        region_embeds = torch.gather(
-            reference.region_embeds, 1, indices[..., None].expand(-1, -1, reference.region_embeds.shape[-1])
-        ).to(hidden_states.dtype)
+        return torch.cat([seen.new_zeros((free, *seen.shape[1:])), seen]) if free else seen
+
+    def attend_regions(
+        self,
+        hidden_states: torch.Tensor,
+        region_mass: torch.Tensor,
+        region_size: torch.Tensor,
+        region_valid: torch.Tensor,
+        region_embeds: torch.Tensor,
+    ) -> torch.Tensor:
+        """The cross-attention of ``hidden_states`` to the CLIP embeddings of the ``top_k`` least-attended regions,
+        through ``caa_to_out``; zero on rows with no valid region. Shapes as in `align` and [`LayerReference`]."""
+        indices, selected_valid = select_low_attention_regions(region_mass, region_size, region_valid, self.top_k)
+        selected = indices[..., None].expand(-1, -1, region_embeds.shape[-1])
+        region_embeds = torch.gather(region_embeds, 1, selected).to(hidden_states.dtype)
 
         batch_size, heads = hidden_states.shape[0], self.num_heads
         query = self.caa_to_q(hidden_states).view(batch_size, -1, heads, hidden_states.shape[-1] // heads)
