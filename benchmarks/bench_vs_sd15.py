@@ -22,11 +22,16 @@ library's `fused_reference_attention` over ``[own ; source]`` keys minus plain S
 ``--repeats``, at least 5), summed over the layers and added to the measured plain step. Where attention runs at a
 lower FLOP rate than the rest of the step (CPU), the time floor lies above the FLOP floor.
 
+``--profile`` adds where a TruePose step's time goes beyond the plain step's: one plain UNet step and one TargetNet
+step as the pipeline runs it (source keys/values projected once), both with the one-token context, under
+``torch.profiler``, self time per operator, the largest differences first.
+
 Prints tables and, on its last line, one JSON object. Examples::
 
     python benchmarks/bench_vs_sd15.py --quick                  # reduced sizes, < 1 min on one CPU thread
     python benchmarks/bench_vs_sd15.py --steps 3                # full size on CPU, 3 steps (ratios per step hold)
     python benchmarks/bench_vs_sd15.py --device cuda --output vs_sd15.json
+    python benchmarks/bench_vs_sd15.py --steps 5 --profile     # + the step's time by operator, TruePose vs plain
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from bench_step import (  # noqa: E402
     build_pipeline,
     build_unets,
     machine_description,
+    make_step_setup,
     make_sync,
     print_table,
     time_generation,
@@ -61,6 +67,7 @@ from bench_step import (  # noqa: E402
 )
 from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
 from diffusers.models.attention_processor import Attention  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from truepose.models.attention import fused_reference_attention, hpfa_log_weights  # noqa: E402
@@ -85,6 +92,7 @@ TINY = Size(
 )
 PROMPT_TOKENS = 77  # SD-1.5's CLIP text sequence length
 GUIDANCE_SCALE = 2.0
+PROFILE_ROWS = 12  # operators printed by --profile (the JSON has all)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -180,6 +188,53 @@ def time_extra_attention(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Where the step's extra time goes
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def profile_step_difference(
+    unets: dict[str, torch.nn.Module], size: Size, device: torch.device, dtype: torch.dtype, sync: Callable[[], None]
+) -> list[dict]:
+    """Self time per operator (ms; CUDA kernel time on a GPU) of one plain UNet step and one TargetNet HPFA+CAA step
+    as the pipeline runs it (source keys/values projected once, the unconditional row without the source), both
+    batch 2 with the same one-token context, under ``torch.profiler`` after a warm-up call of each; one row per operator,
+    the largest TruePose-minus-plain difference first (with each operator's number of calls)."""
+    setup = make_step_setup(size, unets["source"], device, dtype)
+    target_unet = unets["caa"]
+    references = target_unet.project_source(target_unet.prepare_reference(setup.source_reference, setup.latent_size))
+    x, t, context = setup.latents, setup.timestep, setup.encoder_hidden_states
+    steps = {
+        "plain": lambda: unets["plain"](x, t, context, return_dict=False),
+        "truepose": lambda: target_unet(
+            x, t, context, pose_features=setup.pose_features, layer_references=references, return_dict=False
+        ),
+    }
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
+    events: dict[str, dict[str, tuple[float, int]]] = {}  # step -> operator -> (self ms, calls)
+    with torch.inference_mode():
+        for step in steps.values():  # warm-up, both before either is profiled
+            step()
+        sync()
+        for name, step in steps.items():
+            with profile(activities=activities) as profiler:
+                step()
+                sync()
+            events[name] = {
+                event.key: ((event.self_device_time_total if on_gpu else event.self_cpu_time_total) / 1e3, event.count)
+                for event in profiler.key_averages()
+            }
+    rows = []
+    for op in set(events["plain"]) | set(events["truepose"]):
+        (plain_ms, plain_calls), (truepose_ms, truepose_calls) = (events[name].get(op, (0.0, 0)) for name in steps)
+        rows.append(
+            {"op": op, "plain_ms": plain_ms, "truepose_ms": truepose_ms, "plain_calls": plain_calls,
+             "truepose_calls": truepose_calls}
+        )  # fmt: skip
+    return sorted(rows, key=lambda row: row["truepose_ms"] - row["plain_ms"], reverse=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Plain SD-1.5 generation
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -256,6 +311,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=1, help="timed generations per side (median reported)")
     parser.add_argument("--output", default=None, help="also write the JSON to this file")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one plain and one TruePose step by operator (torch.profiler)",
+    )
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 2:
         parser.error("--steps must be at least 2")
@@ -339,6 +399,24 @@ def main(argv: list[str] | None = None) -> dict:
         f"FLOP rate: plain step {plain_rate:.1f} GFLOP/s, extra attention {attention_rate or float('nan'):.1f} GFLOP/s"
     )
 
+    profile_rows = None
+    if args.profile:
+        profile_rows = profile_step_difference(unets, size, device, dtype, sync)
+        plain_total = sum(row["plain_ms"] for row in profile_rows)
+        truepose_total = sum(row["truepose_ms"] for row in profile_rows)
+        print(
+            f"\n## Profile of one step by operator, self time (ms): plain {plain_total:.1f}, TruePose {truepose_total:.1f}"
+        )
+        shown = profile_rows[:PROFILE_ROWS] + [
+            {"op": "all other operators", **{key: sum(row[key] for row in profile_rows[PROFILE_ROWS:]) for key in ("plain_ms", "truepose_ms", "plain_calls", "truepose_calls")}}
+        ]  # fmt: skip
+        print_table(
+            ["operator", "plain", "TruePose", "TruePose - plain", "of the plain step", "calls (plain / TruePose)"],
+            [[row["op"], f"{row['plain_ms']:.1f}", f"{row['truepose_ms']:.1f}", f"{row['truepose_ms'] - row['plain_ms']:+.1f}",
+              f"{(row['truepose_ms'] - row['plain_ms']) / plain_total:+.2%}", f"{row['plain_calls']} / {row['truepose_calls']}"]
+             for row in shown],
+        )  # fmt: skip
+
     result = {
         "plain": plain,
         "truepose": truepose,
@@ -348,6 +426,7 @@ def main(argv: list[str] | None = None) -> dict:
         "attention_time_floor": time_floor,
         "extra_attention_s": extra_attention_s,
         "gflop_per_s": {"plain_step": plain_rate, "extra_attention": attention_rate},
+        "profile_ms": profile_rows,
         "floor_flops": {
             "plain_step": plain_flops,
             "plain_step_one_token_context": one_token_flops,

@@ -28,7 +28,7 @@ def test_tiny_run_on_cpu(tmp_path, bench):
     output = tmp_path / "result.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     run = subprocess.run(
-        [sys.executable, "-W", "error", str(SCRIPT), "--tiny", "--output", str(output)],
+        [sys.executable, "-W", "error", str(SCRIPT), "--tiny", "--profile", "--output", str(output)],
         env=env,
         capture_output=True,
         text=True,
@@ -62,6 +62,15 @@ def test_tiny_run_on_cpu(tmp_path, bench):
     assert printed["attention_time_floor"] == pytest.approx(1 + printed["extra_attention_s"] / plain["step_s"])
     assert printed["gflop_per_s"]["plain_step"] == pytest.approx(flops["plain_step"] / plain["step_s"] / 1e9)
     assert "plain SD-1.5" in run.stdout and "Attention floor" in run.stdout and "time floor" in run.stdout
+
+    by_op = {row["op"]: row for row in printed["profile_ms"]}
+    differences = [row["truepose_ms"] - row["plain_ms"] for row in printed["profile_ms"]]
+    assert differences == sorted(differences, reverse=True)
+    attention = by_op["aten::_scaled_dot_product_flash_attention_for_cpu"]
+    assert attention["plain_ms"] > 0 and attention["truepose_ms"] > 0
+    cat = by_op["aten::cat"]  # + [own ; source] keys and values in every conditional row's self-attention
+    assert cat["truepose_calls"] >= cat["plain_calls"] + 2 * len(layers) and cat["truepose_ms"] > 0
+    assert "Profile of one step by operator" in run.stdout
 
 
 def test_extra_attention_time_grows_with_the_source(bench, monkeypatch):
