@@ -30,7 +30,7 @@ import PIL.Image
 import torch
 
 from truepose.conditioning.pose import draw_skeleton, rescale_keypoints
-from truepose.data import SyntheticPoseDataset
+from truepose.data import BACKGROUND_SETS, SyntheticPoseDataset
 from truepose.demo import DEMO_RESOLUTION, HELD_OUT_SEED, load_shipped_model
 from truepose.evaluation import (
     identity_region_masks,
@@ -65,7 +65,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, num_pairs: int) -> No
     parser.add_argument("--batch_size", type=int, default=20)
     parser.add_argument(
         "--backgrounds",
-        choices=["varied", "studio"],
+        choices=BACKGROUND_SETS,
         default="varied",
         help="the held-out pairs' backgrounds (the same people and poses either way; docs/data.md)",
     )

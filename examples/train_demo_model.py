@@ -34,7 +34,7 @@ from diffusers import AutoencoderDC, AutoencoderTiny, DDIMScheduler, UNet2DCondi
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from truepose import PoseEncoder, TargetNet, TruePosePipeline
-from truepose.data import SyntheticPoseDataset
+from truepose.data import BACKGROUND_SETS, SyntheticPoseDataset
 from truepose.pipeline import SD15_SCHEDULER_CONFIG
 from truepose.train import main as train_main
 
@@ -173,7 +173,7 @@ def add_unet_training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backgrounds",
-        choices=["varied", "studio"],
+        choices=BACKGROUND_SETS,
         default="varied",
         help="the synthetic pairs' backgrounds (`truepose train --synthetic_backgrounds`; docs/data.md)",
     )

@@ -52,6 +52,8 @@ from evaluate_demo_model import (
 from train_demo_model import reproduce_command, store_shipped, train_unets, unet_training_summary
 from train_demo_model_dc import build_pipeline, build_vae, train_vae
 
+from truepose.data import BACKGROUND_SETS
+
 # The parts of the recipe that are not options.
 RECIPE = {"lr_scheduler": "constant_with_warmup", "channels_last": True, "num_pairs": 200_000}
 VAE_SHARE = 0.2  # of the budget
@@ -136,7 +138,7 @@ def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--eval_steps", type=int, default=25)
     parser.add_argument("--eval_batch_size", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backgrounds", choices=["varied", "studio"], default="varied", help="docs/data.md")
+    parser.add_argument("--backgrounds", choices=BACKGROUND_SETS, default="varied", help="docs/data.md")
     parser.add_argument("--dry_run", action="store_true", help=f"tiny, on CPU, a few steps per stage: {DRY_RUN}")
     return parser, parser.parse_args()
 

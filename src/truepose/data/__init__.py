@@ -16,6 +16,7 @@ from .common import (
 from .deepfashion import DeepFashionDataset, make_deepfashion_fixture
 from .folder import FolderPairDataset
 from .synthetic import (
+    BACKGROUND_SETS,
     Appearance,
     SyntheticPoseDataset,
     random_appearance,
@@ -26,6 +27,7 @@ from .synthetic import (
 
 __all__ = [
     "ATR_LABELS",
+    "BACKGROUND_SETS",
     "Appearance",
     "DeepFashionDataset",
     "FolderPairDataset",

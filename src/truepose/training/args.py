@@ -12,6 +12,7 @@ from diffusers.optimization import SchedulerType
 from torch.distributed.fsdp import StateDictType
 
 from .._errors import describe_error
+from ..data import BACKGROUND_SETS
 from .checkpoints import STEP_FILE, check_checkpoint_files, checkpoint_steps, latest_checkpoint, training_engine
 from .lock import LOCK_NAME, lock_is_stale, lock_message, read_lock
 
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data_seed", type=int, default=0)
     parser.add_argument(
         "--synthetic_backgrounds",
-        choices=["varied", "studio"],
+        choices=BACKGROUND_SETS,
         default="varied",
         help="synthetic backgrounds: any colour, or plain light studio ones as DeepFashion's",
     )

@@ -17,12 +17,13 @@ Example::
     item = dataset[0]  # same keys as every TruePose dataset, label_map "atr"
 """
 
-from .appearance import Appearance, random_appearance
+from .appearance import BACKGROUND_SETS, Appearance, random_appearance
 from .dataset import SyntheticPoseDataset, sample_pair_spec
 from .poses import random_pose
 from .rendering import render_person
 
 __all__ = [
+    "BACKGROUND_SETS",
     "Appearance",
     "SyntheticPoseDataset",
     "random_appearance",

@@ -106,8 +106,7 @@ def random_appearance(rng: np.random.Generator, backgrounds: str = "varied") -> 
             photos). Both draw the same numbers from ``rng``: the person and the poses drawn after it are the same,
             only the background differs (its studio look comes from ``background_seed``).
     """
-    if backgrounds not in BACKGROUND_SETS:
-        raise ValueError(f"`backgrounds` must be one of {BACKGROUND_SETS}, got {backgrounds!r}.")
+    check_backgrounds(backgrounds)
     skin = _jitter(rng, _SKIN_TONES[rng.integers(len(_SKIN_TONES))], 8)
     hair = (
         _hsv(rng.random(), 0.7, 0.7)
@@ -176,6 +175,12 @@ def random_appearance(rng: np.random.Generator, backgrounds: str = "varied") -> 
         build=float(rng.uniform(0.88, 1.15)),
         height=float(rng.uniform(0.92, 1.04)),
     )
+
+
+def check_backgrounds(backgrounds: str) -> None:
+    """Raise a ``ValueError`` unless ``backgrounds`` is one of `BACKGROUND_SETS`."""
+    if backgrounds not in BACKGROUND_SETS:
+        raise ValueError(f"`backgrounds` must be one of {BACKGROUND_SETS}, got {backgrounds!r}.")
 
 
 def _studio_background(rng: np.random.Generator) -> tuple[str, tuple[Color, Color]]:

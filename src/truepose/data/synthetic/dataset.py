@@ -9,7 +9,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..common import PairItem, check_image_size, pair_item
-from .appearance import BACKGROUND_SETS, Appearance, random_appearance
+from .appearance import Appearance, check_backgrounds, random_appearance
 from .poses import random_pose
 from .rendering import render_person
 
@@ -60,8 +60,7 @@ class SyntheticPoseDataset(Dataset):
         self.num_pairs = int(num_pairs)
         self.image_size = check_image_size(image_size)
         self.seed = int(seed)
-        if backgrounds not in BACKGROUND_SETS:
-            raise ValueError(f"`backgrounds` must be one of {BACKGROUND_SETS}, got {backgrounds!r}.")
+        check_backgrounds(backgrounds)
         self.backgrounds = backgrounds
 
     def __len__(self) -> int:
