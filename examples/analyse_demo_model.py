@@ -13,7 +13,7 @@ import torch
 
 from truepose.analysis import GROUPS, attention_heatmap, attention_shares, plot_attention_shares
 from truepose.data import SyntheticPoseDataset
-from truepose.demo import DEMO_RESOLUTION, HELD_OUT_SEED, load_shipped_model
+from truepose.demo import DEMO_BACKGROUNDS, DEMO_RESOLUTION, HELD_OUT_SEED, load_shipped_model
 
 
 def main() -> None:
@@ -25,7 +25,9 @@ def main() -> None:
 
     pipe = load_shipped_model()
     pipe.set_progress_bar_config(disable=True)
-    dataset = SyntheticPoseDataset(args.num_pairs, image_size=DEMO_RESOLUTION, seed=HELD_OUT_SEED)
+    dataset = SyntheticPoseDataset(
+        args.num_pairs, image_size=DEMO_RESOLUTION, seed=HELD_OUT_SEED, backgrounds=DEMO_BACKGROUNDS
+    )
     defaults = {key: pipe.target_unet.config[key] for key in ("hpfa_sigma", "hpfa_delta")}
     settings = {
         "HPFA on (as trained)": defaults,

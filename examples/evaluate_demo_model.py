@@ -31,7 +31,7 @@ import torch
 
 from truepose.conditioning.pose import draw_skeleton, rescale_keypoints
 from truepose.data import BACKGROUND_SETS, SyntheticPoseDataset
-from truepose.demo import DEMO_RESOLUTION, HELD_OUT_SEED, load_shipped_model
+from truepose.demo import DEMO_BACKGROUNDS, DEMO_RESOLUTION, HELD_OUT_SEED, load_shipped_model
 from truepose.evaluation import (
     identity_region_masks,
     psnr,
@@ -66,12 +66,12 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, num_pairs: int) -> No
     parser.add_argument(
         "--backgrounds",
         choices=BACKGROUND_SETS,
-        default="varied",
+        default=DEMO_BACKGROUNDS,
         help="the held-out pairs' backgrounds (the same people and poses either way; docs/data.md)",
     )
 
 
-def held_out_items(num_pairs: int, size: tuple[int, int], backgrounds: str = "varied") -> list[dict]:
+def held_out_items(num_pairs: int, size: tuple[int, int], backgrounds: str = DEMO_BACKGROUNDS) -> list[dict]:
     """The first `num_pairs` held-out synthetic pairs (seed `HELD_OUT_SEED`, never seen in training) at `size`, with
     `backgrounds` ("varied" or "studio")."""
     dataset = SyntheticPoseDataset(num_pairs, image_size=size, seed=HELD_OUT_SEED, backgrounds=backgrounds)

@@ -48,12 +48,11 @@ EXAMPLE_DOC_STRING = """
         ```py
         >>> import torch
         >>> from truepose import TruePosePipeline
-        >>> from truepose.data import SyntheticPoseDataset
-        >>> from truepose.demo import SHIPPED_MODEL
+        >>> from truepose.demo import SHIPPED_MODEL, example_person
 
         >>> # the small model shipped in the package; a Hub id or checkpoint folder loads the same way
         >>> pipe = TruePosePipeline.from_pretrained(SHIPPED_MODEL, dtype=torch.float32)
-        >>> pair = SyntheticPoseDataset(1, image_size=(96, 64), seed=1000)[0]  # a person the model never saw
+        >>> pair = example_person(0)  # a held-out synthetic person the model never saw
         >>> image = pipe(
         ...     pair["source_image"],  # PIL image of the person
         ...     pair["target_keypoints"],  # (18, 3) COCO-18 keypoints, or a skeleton image
