@@ -1,13 +1,13 @@
 """Train the small TruePose shipped inside the package (`truepose demo` uses it): a DC-AE VAE, on CPU, from scratch.
 
-The shipped model is one lineage, `dc4h`, trained in several runs, each continuing the last one's checkpoint to a
-larger ``--train_steps`` (docs/install.md, "The shipped demo model", records every run):
+The shipped model starts as one lineage, `dc4h`, trained in several runs, each continuing the last one's checkpoint
+to a larger ``--train_steps``, then continued on studio backgrounds with `train_demo_model.py --init_from` and given
+a fine-tuned decoder by `finetune_demo_decoder.py` (docs/install.md, "The shipped demo model", records every run):
 
-    for N in 200 1000 2000 3000 4000 5000 6000 7000; do
+    for N in 200 1000 2000 3000 4000 5000 6000 7000 8000 9000 10000 11000; do
       OMP_NUM_THREADS=2 python examples/train_demo_model_dc.py --output_dir runs/dc4h --latent_channels 4 \
           --head_channels 16 --channels_last --lr_scheduler constant_with_warmup --ema_decay 0.999 --train_steps $N
     done
-    cp -r runs/dc4h/shipped/. src/truepose/assets/truepose-synthetic/
 
 What it changes against `train_demo_model.py` (the recipe of the model shipped before, an `AutoencoderTiny`):
 1. the VAE: a small DC-AE (`AutoencoderDC`, 4x down, `--latent_channels`) trained on 64x64 crops. Its

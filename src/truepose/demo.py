@@ -46,9 +46,8 @@ def load_shipped_model() -> TruePosePipeline:
     """The small synthetic-data TruePose shipped inside the package (stored in fp16, loaded as float32 for CPU)."""
     if not (SHIPPED_MODEL / "model_index.json").is_file():
         raise FileNotFoundError(
-            f"The shipped demo model is missing from {SHIPPED_MODEL}. Reinstall truepose, or train it with "
-            "`examples/train_demo_model_dc.py` (the loop in docs/install.md, 'The shipped demo model') and copy "
-            "runs/dc4h/shipped/ there."
+            f"The shipped demo model is missing from {SHIPPED_MODEL}. Reinstall truepose, or train it with the "
+            "commands of docs/install.md, 'The shipped demo model', and copy runs/decoder/studio-shipped/ there."
         )
     pipe = TruePosePipeline.from_pretrained(SHIPPED_MODEL, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
