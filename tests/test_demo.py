@@ -21,7 +21,10 @@ def test_shipped_model_runs_offline(tmp_path):
 
 def test_missing_shipped_model_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "SHIPPED_MODEL", tmp_path / "nothing")
-    with pytest.raises(FileNotFoundError, match="train_demo_model_dc.py"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"Reinstall truepose.*docs/install.md, .The shipped demo model.*runs/decoder/studio-shipped",
+    ):
         demo.load_shipped_model()
 
 
