@@ -10,10 +10,10 @@ import argparse
 
 import numpy as np
 import torch
+from evaluate_demo_model import held_out_items
 
 from truepose.analysis import GROUPS, attention_heatmap, attention_shares, plot_attention_shares
-from truepose.data import SyntheticPoseDataset
-from truepose.demo import DEMO_BACKGROUNDS, DEMO_RESOLUTION, HELD_OUT_SEED, load_shipped_model
+from truepose.demo import DEMO_RESOLUTION, load_shipped_model
 
 
 def main() -> None:
@@ -25,9 +25,7 @@ def main() -> None:
 
     pipe = load_shipped_model()
     pipe.set_progress_bar_config(disable=True)
-    dataset = SyntheticPoseDataset(
-        args.num_pairs, image_size=DEMO_RESOLUTION, seed=HELD_OUT_SEED, backgrounds=DEMO_BACKGROUNDS
-    )
+    items = held_out_items(args.num_pairs, DEMO_RESOLUTION)
     defaults = {key: pipe.target_unet.config[key] for key in ("hpfa_sigma", "hpfa_delta")}
     settings = {
         "HPFA on (as trained)": defaults,
@@ -39,7 +37,7 @@ def main() -> None:
         pipe.target_unet.set_truepose_settings(**hpfa)
         means = []
         for index in range(args.num_pairs):
-            item = dataset[index]
+            item = items[index]
             pictured = index == 0 and hpfa == defaults
             shares = attention_shares(
                 pipe,
