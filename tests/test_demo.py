@@ -56,3 +56,18 @@ def test_docs_quote_the_shipped_model_results():
     truepose, copy = results["TruePose (guidance 2.0)"], results["copy the source image"]
     summary = f"it scores SSIM {truepose['ssim']:.3f} where copying the source scores {copy['ssim']:.3f}"
     assert summary in " ".join((root / "README.md").read_text().split())
+
+
+def test_example_people_are_studio_pairs_like_the_shipped_models_last_training():
+    """`example_person` (the demo, the app, the docs) shows held-out pairs on light studio backgrounds, where the
+    shipped model was last trained: the same people as the varied-background set, whose backgrounds are often dark."""
+    import numpy as np
+
+    from truepose.data import SyntheticPoseDataset
+
+    for index in range(8):
+        person = demo.example_person(index)
+        varied = SyntheticPoseDataset(index + 1, demo.DEMO_RESOLUTION, demo.HELD_OUT_SEED)[index]
+        background = np.asarray(person["source_parsing"]) == 0
+        np.testing.assert_array_equal(np.asarray(person["source_parsing"]), np.asarray(varied["source_parsing"]))
+        assert np.asarray(person["source_image"])[background].mean() > 200, index
