@@ -28,11 +28,36 @@ from evaluate_demo_model import (
 LOWER_IS_BETTER = {"garment_delta_e"}
 
 
-def per_pair_scores(model: str, items: list[dict], steps: int, batch_size: int) -> dict[str, np.ndarray]:
-    """The table's columns for each pair, `(num_pairs,)` per column, of the TruePose row of `model`."""
-    images = generate_all(load_for_scoring(model), items, steps, VARIANTS[TRUEPOSE][1], batch_size)
+def per_pair_scores(images: list[np.ndarray], items: list[dict]) -> dict[str, np.ndarray]:
+    """The table's columns of each of `images` against its pair in `items`, `(num_pairs,)` per column."""
     scores = pair_scores(images, items)
     return {column: np.array([pair[column] for pair in scores]) for column in scores[0]}
+
+
+def paired_differences(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Per column of `per_pair_scores`: both means, the mean difference (first minus second), its standard error over
+    the pairs, and on how many pairs the first is better."""
+    columns = {}
+    for column in first:
+        difference = first[column] - second[column]
+        columns[column] = {
+            "first": float(first[column].mean()),
+            "second": float(second[column].mean()),
+            "difference": float(difference.mean()),
+            "standard_error": float(difference.std(ddof=1) / math.sqrt(len(difference))),
+            "first_wins": int(np.sum(difference < 0 if column in LOWER_IS_BETTER else difference > 0)),
+        }
+    return columns
+
+
+def print_comparison(first: str, second: str, columns: dict[str, dict], num_pairs: int) -> None:
+    print(f"| column | {first} | {second} | difference ± standard error | pairs the first wins |")
+    print("|---|---|---|---|---|")
+    for column, c in columns.items():
+        print(
+            f"| {column} | {c['first']:.4f} | {c['second']:.4f} | {c['difference']:+.4f} ± {c['standard_error']:.4f} "
+            f"| {c['first_wins']} of {num_pairs} |"
+        )
 
 
 def main() -> None:
@@ -46,25 +71,12 @@ def main() -> None:
         parser.error("--num_pairs must be at least 2 (a standard error needs two pairs)")
 
     items = held_out_items(args.num_pairs, tuple(args.resolution), args.backgrounds)
-    first, second = (per_pair_scores(model, items, args.steps, args.batch_size) for model in (args.first, args.second))
-    columns = {}
-    print(f"| column | {args.first} | {args.second} | difference ± standard error | pairs the first wins |")
-    print("|---|---|---|---|---|")
-    for column in first:
-        difference = first[column] - second[column]
-        wins = int(np.sum(difference < 0 if column in LOWER_IS_BETTER else difference > 0))
-        columns[column] = {
-            "first": float(first[column].mean()),
-            "second": float(second[column].mean()),
-            "difference": float(difference.mean()),
-            "standard_error": float(difference.std(ddof=1) / math.sqrt(len(difference))),
-            "first_wins": wins,
-        }
-        c = columns[column]
-        print(
-            f"| {column} | {c['first']:.4f} | {c['second']:.4f} | {c['difference']:+.4f} ± {c['standard_error']:.4f} "
-            f"| {wins} of {len(difference)} |"
-        )
+    scores = []
+    for model in (args.first, args.second):
+        images = generate_all(load_for_scoring(model), items, args.steps, VARIANTS[TRUEPOSE][1], args.batch_size)
+        scores.append(per_pair_scores(images, items))
+    columns = paired_differences(*scores)
+    print_comparison(args.first, args.second, columns, args.num_pairs)
     with open(args.output, "w") as f:
         json.dump({"first": args.first, "second": args.second, "num_pairs": args.num_pairs, "steps": args.steps, "columns": columns}, f, indent=2)  # fmt: skip
 

@@ -2,6 +2,7 @@
 
     python examples/train_demo_model_gpu.py --output_dir runs/demo-model-gpu        # --device cuda when there is one
     python examples/train_demo_model_gpu.py --output_dir /tmp/dry --dry_run         # every stage, tiny, on CPU
+    python examples/train_demo_model_gpu.py --output_dir runs/demo-model-gpu-hpfa-off --hpfa_off_of runs/demo-model-gpu
 
 The recipe of `train_demo_model_dc.py` (whose functions it runs), sized for a GPU:
 1. a DC-AE VAE with 8 latent channels, the middle docs/install.md points at: with 4 (the shipped model's latent
@@ -21,6 +22,11 @@ start-up excluded) and the launch's overhead; a second launch resumes it to the 
 shipping and the evaluation. `--vae_steps` / `--train_steps` fix the counts instead (the model card's command does, to reproduce a
 run). Writes OUTPUT_DIR/shipped (fp16, with a model card), OUTPUT_DIR/results.json (scores, every stage's wall time,
 the measured rates, the device and torch version) and OUTPUT_DIR/pairs.png.
+
+`--hpfa_off_of RUN` trains the paper's ablation of HPFA for an earlier run instead: RUN's initial weights (its
+`init/`: the same VAE and UNet initialisation), recipe and step count, with HPFA off (sigma 1, delta 0: plain
+reference attention) in training and inference, then scores RUN's shipped model on the same pairs and writes their
+per-pair comparison (`compare_demo_models.py`'s, HPFA minus off) into results.json.
 """
 
 # ruff: noqa: E402 (the clock starts before the imports)
@@ -35,6 +41,7 @@ import math
 import os
 
 import torch
+from compare_demo_models import paired_differences, per_pair_scores, print_comparison
 from evaluate_demo_model import (
     HPFA_OFF,
     TRUEPOSE,
@@ -43,6 +50,7 @@ from evaluate_demo_model import (
     draw_figure,
     figure_indices,
     generate,
+    generate_all,
     generate_variants,
     held_out_items,
     load_for_scoring,
@@ -53,6 +61,7 @@ from train_demo_model import reproduce_command, store_shipped, train_unets, unet
 from train_demo_model_dc import build_pipeline, build_vae, train_vae
 
 from truepose.data import BACKGROUND_SETS
+from truepose.pipeline import TruePosePipeline
 
 # The parts of the recipe that are not options.
 RECIPE = {"lr_scheduler": "constant_with_warmup", "channels_last": True, "num_pairs": 200_000}
@@ -62,6 +71,11 @@ SHIP_S = 10.0  # seconds kept for `store_shipped` and results.json
 # Probe lengths and step caps; --dry_run uses the second set, with the sizes of DRY_RUN.
 LIMITS = {"vae_probe_steps": (20, 120), "max_vae_steps": 5000, "unet_probe_steps": 100, "max_train_steps": 50_000}
 DRY_RUN_LIMITS = {"vae_probe_steps": (1, 2), "max_vae_steps": 4, "unet_probe_steps": 3, "max_train_steps": 5}
+# What an HPFA-off ablation (--hpfa_off_of) takes from its run's results.json: everything that shapes the training.
+ABLATION_RECIPE = (
+    "resolution", "latent_channels", "unet_channels", "head_channels", "vae_steps", "vae_batch_size", "train_steps",
+    "batch_size", "learning_rate", "ema_decay", "mixed_precision", "seed", "backgrounds",
+)  # fmt: skip
 DRY_RUN = {
     "device": "cpu",
     "resolution": [96, 64],
@@ -113,6 +127,57 @@ def stage(args: argparse.Namespace, **changes) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), **changes})
 
 
+def ablation_recipe(parser: argparse.ArgumentParser, run: str) -> dict:
+    """The recipe (`ABLATION_RECIPE`) of the finished run of this script in `run`, from its results.json."""
+    needed = [
+        os.path.join(run, name) for name in ("init/model_index.json", "shipped/model_index.json", "results.json")
+    ]
+    missing = [path for path in needed if not os.path.isfile(path)]
+    if missing:
+        parser.error(f"--hpfa_off_of {run!r} is not a finished run of this script: no {', '.join(missing)}")
+    with open(os.path.join(run, "results.json")) as f:
+        recipe = json.load(f)["recipe"]
+    if recipe.get("hpfa_off_of") is not None:
+        parser.error(f"--hpfa_off_of {run!r} is itself an HPFA-off ablation; give the run it ablates")
+    absent = [key for key in ABLATION_RECIPE if key not in recipe]
+    if absent:
+        parser.error(f"--hpfa_off_of {run!r}: its results.json records no {absent} (an older version of this script)")
+    return {key: recipe[key] for key in ABLATION_RECIPE}
+
+
+def hpfa_off_copy(init_dir: str) -> TruePosePipeline:
+    """The untrained pipeline in `init_dir` with its TargetNet's HPFA off (sigma 1, delta 0)."""
+    pipe = TruePosePipeline.from_pretrained(init_dir, dtype=torch.float32)
+    pipe.target_unet.set_truepose_settings(hpfa_sigma=1.0, hpfa_delta=0.0)
+    return pipe
+
+
+def train_fitted_vae(
+    args: argparse.Namespace, limits: dict, budget: float, wall: dict, rates: dict
+) -> torch.nn.Module:
+    """A new VAE trained for `args.vae_steps` steps, or when that is None for what fits `VAE_SHARE` of the `budget`
+    (timed by two short runs on copies); sets `args.vae_steps` and `args.decoder_steps`, records times in `wall` and
+    `rates`."""
+    device, workers = args.device, args.dataloader_num_workers
+    torch.manual_seed(args.seed)
+    vae = build_vae(args.latent_channels)
+    if args.vae_steps is None:
+        start, (short, long) = time.perf_counter(), limits["vae_probe_steps"]
+        seconds_short, seconds_long = (timed_vae_run(vae, args, steps, device, workers) for steps in (short, long))
+        wall["vae_probe"] = time.perf_counter() - start
+        # The difference leaves out what every run spends besides its steps (start-up, workers, the held-out PSNR).
+        difference = (seconds_long - seconds_short) / (long - short)
+        rates["vae_s_per_step"] = difference if difference > 0 else seconds_long / long
+        seconds = VAE_SHARE * budget - wall["vae_probe"]
+        per_step = rates["vae_s_per_step"] * (1 + 2 / DECODER_FRACTION)  # decoder steps on whole images: ~2x
+        args.vae_steps = fit_steps(seconds, per_step, long, limits["max_vae_steps"])
+    args.decoder_steps = max(1, args.vae_steps // DECODER_FRACTION)
+    start = time.perf_counter()
+    vae = train_vae(vae, args, os.path.join(args.output_dir, "vae-checkpoint.pt"), device, workers).to("cpu")
+    wall["vae"] = time.perf_counter() - start
+    return vae
+
+
 def device_name(device: str) -> str:
     return torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
 
@@ -140,12 +205,26 @@ def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backgrounds", choices=BACKGROUND_SETS, default="varied", help="docs/data.md")
     parser.add_argument("--dry_run", action="store_true", help=f"tiny, on CPU, a few steps per stage: {DRY_RUN}")
-    return parser, parser.parse_args()
+    parser.add_argument(
+        "--hpfa_off_of",
+        default=None,
+        metavar="RUN",
+        help="train the paper's HPFA ablation of an earlier run's OUTPUT_DIR (its initial weights, recipe and steps)",
+    )
+    given = parser.parse_args()
+    if given.hpfa_off_of is not None and (given.vae_steps, given.train_steps) != (None, None):
+        parser.error(
+            "--hpfa_off_of takes its step counts from the run it ablates; leave out --vae_steps/--train_steps"
+        )
+    return parser, given
 
 
 def main() -> None:
     parser, given = parse_args()
     args = stage(given, **RECIPE, **(DRY_RUN if given.dry_run else {}))
+    ablated = given.hpfa_off_of
+    if ablated is not None:
+        args = stage(args, **ablation_recipe(parser, ablated))
     limits = DRY_RUN_LIMITS if args.dry_run else LIMITS
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -165,28 +244,19 @@ def main() -> None:
     size, device, workers = tuple(args.resolution), args.device, args.dataloader_num_workers
     wall, rates = {"start_up": elapsed()}, {}
 
-    # 1. The VAE, its steps fitted to a fifth of the budget by two short runs on copies.
-    torch.manual_seed(args.seed)
-    vae = build_vae(args.latent_channels)
-    if args.vae_steps is None:
-        start, (short, long) = time.perf_counter(), limits["vae_probe_steps"]
-        seconds_short, seconds_long = (timed_vae_run(vae, args, steps, device, workers) for steps in (short, long))
-        wall["vae_probe"] = time.perf_counter() - start
-        # The difference leaves out what every run spends besides its steps (start-up, workers, the held-out PSNR).
-        difference = (seconds_long - seconds_short) / (long - short)
-        rates["vae_s_per_step"] = difference if difference > 0 else seconds_long / long
-        seconds = VAE_SHARE * budget - wall["vae_probe"]
-        per_step = rates["vae_s_per_step"] * (1 + 2 / DECODER_FRACTION)  # decoder steps on whole images: ~2x
-        args.vae_steps = fit_steps(seconds, per_step, long, limits["max_vae_steps"])
-    args.decoder_steps = max(1, args.vae_steps // DECODER_FRACTION)
-    start = time.perf_counter()
-    vae = train_vae(vae, args, os.path.join(args.output_dir, "vae-checkpoint.pt"), device, workers).to("cpu")
-    wall["vae"] = time.perf_counter() - start
-
-    # 2. The untrained pipeline; one batch of the evaluation with it times the evaluation.
+    # 1. The VAE, its steps fitted to a fifth of the budget by two short runs on copies (an ablation takes its run's).
     init_dir = os.path.join(args.output_dir, "init")
-    pipe = build_pipeline(vae, size, args.seed, args.head_channels, tuple(args.unet_channels))
+    if ablated is None:
+        vae = train_fitted_vae(args, limits, budget, wall, rates)
+        pipe = build_pipeline(vae, size, args.seed, args.head_channels, tuple(args.unet_channels))
+    else:
+        start = time.perf_counter()
+        pipe = hpfa_off_copy(os.path.join(ablated, "init"))
+        args.decoder_steps = max(1, args.vae_steps // DECODER_FRACTION)
+        wall["init"] = time.perf_counter() - start
     pipe.save_pretrained(init_dir)
+
+    # 2. One batch of the evaluation with the untrained pipeline times the evaluation.
     start = time.perf_counter()
     items = held_out_items(args.eval_pairs, size, args.backgrounds)
     wall["eval_pairs_drawn"] = time.perf_counter() - start
@@ -200,10 +270,12 @@ def main() -> None:
     rates["eval_score_s_per_pair"] = (time.perf_counter() - start) / len(batch)
     wall["eval_probe"] = rates["eval_s_per_batch"] + rates["eval_score_s_per_pair"] * len(batch)
     del pipe, generated
-    variants = {name: VARIANTS[name] for name in (TRUEPOSE, HPFA_OFF)}
+    # An ablation has HPFA off already; it scores the HPFA model of its run instead.
+    variants = {name: VARIANTS[name] for name in ((TRUEPOSE,) if ablated else (TRUEPOSE, HPFA_OFF))}
+    compared = 0 if ablated is None else 1
     num_batches = math.ceil(args.eval_pairs / args.eval_batch_size)
-    rows = 2 + len(variants)  # the ceiling and the copied source besides
-    generation = (len(variants) + 1) * num_batches * rates["eval_s_per_batch"]  # +1: the ceiling, at most
+    rows = 2 + len(variants) + compared  # the ceiling and the copied source besides
+    generation = (len(variants) + 1 + compared) * num_batches * rates["eval_s_per_batch"]  # +1: the ceiling, at most
     rates["eval_estimate_s"] = generation + rows * args.eval_pairs * rates["eval_score_s_per_pair"]
 
     # 3. `truepose train`: a first launch times a step, a second resumes it to what fits the budget.
@@ -227,15 +299,17 @@ def main() -> None:
         wall["unet"] = time.perf_counter() - start
         launches.append(args.train_steps - sum(launches))
 
-    # 4. The shipped folder; its card's command fixes the step counts this run chose.
+    # 4. The shipped folder; its card's command fixes the step counts this run chose (an ablation's, its run's).
     start = time.perf_counter()
-    command = reproduce_command(parser, stage(given, vae_steps=args.vae_steps, train_steps=args.train_steps), "train_demo_model_gpu.py")  # fmt: skip
+    steps = {} if ablated else {"vae_steps": args.vae_steps, "train_steps": args.train_steps}
+    command = reproduce_command(parser, stage(given, **steps), "train_demo_model_gpu.py")
     unets = f"{'-'.join(map(str, args.unet_channels))} channels, heads of {args.head_channels}"
+    hpfa_off = "" if ablated is None else f"; HPFA off (sigma 1, delta 0) in training and inference, from the initial weights of `{ablated}`"  # fmt: skip
     description = f"""by `examples/train_demo_model_gpu.py` on the procedural synthetic set only, in
 {args.budget_minutes:g} minutes end to end: an `AutoencoderDC` VAE (4x down, {args.latent_channels} latent channels
 standardised per channel; {args.vae_steps} steps of {args.vae_batch_size} 64x64 crops), two SD-style UNets ({unets})
-and a pose encoder ({unet_training_summary(args)}), a frozen random CLIP vision encoder. Weights in fp16; not a
-model of real people. Scores on {args.eval_pairs} held-out pairs: results.json beside this folder."""
+and a pose encoder ({unet_training_summary(args)}{hpfa_off}), a frozen random CLIP vision encoder. Weights in fp16;
+not a model of real people. Scores on {args.eval_pairs} held-out pairs: results.json beside this folder."""
     trained_on = "CPU" if device == "cpu" else f"one {device_name(device)}"
     shipped = store_shipped(args.output_dir, args.resolution, command, description, trained_on)
     wall["ship"] = time.perf_counter() - start
@@ -245,6 +319,16 @@ model of real people. Scores on {args.eval_pairs} held-out pairs: results.json b
     pipe = load_for_scoring(shipped).to(device)
     outputs = baseline_outputs(pipe, items, size)
     outputs.update(generate_variants(pipe, items, variants, args.eval_steps, args.eval_batch_size))
+    comparison = None
+    if ablated is not None:
+        hpfa_model = os.path.join(ablated, "shipped")
+        hpfa_row = f"HPFA in training ({hpfa_model}, the run this ablates)"
+        hpfa_pipe = load_for_scoring(hpfa_model).to(device)
+        outputs[hpfa_row] = generate_all(
+            hpfa_pipe, items, args.eval_steps, VARIANTS[TRUEPOSE][1], args.eval_batch_size
+        )
+        columns = paired_differences(*(per_pair_scores(outputs[row], items) for row in (hpfa_row, TRUEPOSE)))
+        comparison = {"first": hpfa_model, "second": shipped, "columns": columns}
     results = {name: mean_scores(images, items) for name, images in outputs.items()}
     draw_figure(items, outputs[TRUEPOSE], figure_indices(args.eval_pairs), os.path.join(args.output_dir, "pairs.png"))
     wall["evaluation"] = time.perf_counter() - start
@@ -254,6 +338,7 @@ model of real people. Scores on {args.eval_pairs} held-out pairs: results.json b
     recipe |= {key: getattr(args, key) for key in ("vae_steps", "decoder_steps", "vae_batch_size", "train_steps")}
     recipe |= {key: getattr(args, key) for key in ("batch_size", "learning_rate", "lr_scheduler", "ema_decay")}
     recipe |= {"mixed_precision": args.mixed_precision, "dataloader_num_workers": workers, "unet_launches": launches}
+    recipe |= {"seed": args.seed, "backgrounds": args.backgrounds, "hpfa_off_of": ablated}
     shipped_bytes = sum(
         os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(shipped) for name in names
     )
@@ -270,9 +355,13 @@ model of real people. Scores on {args.eval_pairs} held-out pairs: results.json b
         "shipped_mb": shipped_bytes / 2**20,
         "evaluation": {"num_pairs": args.eval_pairs, "steps": args.eval_steps, "resolution": size, "results": results},
     }
+    if comparison is not None:
+        report["comparison"] = comparison
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
         json.dump(report, f, indent=2)
     print_table(results)
+    if comparison is not None:
+        print_comparison(comparison["first"], comparison["second"], comparison["columns"], args.eval_pairs)
     print(json.dumps({"wall_s": wall, "rates": rates}, indent=2))
 
 
