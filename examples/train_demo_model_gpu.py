@@ -74,7 +74,7 @@ DRY_RUN_LIMITS = {"vae_probe_steps": (1, 2), "max_vae_steps": 4, "unet_probe_ste
 # What an HPFA-off ablation (--hpfa_off_of) takes from its run's results.json: everything that shapes the training.
 ABLATION_RECIPE = (
     "resolution", "latent_channels", "unet_channels", "head_channels", "vae_steps", "vae_batch_size", "train_steps",
-    "batch_size", "learning_rate", "ema_decay", "mixed_precision", "seed", "backgrounds",
+    "decoder_steps", "batch_size", "learning_rate", "ema_decay", "mixed_precision", "seed", "backgrounds",
 )  # fmt: skip
 DRY_RUN = {
     "device": "cpu",
@@ -252,7 +252,6 @@ def main() -> None:
     else:
         start = time.perf_counter()
         pipe = hpfa_off_copy(os.path.join(ablated, "init"))
-        args.decoder_steps = max(1, args.vae_steps // DECODER_FRACTION)
         wall["init"] = time.perf_counter() - start
     pipe.save_pretrained(init_dir)
 
@@ -319,7 +318,6 @@ not a model of real people. Scores on {args.eval_pairs} held-out pairs: results.
     pipe = load_for_scoring(shipped).to(device)
     outputs = baseline_outputs(pipe, items, size)
     outputs.update(generate_variants(pipe, items, variants, args.eval_steps, args.eval_batch_size))
-    comparison = None
     if ablated is not None:
         hpfa_model = os.path.join(ablated, "shipped")
         hpfa_row = f"HPFA in training ({hpfa_model}, the run this ablates)"
@@ -327,9 +325,13 @@ not a model of real people. Scores on {args.eval_pairs} held-out pairs: results.
         outputs[hpfa_row] = generate_all(
             hpfa_pipe, items, args.eval_steps, VARIANTS[TRUEPOSE][1], args.eval_batch_size
         )
-        columns = paired_differences(*(per_pair_scores(outputs[row], items) for row in (hpfa_row, TRUEPOSE)))
+    # Each image is scored once: the table's means and the ablation's per-pair comparison come from these.
+    scores = {name: per_pair_scores(images, items) for name, images in outputs.items()}
+    results = {name: {column: float(values.mean()) for column, values in row.items()} for name, row in scores.items()}
+    comparison = None
+    if ablated is not None:
+        columns = paired_differences(scores[hpfa_row], scores[TRUEPOSE])
         comparison = {"first": hpfa_model, "second": shipped, "columns": columns}
-    results = {name: mean_scores(images, items) for name, images in outputs.items()}
     draw_figure(items, outputs[TRUEPOSE], figure_indices(args.eval_pairs), os.path.join(args.output_dir, "pairs.png"))
     wall["evaluation"] = time.perf_counter() - start
     wall["total"] = elapsed()
